@@ -1,0 +1,1 @@
+"""Runtimes (top floor): the API, the consumers and the CLI. None imports another."""

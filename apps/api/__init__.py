@@ -1,0 +1,1 @@
+"""REST API: accepts user events and publishes them to EventBridge."""

@@ -1,0 +1,152 @@
+"""HTTP routes: a thin adapter from requests to contract events on the bus."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel
+
+from apps.api.errors import ApiError, FieldError
+from apps.api.schemas import Accepted
+from datasync.contract import (
+    AnyEvent,
+    UserChanges,
+    UserCreated,
+    UserCreatedData,
+    UserDeleted,
+    UserDeletedData,
+    UserProfile,
+    UserUpdated,
+    UserUpdatedData,
+)
+from datasync.contract.events import now_utc
+
+M = TypeVar("M", bound=BaseModel)
+
+users = Blueprint("users", __name__, url_prefix="/v1/users")
+health = Blueprint("health", __name__)
+
+# Namespace for deterministic ids derived from Idempotency-Key (fixed forever: changing it
+# would give a retried request a new event id and so a duplicate downstream).
+IDEMPOTENCY_NAMESPACE = uuid.UUID("8f2d3c4e-6a1b-5c7d-9e0f-1a2b3c4d5e6f")
+MAX_IDEMPOTENCY_KEY = 255
+READINESS_CACHE_SECONDS = 5.0
+
+
+@users.post("")
+def create_user() -> tuple[Response, int]:
+    caller = _authenticate()
+    profile = _body(UserProfile)
+    user_id = _new_id(caller, "user")
+    event = UserCreated(
+        data=UserCreatedData(user_id=user_id, **profile.model_dump()), **_envelope(caller)
+    )
+    return _publish(event)
+
+
+@users.patch("/<user_id>")
+def update_user(user_id: str) -> tuple[Response, int]:
+    caller = _authenticate()
+    uid = _path_uuid(user_id)
+    changes = _body(UserChanges)
+    sent = {name: getattr(changes, name) for name in changes.model_fields_set}
+    event = UserUpdated(data=UserUpdatedData(user_id=uid, **sent), **_envelope(caller))
+    return _publish(event)
+
+
+@users.delete("/<user_id>")
+def delete_user(user_id: str) -> tuple[Response, int]:
+    caller = _authenticate()
+    event = UserDeleted(data=UserDeletedData(user_id=_path_uuid(user_id)), **_envelope(caller))
+    return _publish(event)
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@health.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    state = current_app.extensions["datasync"]
+    now = time.monotonic()
+    if now - state.ready_checked_at > READINESS_CACHE_SECONDS:
+        state.ready = state.publisher.is_reachable()
+        state.ready_checked_at = now
+    if state.ready:
+        return jsonify(status="ready"), 200
+    return jsonify(status="unavailable", reason="event bus not reachable"), 503
+
+
+@health.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(current_app.extensions["datasync"].openapi)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _authenticate() -> str:
+    caller = current_app.extensions["datasync"].api_keys.authenticate()
+    g.caller = caller
+    return caller
+
+
+def _body(model: type[M]) -> M:
+    if not request.is_json:
+        raise ApiError(415, "Unsupported Media Type", "Send the body as application/json.")
+    # Validating the raw bytes lets pydantic report malformed JSON (400) and field errors
+    # (422) in one pass; the 64 KiB limit (413) applies while reading.
+    return model.model_validate_json(request.get_data(cache=False) or b"")
+
+
+def _path_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(
+            422,
+            "Invalid request",
+            "The user id in the path is not a UUID.",
+            [FieldError(field="path.user_id", message="must be a UUID", type="uuid_parsing")],
+        ) from None
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise ApiError(
+            400,
+            "Bad Idempotency-Key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.",
+        )
+    return key
+
+
+def _new_id(caller: str, purpose: str) -> uuid.UUID:
+    """Random, or derived from the Idempotency-Key so that a retry gets the same id."""
+    key = _idempotency_key()
+    if key is None:
+        return uuid.uuid4()
+    scope = f"{purpose}|{caller}|{request.method}|{request.path}|{key}"
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, scope)
+
+
+def _envelope(caller: str) -> dict[str, Any]:
+    return {
+        "event_id": _new_id(caller, "event"),
+        "occurred_at": now_utc(),
+        "correlation_id": g.correlation_id,
+    }
+
+
+def _publish(event: AnyEvent) -> tuple[Response, int]:
+    # publish() returns only when the bus has accepted the event; otherwise PublishError
+    # becomes a 503 (errors.py) and the client retries.
+    current_app.extensions["datasync"].publisher.publish(event)
+    g.event_id = str(event.event_id)
+    body = Accepted(user_id=event.user_id, event_id=event.event_id)
+    return jsonify(body.model_dump(mode="json")), 202

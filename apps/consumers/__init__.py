@@ -1,0 +1,1 @@
+"""SQS consumer workers: apply destination records to destination stores."""

@@ -1,0 +1,40 @@
+"""The shared, versioned event contract (ground floor: imports nothing from datasync)."""
+
+from datasync.contract.events import (
+    EVENT_SOURCE,
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    UserChanges,
+    UserCreated,
+    UserCreatedData,
+    UserDeleted,
+    UserDeletedData,
+    UserProfile,
+    UserUpdated,
+    UserUpdatedData,
+    event_to_json,
+    parse_event,
+)
+from datasync.contract.records import DESTINATIONS, Destination, DestinationRecord
+
+AnyEvent = UserCreated | UserUpdated | UserDeleted
+
+__all__ = [
+    "DESTINATIONS",
+    "EVENT_SOURCE",
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "AnyEvent",
+    "Destination",
+    "DestinationRecord",
+    "UserChanges",
+    "UserCreated",
+    "UserCreatedData",
+    "UserDeleted",
+    "UserDeletedData",
+    "UserProfile",
+    "UserUpdated",
+    "UserUpdatedData",
+    "event_to_json",
+    "parse_event",
+]

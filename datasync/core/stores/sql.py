@@ -1,0 +1,215 @@
+"""SQL stores for destination records: SQLite by default, PostgreSQL with DATABASE_URL.
+
+One SQL text serves both databases (``?`` placeholders are translated for psycopg). Every
+batch runs in one transaction with a savepoint per record, so one bad record fails alone
+and the rest of the batch is still applied. Idempotency comes from ``applied_events``:
+a record whose event id is already there changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from datasync.contract import Destination, DestinationRecord
+from datasync.core.stores.merge import StoredState, merge, public_view
+
+Outcome = Literal["applied", "unchanged", "duplicate"]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    record: DestinationRecord
+    outcome: Outcome | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def close(self) -> None: ...
+
+
+class SqlStore:
+    """Applies records of one destination. Not thread-safe: one store per worker thread."""
+
+    def __init__(self, destination: Destination, connection: _Connection, *, postgres: bool):
+        self.destination = destination
+        self.kind = "log" if destination == "analytics" else "state"
+        self._conn = connection
+        self._postgres = postgres
+        self._prefix = f"datasync_{destination}"
+        self._create_tables()
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, records: Iterable[DestinationRecord]) -> list[RecordResult]:
+        results = []
+        self._sql("BEGIN" if self._postgres else "BEGIN IMMEDIATE")
+        try:
+            for record in records:
+                results.append(self._apply_one(record))
+            self._sql("COMMIT")
+        except BaseException:
+            self._sql("ROLLBACK")
+            raise
+        return results
+
+    def _apply_one(self, record: DestinationRecord) -> RecordResult:
+        self._sql("SAVEPOINT record")
+        try:
+            outcome = self._apply_in_transaction(record)
+        except Exception as exc:  # noqa: BLE001 - reported per record, the batch goes on
+            self._sql("ROLLBACK TO SAVEPOINT record")
+            self._sql("RELEASE SAVEPOINT record")
+            return RecordResult(record, error=f"{type(exc).__name__}: {exc}")
+        self._sql("RELEASE SAVEPOINT record")
+        return RecordResult(record, outcome=outcome)
+
+    def _apply_in_transaction(self, record: DestinationRecord) -> Outcome:
+        if record.destination != self.destination:
+            raise ValueError(
+                f"a {record.destination} record cannot go to the {self.destination} store"
+            )
+        inserted = self._sql(
+            f"INSERT INTO {self._prefix}_applied_events (event_id, applied_at) VALUES (?, ?) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            (str(record.event_id), _now()),
+        ).rowcount
+        if inserted == 0:
+            return "duplicate"
+        if self.kind == "log":
+            return self._append(record)
+        return self._merge(record)
+
+    def _append(self, record: DestinationRecord) -> Outcome:
+        if record.op != "append":
+            raise ValueError(f"the {self.destination} store only appends, got {record.op!r}")
+        subject = str(record.fields.get("subject") or record.key)
+        self._sql(
+            f"INSERT INTO {self._prefix}_log (event_id, subject, version, fields)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            (str(record.event_id), subject, record.version, json.dumps(record.fields)),
+        )
+        return "applied"
+
+    def _merge(self, record: DestinationRecord) -> Outcome:
+        if record.op not in ("upsert", "delete"):
+            raise ValueError(f"the {self.destination} store merges state, got {record.op!r}")
+        table = f"{self._prefix}_records"
+        # Create the row first so that concurrent writers lock the same row (PostgreSQL).
+        self._sql(
+            f"INSERT INTO {table} (key, fields, versions, updated_at) VALUES (?, '{{}}', '{{}}', ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            (record.key, _now()),
+        )
+        lock = " FOR UPDATE" if self._postgres else ""
+        row = self._sql(
+            f"SELECT fields, versions, deleted_version FROM {table} WHERE key = ?{lock}",
+            (record.key,),
+        ).fetchone()
+        current = StoredState(json.loads(row[0]), json.loads(row[1]), row[2])
+        new = merge(current, record)
+        if new is None:
+            return "unchanged"
+        self._sql(
+            f"UPDATE {table} SET fields = ?, versions = ?, deleted_version = ?, updated_at = ?"
+            " WHERE key = ?",
+            (
+                json.dumps(new.fields),
+                json.dumps(new.versions),
+                new.deleted_version,
+                _now(),
+                record.key,
+            ),
+        )
+        return "applied"
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored view of one key (user id; the pseudonym for analytics), or None."""
+        if self.kind == "log":
+            rows = self._sql(
+                f"SELECT event_id, version, fields FROM {self._prefix}_log WHERE subject = ?"
+                " ORDER BY version",
+                (key,),
+            ).fetchall()
+            if not rows:
+                return None
+            return {
+                "subject": key,
+                "events": [{"event_id": r[0], **json.loads(r[2])} for r in rows],
+            }
+        row = self._sql(
+            f"SELECT fields, versions, deleted_version FROM {self._prefix}_records WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return public_view(key, StoredState(json.loads(row[0]), json.loads(row[1]), row[2]))
+
+    def applied_count(self) -> int:
+        return int(self._sql(f"SELECT count(*) FROM {self._prefix}_applied_events").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _sql(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        return self._conn.execute(sql, params)
+
+    def _create_tables(self) -> None:
+        p = self._prefix
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {p}_applied_events"
+            " (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        ]
+        if self.kind == "log":
+            statements += [
+                f"CREATE TABLE IF NOT EXISTS {p}_log (event_id TEXT PRIMARY KEY,"
+                " subject TEXT NOT NULL, version TEXT NOT NULL, fields TEXT NOT NULL)",
+                f"CREATE INDEX IF NOT EXISTS {p}_log_subject ON {p}_log (subject)",
+            ]
+        else:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {p}_records (key TEXT PRIMARY KEY,"
+                " fields TEXT NOT NULL, versions TEXT NOT NULL, deleted_version TEXT,"
+                " updated_at TEXT NOT NULL)"
+            )
+        for statement in statements:
+            self._sql(statement)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def open_sqlite(destination: Destination, store_dir: Path) -> SqlStore:
+    store_dir.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        store_dir / f"{destination}.sqlite3",
+        isolation_level=None,
+        timeout=30,
+        check_same_thread=False,
+    )
+    # WAL lets the CLI read while a consumer writes; NORMAL sync is durable at each commit
+    # in WAL mode except on power loss, which is the usual trade for a local store.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return SqlStore(destination, connection, postgres=False)
+
+
+def open_postgres(destination: Destination, database_url: str) -> SqlStore:
+    import psycopg  # imported here: only the PostgreSQL path needs the driver
+
+    connection = psycopg.connect(database_url, autocommit=True)
+    return SqlStore(destination, connection, postgres=True)

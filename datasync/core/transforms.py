@@ -1,0 +1,106 @@
+"""Per-destination transforms: pure functions from a business event to destination records.
+
+crm        the full profile, merged field by field.
+marketing  only people who opted in: email, name, country. Opting out or being deleted
+           removes them; a partial update with none of those fields is not marketing's business.
+analytics  pseudonymous: a keyed hash of the user id, the country, the event type and time.
+           Never the email or the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from datasync.contract import (
+    AnyEvent,
+    Destination,
+    DestinationRecord,
+    UserCreated,
+    UserDeleted,
+    UserUpdated,
+)
+
+MARKETING_FIELDS = ("email", "name", "country")
+
+
+def pseudonym(user_id: str, key: bytes) -> str:
+    """Stable, keyed pseudonym of a user id: joinable across events, not reversible."""
+    return hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()
+
+
+def _record(event: AnyEvent, destination: Destination, key: str, op: str, fields: dict[str, Any]):
+    return DestinationRecord(
+        destination=destination,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        correlation_id=event.correlation_id,
+        key=key,
+        version=event.version,
+        op=op,  # type: ignore[arg-type]
+        fields=fields,
+    )
+
+
+def to_crm(event: AnyEvent) -> list[DestinationRecord]:
+    user_id = str(event.user_id)
+    if isinstance(event, UserDeleted):
+        return [_record(event, "crm", user_id, "delete", {})]
+    fields = event.data.changed() if isinstance(event, UserUpdated) else _profile(event)
+    return [_record(event, "crm", user_id, "upsert", fields)]
+
+
+def to_marketing(event: AnyEvent) -> list[DestinationRecord]:
+    user_id = str(event.user_id)
+    if isinstance(event, UserDeleted):
+        return [_record(event, "marketing", user_id, "delete", {})]
+    fields = event.data.changed() if isinstance(event, UserUpdated) else _profile(event)
+    opt_in = fields.get("marketing_opt_in")
+    if opt_in is False:
+        # An explicit "no" (at registration or later) is a removal. It is not a terminal
+        # delete: the user may opt in again later.
+        removal = {"subscribed": False, **{name: None for name in MARKETING_FIELDS}}
+        return [_record(event, "marketing", user_id, "upsert", removal)]
+    contact = {name: fields[name] for name in MARKETING_FIELDS if name in fields}
+    if opt_in is True:
+        contact["subscribed"] = True
+    if not contact:
+        return []
+    return [_record(event, "marketing", user_id, "upsert", contact)]
+
+
+def make_analytics_transform(hash_key: bytes) -> Callable[[AnyEvent], list[DestinationRecord]]:
+    if len(hash_key) < 16:
+        raise ValueError("the analytics hash key must be at least 16 bytes")
+
+    def to_analytics(event: AnyEvent) -> list[DestinationRecord]:
+        fields = {
+            "subject": pseudonym(str(event.user_id), hash_key),
+            "event_type": event.event_type,
+            "country": getattr(event.data, "country", None),
+            "occurred_at": event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        return [_record(event, "analytics", str(event.event_id), "append", fields)]
+
+    return to_analytics
+
+
+def _profile(event: UserCreated) -> dict[str, Any]:
+    return event.data.model_dump(mode="json", exclude={"user_id"})
+
+
+def transform_for(
+    destination: Destination, *, analytics_hash_key: bytes | None = None
+) -> Callable[[AnyEvent], list[DestinationRecord]]:
+    """The transform a destination's Lambda runs (one place that maps names to functions)."""
+    if destination == "crm":
+        return to_crm
+    if destination == "marketing":
+        return to_marketing
+    if destination == "analytics":
+        if analytics_hash_key is None:
+            raise ValueError("the analytics transform needs a hash key")
+        return make_analytics_transform(analytics_hash_key)
+    raise ValueError(f"unknown destination {destination!r}")

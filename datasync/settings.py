@@ -1,0 +1,97 @@
+"""Settings (ground floor), read from the environment and, locally, from a dotenv file.
+
+`make run` writes ``var/local/datasync.env`` from the Terraform outputs; the API, the
+consumers and the CLI all read it through this one class, so there is one place that says
+which variable means what. Real environment variables win over the file. On Kubernetes
+the same variables come from a ConfigMap and Secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_API_KEY = "local-dev-key"
+# Only for local emulators: hashes are not secret if the key is public, and that is fine there.
+LOCAL_ANALYTICS_HASH_KEY = "local-dev-analytics-hash-key"
+DEFAULT_ENV_FILE = Path("var/local/datasync.env")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says what to set."""
+
+
+def env_file() -> Path:
+    return Path(os.environ.get("DATASYNC_ENV_FILE", DEFAULT_ENV_FILE))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+
+    env: Literal["local", "aws"] = Field("aws", validation_alias="DATASYNC_ENV")
+    api_keys: SecretStr = Field(SecretStr(""), validation_alias="DATASYNC_API_KEYS")
+    log_level: str = Field("INFO", validation_alias="DATASYNC_LOG_LEVEL")
+
+    aws_region: str = Field(
+        "us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+    event_bus_name: str = Field("datasync-bus", validation_alias="DATASYNC_EVENT_BUS_NAME")
+
+    # Consumers: the queue to read (KEDA reads the same variable), and where to store.
+    queue_url: str | None = Field(None, validation_alias="DATASYNC_QUEUE_URL")
+    database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    store_dir: Path = Field(Path("var/stores"), validation_alias="DATASYNC_STORE_DIR")
+    health_port: int = Field(0, ge=0, le=65535, validation_alias="DATASYNC_HEALTH_PORT")
+
+    # The CLI and `make run` see every destination's queues at once.
+    crm_queue_url: str | None = Field(None, validation_alias="DATASYNC_CRM_QUEUE_URL")
+    marketing_queue_url: str | None = Field(None, validation_alias="DATASYNC_MARKETING_QUEUE_URL")
+    analytics_queue_url: str | None = Field(None, validation_alias="DATASYNC_ANALYTICS_QUEUE_URL")
+    crm_dlq_url: str | None = Field(None, validation_alias="DATASYNC_CRM_DLQ_URL")
+    marketing_dlq_url: str | None = Field(None, validation_alias="DATASYNC_MARKETING_DLQ_URL")
+    analytics_dlq_url: str | None = Field(None, validation_alias="DATASYNC_ANALYTICS_DLQ_URL")
+    analytics_hash_key: SecretStr | None = Field(
+        None, validation_alias="DATASYNC_ANALYTICS_HASH_KEY"
+    )
+
+    @field_validator("aws_endpoint_url", "queue_url", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @classmethod
+    def load(cls) -> Settings:
+        """Environment first, then the local dotenv file if there is one."""
+        path = env_file()
+        return cls(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+
+    def api_key_list(self) -> list[str]:
+        keys = [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+        if keys:
+            return keys
+        if self.env == "local":
+            return [LOCAL_API_KEY]
+        raise ConfigError(
+            "DATASYNC_API_KEYS is empty: set it to one or more comma-separated API keys "
+            "(DATASYNC_ENV=local uses the development key instead)"
+        )
+
+    def queue_url_for(self, destination: str) -> str:
+        url = getattr(self, f"{destination}_queue_url", None)
+        if not url:
+            raise ConfigError(
+                f"no queue URL for {destination}: set DATASYNC_{destination.upper()}_QUEUE_URL "
+                "or run `make run`, which writes var/local/datasync.env"
+            )
+        return url
+
+    def dlq_url_for(self, destination: str) -> str | None:
+        return getattr(self, f"{destination}_dlq_url", None)
+
+    def database_dsn(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None

@@ -1,0 +1,1 @@
+"""Lambda runtime: per-destination transform functions (EventBridge -> SQS)."""
