@@ -66,9 +66,17 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls) -> Settings:
-        """Environment first, then the local dotenv file if there is one."""
+        """Environment first, then the local dotenv file if there is one.
+
+        The file's values are exported into the process environment (without overriding
+        anything already set) so that boto3 sees the emulator's credentials too.
+        """
         path = env_file()
-        return cls(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+        if path.is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(path, override=False)
+        return cls()
 
     def api_key_list(self) -> list[str]:
         keys = [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

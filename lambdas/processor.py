@@ -140,8 +140,23 @@ class TransformProcessor:
         return True
 
     def _dead_letter(self, body: str, reason: str, *, stage: str) -> None:
-        logger.error("dead-lettered", extra={"reason": reason, "stage": stage})
-        dead_letter(self.sqs, self.dead_letter_queue_url, body, reason=reason, stage=stage)
+        trace = _trace_ids(body)
+        with log_context(**trace):
+            logger.error("dead-lettered", extra={"reason": reason, "stage": stage})
+        attributes = {k: {"DataType": "String", "StringValue": v} for k, v in trace.items()}
+        dead_letter(
+            self.sqs, self.dead_letter_queue_url, body, reason=reason, stage=stage, attributes=attributes
+        )
+
+
+def _trace_ids(body: str) -> dict[str, str]:
+    """Best effort: the event and correlation ids of a (possibly invalid) event, for tracing."""
+    try:
+        detail = json.loads(body).get("detail", {})
+        ids = {name: detail.get(name) for name in ("event_id", "correlation_id")}
+    except (ValueError, AttributeError):
+        return {}
+    return {k: v[:128] for k, v in ids.items() if isinstance(v, str) and v}
 
 
 def _outgoing(out_id: str, record: DestinationRecord) -> OutgoingMessage:

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ class ConsumerWorker:
     redrive: RedriveTarget
     metrics: Metrics
     wait_seconds: int = LONG_POLL_SECONDS
+    backoff: Callable[[int], int] = retry_delay
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -196,7 +198,7 @@ class ConsumerWorker:
                 {
                     "Id": str(i),
                     "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": retry_delay(receive_count(m)),
+                    "VisibilityTimeout": self.backoff(receive_count(m)),
                 }
                 for i, m in enumerate(messages)
             ],

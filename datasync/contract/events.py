@@ -24,6 +24,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     TypeAdapter,
+    field_serializer,
     model_serializer,
     model_validator,
 )
@@ -37,6 +38,11 @@ EVENT_TYPES: tuple[str, ...] = ("UserCreated", "UserUpdated", "UserDeleted")
 
 MAX_ATTRIBUTES = 20
 CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+
+
+def format_time(value: datetime) -> str:
+    """UTC, fixed width, so that string order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _upper(value: Any) -> Any:
@@ -153,6 +159,11 @@ class _Envelope(_Strict):
     occurred_at: UtcDatetime
     correlation_id: CorrelationId
 
+    @field_serializer("occurred_at")
+    def _fixed_width_time(self, value: datetime) -> str:
+        # Always microseconds and "Z": the same instant always serialises the same way.
+        return format_time(value)
+
     @property
     def user_id(self) -> UUID:
         return self.data.user_id  # type: ignore[attr-defined]
@@ -160,7 +171,7 @@ class _Envelope(_Strict):
     @property
     def version(self) -> str:
         """Total order between events of one user: time first, event id breaks ties."""
-        return f"{self.occurred_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{self.event_id}"
+        return f"{format_time(self.occurred_at)}#{self.event_id}"
 
 
 class UserCreated(_Envelope):

@@ -22,6 +22,7 @@ from datasync.contract import (
     UserDeleted,
     UserUpdated,
 )
+from datasync.contract.events import format_time
 
 MARKETING_FIELDS = ("email", "name", "country")
 
@@ -80,7 +81,7 @@ def make_analytics_transform(hash_key: bytes) -> Callable[[AnyEvent], list[Desti
             "subject": pseudonym(str(event.user_id), hash_key),
             "event_type": event.event_type,
             "country": getattr(event.data, "country", None),
-            "occurred_at": event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "occurred_at": format_time(event.occurred_at),
         }
         return [_record(event, "analytics", str(event.event_id), "append", fields)]
 

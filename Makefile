@@ -1,0 +1,73 @@
+# datasync developer commands. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MINISTACK_VENV := .tools/ministack
+# pip prints one warning per missing local index on some machines; they are noise here.
+PIP_QUIET := grep -v -e "^WARNING: Location" -e "^\[notice\]" || true
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+-include mk/k8s.mk
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@echo "==> installing the project into $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock 2>&1 | $(PIP_QUIET)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+$(MINISTACK_VENV)/.installed: requirements/ministack.lock
+	@echo "==> installing MiniStack (the embedded AWS emulator) into $(MINISTACK_VENV)"
+	@test -x $(MINISTACK_VENV)/bin/python || $(PYTHON) -m venv $(MINISTACK_VENV)
+	@$(MINISTACK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/ministack.lock 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+.PHONY: install tools
+install: $(VENV)/.installed ## create .venv with the project and its dev tools
+tools: $(VENV)/.installed $(MINISTACK_VENV)/.installed ## install the project and the local emulator
+
+.PHONY: run
+run: tools ## run the whole pipeline locally (MiniStack + Terraform + API + consumers)
+	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
+	@$(VENV)/bin/datasync up
+
+.PHONY: test
+test: tools $(K8S_CHECKS_VENV)/.installed ## run every test: unit, contract, Terraform, integration, chart checks
+	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: unit
+unit: $(VENV)/.installed ## only the fast unit tests
+	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: tools ## end-to-end flow against a running `make run` (starts one if none); E2E_TARGET=kind for a cluster
+	@$(VENV)/bin/pytest tests/e2e -m e2e -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff and terraform fmt
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@terraform fmt -check -recursive terraform
+
+.PHONY: schemas
+schemas: $(VENV)/.installed ## rewrite the contract's JSON Schemas from the models
+	@$(VENV)/bin/datasync schemas --write
+
+.PHONY: clean
+clean: ## remove local state (stores, logs, Terraform working copies, builds)
+	rm -rf var build .pytest_cache
+
+.PHONY: distclean
+distclean: clean ## also remove the virtual environments
+	rm -rf $(VENV) .tools

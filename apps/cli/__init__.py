@@ -1,0 +1,1 @@
+"""The `datasync` command: local stack, store lookups, status, packaging."""

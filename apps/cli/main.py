@@ -1,0 +1,222 @@
+"""``datasync``: run the local stack and look inside it.
+
+datasync up [--infra-only]          the whole pipeline locally (what `make run` runs)
+datasync get <destination> <id>     a stored record as JSON (exit 3 if absent)
+datasync status [--json]            queue depth, in-flight, DLQ depth, applied events
+datasync dlq <destination>          what is in a DLQ, and why (does not consume)
+datasync schemas [--write]          check (or rewrite) the contract's JSON Schemas
+datasync package-lambda             build the Lambda zip Terraform deploys
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from datasync.contract import DESTINATIONS
+from datasync.settings import ConfigError, Settings
+
+EXIT_NOT_FOUND = 3
+EXIT_CONFIG = 2
+
+
+def _settings() -> Settings:
+    return Settings.load()
+
+
+def _sqs(settings: Settings) -> Any:
+    from datasync.core.aws import client
+
+    return client(
+        "sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url, read_timeout=5
+    )
+
+
+def _store(settings: Settings, destination: str) -> Any:
+    from datasync.core.stores import open_store
+
+    return open_store(
+        destination, database_url=settings.database_dsn(), store_dir=settings.store_dir
+    )  # type: ignore[arg-type]
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    settings = _settings()
+    key = args.user_id
+    if args.destination == "analytics":
+        from datasync.core.transforms import pseudonym
+
+        if settings.analytics_hash_key is None:
+            raise ConfigError(
+                "DATASYNC_ANALYTICS_HASH_KEY is needed to find a user's analytics events"
+            )
+        key = pseudonym(args.user_id, settings.analytics_hash_key.get_secret_value().encode())
+    store = _store(settings, args.destination)
+    try:
+        record = store.get(key)
+    finally:
+        store.close()
+    if record is None:
+        print(f"datasync: no {args.destination} record for {args.user_id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(json.dumps(record, indent=2, sort_keys=True))
+    return 0
+
+
+def _queue_depth(sqs: Any, url: str) -> dict[str, int]:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return {
+        "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+        "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    }
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    sqs = _sqs(settings)
+    status: dict[str, Any] = {}
+    for destination in DESTINATIONS:
+        entry: dict[str, Any] = {}
+        queue_url = getattr(settings, f"{destination}_queue_url")
+        if queue_url:
+            entry["queue"] = _queue_depth(sqs, queue_url)
+        dlq_url = settings.dlq_url_for(destination)
+        if dlq_url:
+            entry["dlq_depth"] = _queue_depth(sqs, dlq_url)["visible"]
+        store = _store(settings, destination)
+        try:
+            entry["applied_events"] = store.applied_count()
+        finally:
+            store.close()
+        status[destination] = entry
+    return status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = collect_status(_settings())
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"{'destination':<12} {'visible':>8} {'in-flight':>10} {'dlq':>6} {'applied':>8}")
+    for destination, entry in status.items():
+        queue = entry.get("queue", {})
+        print(
+            f"{destination:<12} {queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>10} "
+            f"{entry.get('dlq_depth', '-'):>6} {entry['applied_events']:>8}"
+        )
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from datasync.core.queues import string_attributes
+
+    settings = _settings()
+    url = settings.dlq_url_for(args.destination)
+    if not url:
+        raise ConfigError(
+            f"no DLQ URL for {args.destination}: set DATASYNC_{args.destination.upper()}_DLQ_URL"
+        )
+    sqs = _sqs(settings)
+    # VisibilityTimeout=0: look without taking the messages away from a redrive.
+    response = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"],
+        AttributeNames=["All"],
+    )  # fmt: skip
+    messages = [
+        {
+            "message_id": m["MessageId"],
+            "reason": string_attributes(m).get(
+                "failure_reason", "moved by the queue's redrive policy"
+            ),
+            "stage": string_attributes(m).get("failure_stage"),
+            "event_id": string_attributes(m).get("event_id"),
+            "correlation_id": string_attributes(m).get("correlation_id"),
+            "sent_at": m.get("Attributes", {}).get("SentTimestamp"),
+        }
+        for m in response.get("Messages", [])
+    ]
+    print(json.dumps(messages, indent=2))
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from datasync.contract.schemas import stale_schemas, write_schemas
+
+    if args.write:
+        for path in write_schemas():
+            print(f"wrote {path}")
+        return 0
+    stale = stale_schemas()
+    if stale:
+        print(
+            f"datasync: stale schemas: {', '.join(stale)}; run `datasync schemas --write`",
+            file=sys.stderr,
+        )
+        return 1
+    print("schemas match the models")
+    return 0
+
+
+def cmd_package_lambda(args: argparse.Namespace) -> int:
+    from apps.cli.lambda_package import build_lambda_package
+
+    path = build_lambda_package(args.target, Path(args.out), architecture=args.architecture)
+    print(path)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from apps.cli.local_stack import run_foreground
+
+    return run_foreground(infra_only=args.infra_only)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="datasync", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole pipeline locally (make run)")
+    up.add_argument("--infra-only", action="store_true", help="emulator + Terraform, no apps")
+    up.set_defaults(func=cmd_up)
+
+    get = commands.add_parser("get", help="print a stored record")
+    get.add_argument("destination", choices=DESTINATIONS)
+    get.add_argument("user_id")
+    get.set_defaults(func=cmd_get)
+
+    status = commands.add_parser("status", help="queues, DLQs and applied events per destination")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    dlq = commands.add_parser("dlq", help="show what is in a destination's DLQ and why")
+    dlq.add_argument("destination", choices=DESTINATIONS)
+    dlq.set_defaults(func=cmd_dlq)
+
+    schemas = commands.add_parser("schemas", help="check the exported JSON Schemas")
+    schemas.add_argument("--write", action="store_true", help="rewrite them from the models")
+    schemas.set_defaults(func=cmd_schemas)
+
+    package = commands.add_parser("package-lambda", help="build the Lambda zip")
+    package.add_argument("--target", choices=("aws", "local"), default="aws")
+    package.add_argument("--architecture", choices=("x86_64", "arm64"), default="x86_64")
+    package.add_argument("--out", default="var/build")
+    package.set_defaults(func=cmd_package_lambda)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"datasync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Unit-test fixtures: fakes for the bus, an in-process moto for SQS."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from apps.api.app import create_app
+from datasync.core.bus import PublishError
+from datasync.settings import Settings
+
+API_KEY = "unit-test-key"
+
+
+class FakePublisher:
+    """Records published events; can be told to refuse them like an unavailable bus."""
+
+    def __init__(self):
+        self.events = []
+        self.refuse = False
+        self.reachable = True
+
+    def publish(self, event):
+        if self.refuse:
+            raise PublishError("bus unavailable after 3 attempts: ThrottlingException")
+        self.events.append(event)
+        return "entry-id"
+
+    def is_reachable(self):
+        return self.reachable
+
+
+@pytest.fixture
+def publisher():
+    return FakePublisher()
+
+
+@pytest.fixture
+def app(publisher):
+    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"other-key,{API_KEY}")
+    return create_app(settings, publisher=publisher)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto in-process: real boto3 calls, fake AWS. Unit tests only."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def sqs(aws):
+    return boto3.client("sqs", region_name="us-east-1")
+
+
+@pytest.fixture
+def queues(sqs):
+    """A destination queue with a DLQ and a redrive policy (maxReceiveCount 3)."""
+    dlq = sqs.create_queue(QueueName="dest-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName="dest",
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "3"}}',
+        },
+    )["QueueUrl"]
+    return {"queue": queue, "dlq": dlq}
+
+
+def drain(sqs, url, max_batches=10):
+    """Every message currently visible in a queue (removes them)."""
+    messages = []
+    for _ in range(max_batches):
+        batch = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            break
+        messages += batch
+        sqs.delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        )
+    return messages

@@ -1,0 +1,134 @@
+import json
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from datasync.contract import (
+    DestinationRecord,
+    UserChanges,
+    UserCreated,
+    UserProfile,
+    UserUpdated,
+    parse_event,
+)
+from datasync.contract.schemas import SCHEMA_DIR, contract_schemas, stale_schemas
+from tests.conftest import load_event
+
+SAMPLES = ["user_created", "user_updated", "user_opted_out", "user_deleted"]
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_events_round_trip_exactly(name):
+    raw = load_event(name)
+    event = parse_event(raw)
+    assert json.loads(event.model_dump_json()) == raw
+
+
+def test_partial_update_stays_partial_on_the_wire():
+    event = parse_event(load_event("user_updated"))
+    assert isinstance(event, UserUpdated)
+    assert event.data.changed() == {"name": "Augusta Ada King", "country": None}
+    assert "email" not in json.loads(event.model_dump_json())["data"]
+
+
+def test_exported_schemas_match_the_models():
+    assert stale_schemas() == [], "run `make schemas` and commit the result"
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_events_validate_against_the_exported_json_schema(name):
+    schema = json.loads((SCHEMA_DIR / "v1-event.json").read_text())
+    jsonschema.validate(load_event(name), schema)
+
+
+def test_exported_schema_rejects_what_the_model_rejects():
+    schema = contract_schemas()["v1-event.json"]
+    bad = load_event("user_created")
+    bad["schema_version"] = 2
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    with pytest.raises(ValidationError):
+        parse_event(bad)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"email": "no-at-sign"}, "valid email"),
+        ({"name": ""}, "at least 1 character"),
+        ({"name": "x" * 201}, "at most 200 characters"),
+        ({"country": "XX"}, "ISO 3166-1"),
+        ({"country": "DEU"}, "pattern"),
+        ({"attributes": {"k": 1}}, "valid string"),
+        ({"attributes": {f"k{i}": "v" for i in range(21)}}, "at most 20"),
+        ({"attributes": {"bad key!": "v"}}, "pattern"),
+        ({"unknown": 1}, "Extra inputs"),
+    ],
+)
+def test_profile_validation(change, message):
+    body = {"email": "a@example.com", "name": "A", **change}
+    with pytest.raises(ValidationError, match=message):
+        UserProfile.model_validate(body)
+
+
+def test_country_is_normalised_to_upper_case():
+    assert UserProfile(email="a@example.com", name="A", country="de").country == "DE"
+
+
+def test_marketing_opt_in_defaults_to_false():
+    assert UserProfile(email="a@example.com", name="A").marketing_opt_in is False
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "at least one field"),
+        ({"email": None}, "email cannot be null"),
+        ({"marketing_opt_in": True}, "needs email and name"),
+    ],
+)
+def test_changes_validation(body, message):
+    with pytest.raises(ValidationError, match=message):
+        UserChanges.model_validate(body)
+
+
+def test_changes_may_clear_optional_fields():
+    assert UserChanges.model_validate({"country": None}).changed() == {"country": None}
+
+
+def test_occurred_at_is_normalised_to_utc_and_must_carry_a_zone():
+    raw = load_event("user_created")
+    raw["occurred_at"] = "2026-11-20T10:15:02.123456+01:00"
+    assert parse_event(raw).occurred_at == datetime(2026, 11, 20, 9, 15, 2, 123456, tzinfo=UTC)
+    raw["occurred_at"] = "2026-11-20T10:15:02"
+    with pytest.raises(ValidationError, match="timezone"):
+        parse_event(raw)
+
+
+def test_version_orders_by_time_then_event_id():
+    base = parse_event(load_event("user_created"))
+    later = base.model_copy(update={"occurred_at": base.occurred_at + timedelta(microseconds=1)})
+    assert later.version > base.version
+    tz = timezone(timedelta(hours=5))
+    same_instant = base.model_copy(update={"occurred_at": base.occurred_at.astimezone(tz)})
+    assert isinstance(same_instant, UserCreated)
+
+
+def test_destination_record_round_trip_and_attributes():
+    record = DestinationRecord(
+        destination="crm",
+        event_id=uuid.uuid4(),
+        event_type="UserCreated",
+        correlation_id="c-1",
+        key="k",
+        version="v",
+        op="upsert",
+        fields={"name": "A"},
+    )
+    assert DestinationRecord.from_json(record.model_dump_json()) == record
+    attributes = record.message_attributes()
+    assert attributes["event_id"]["StringValue"] == str(record.event_id)
+    assert attributes["correlation_id"]["StringValue"] == "c-1"
