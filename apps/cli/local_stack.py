@@ -42,6 +42,8 @@ class StackConfig:
     external_endpoint: str | None = None  # a LocalStack-compatible emulator someone else runs
     stream_terraform: bool = True
     name_prefix: str = "datasync"
+    build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
+    terraform_variables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -93,7 +95,7 @@ class LocalStack:
             say(f"MiniStack is up ({time.monotonic() - started:.1f}s)")
         target = "aws" if cfg.external_endpoint else "local"
         say(f"building the Lambda package ({target}) ...")
-        package = build_lambda_package(target, cfg.var_dir / "build")  # type: ignore[arg-type]
+        package = build_lambda_package(target, cfg.build_dir or cfg.var_dir / "build")  # type: ignore[arg-type]
         say(f"Lambda package: {package}")
         say("applying terraform/ to the emulator (about a minute: SQS queues settle slowly) ...")
         started = time.monotonic()
@@ -105,6 +107,7 @@ class LocalStack:
                 "lambda_package_path": str(package),
                 "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
                 "name_prefix": cfg.name_prefix,
+                **cfg.terraform_variables,
             }
         )
         say(f"terraform applied ({time.monotonic() - started:.0f}s)")

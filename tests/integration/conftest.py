@@ -1,0 +1,103 @@
+"""One real stack per test session: MiniStack, `terraform apply`, API and consumers.
+
+The stack is what `make run` starts, on free ports in a temp directory, so it never
+collides with a running `make run`. Applying Terraform takes about a minute (the AWS
+provider waits for SQS queues to settle), hence once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from apps.cli.local_stack import LocalStack, StackConfig
+from apps.cli.paths import MINISTACK_VENV, ROOT
+from datasync.settings import LOCAL_API_KEY
+from tests.pipeline import Pipeline
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    if not (MINISTACK_VENV / "bin" / "ministack").exists():
+        pytest.fail("MiniStack is not installed: run `make test` (it installs .tools/ministack)")
+    config = StackConfig(
+        var_dir=tmp_path_factory.mktemp("stack"),
+        emulator_port=free_port(),
+        api_port=free_port(),
+        stream_terraform=False,
+        build_dir=ROOT / "var" / "build",
+    )
+    stack = LocalStack(config)
+    try:
+        stack.start_infra()
+        stack.start_apps()
+        stack.wait_for_api()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack) -> Pipeline:
+    return Pipeline(
+        api_url=f"http://127.0.0.1:{stack.config.api_port}",
+        api_key=os.environ.get("DATASYNC_API_KEYS", LOCAL_API_KEY).split(",")[0],
+        env=stack.app_environment(),
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl), stopped at session end."""
+    initdb = _pg_binary("initdb")
+    pg_ctl = _pg_binary("pg_ctl")
+    data = tmp_path_factory.mktemp("pgdata")
+    port = free_port()
+    run_as = _unprivileged_prefix(data)
+    subprocess.run([*run_as, initdb, "-D", str(data), "-U", "datasync", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    log = data / "server.log"
+    subprocess.run(
+        [*run_as, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o",
+         f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql://datasync@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+
+
+def _pg_binary(name: str) -> str:
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+    if not found:
+        pytest.fail(f"{name} not found: install the PostgreSQL server (e.g. apt-get install postgresql)")
+    return str(found)
+
+
+def _unprivileged_prefix(data: Path) -> list[str]:
+    """PostgreSQL refuses to run as root: use a throwaway user's identity when we are root."""
+    if os.geteuid() != 0:
+        return []
+    import pwd
+
+    user = "nobody"
+    pwd.getpwnam(user)
+    os.chmod(data, 0o700)
+    os.chown(data, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    for parent in data.parents:  # let the user reach its data directory
+        if parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    return ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", "--"]

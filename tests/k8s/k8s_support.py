@@ -1,0 +1,171 @@
+"""Constants and helpers shared by the offline Kubernetes checks (fixtures: conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "datasync"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+RELEASE = "ds"
+NAMESPACE = "datasync"
+# Kubernetes version the manifests are validated against (kubernetes-validate's bundled schemas)
+# and that `helm lint` assumes; the kind node image in deploy/kind/cluster.yaml is the same minor.
+KUBE_VERSION = "1.33.0"
+TOOLS = Path(os.environ.get("DATASYNC_K8S_TOOLS", REPO / ".tools" / "k8s-checks"))
+
+# Kinds that come from CRDs: kubernetes-validate has no schema for them (the KEDA kinds are
+# checked against the KEDA models instead; the ServiceMonitor structurally).
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+
+# checkov checks the chart may waive, each with its reason in a checkov.io/skipN annotation.
+ALLOWED_CHECKOV_WAIVERS = {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_8", "CKV_K8S_9"}
+
+# Values rendered besides the default values and the charts/datasync/ci files.
+VARIANTS: dict[str, dict[str, Any]] = {
+    # Without KEDA the consumer Deployments must carry replicas themselves.
+    "variant-no-keda": {"keda": {"enabled": False}},
+    # Without the HPA the API Deployment carries replicaCount.
+    "variant-no-hpa": {"api": {"autoscaling": {"enabled": False}, "replicaCount": 3}},
+    # Digest + Always: the CKV_K8S_43 / CKV_K8S_15 waivers must disappear.
+    "variant-digest": {
+        "api": {"image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"}},
+        "consumerDefaults": {"image": {"digest": "sha256:" + "b" * 64, "pullPolicy": "Always"}},
+    },
+    # An entry can switch a consumer off: its false must win over the default true.
+    "variant-one-consumer-off": {
+        "consumers": [
+            {"destination": "crm", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/crm"},
+            {"destination": "marketing", "enabled": False},
+        ]
+    },
+}
+
+# Values the schema must reject: case -> (values, text the error must contain).
+INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    "invalid-unknown-top-level-key": ({"replicas": 3}, "replicas"),
+    "invalid-unknown-nested-key": ({"api": {"autoscaling": {"targetCPU": 50}}}, "targetCPU"),
+    "invalid-unknown-consumer-key": (
+        {"consumers": [{"destination": "crm", "queueURL": "https://x"}]},
+        "queueURL",
+    ),
+    "invalid-bad-type": (
+        {"consumerDefaults": {"scaling": {"maxReplicaCount": "five"}}},
+        "maxReplicaCount",
+    ),
+    "invalid-bad-enum": ({"config": {"env": "production"}}, "env"),
+    "invalid-bad-role-arn": (
+        {"keda": {"authentication": {"podIdentity": {"roleArn": "datasync-keda"}}}},
+        "roleArn",
+    ),
+}
+
+
+def tool(name: str) -> Path:
+    """A program from the checkers' venv; fails (not skips) when the venv is missing."""
+    path = TOOLS / "bin" / name
+    if not path.exists():
+        pytest.fail(
+            f"{path} is missing: build the checkers' venv with "
+            "`make .tools/k8s-checks/.installed` (mk/k8s.mk), or set DATASYNC_K8S_TOOLS",
+            pytrace=False,
+        )
+    return path
+
+
+def run(
+    args: list[str | Path], *, stdin: str | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def helm_tool(command: str, request: dict[str, Any]) -> dict[str, Any]:
+    script = REPO / "tests" / "k8s" / "helm_tool.py"
+    proc = run([tool("python"), script, command], stdin=json.dumps(request))
+    if proc.returncode != 0:
+        pytest.fail(f"helm_tool.py {command} failed:\n{proc.stderr}", pytrace=False)
+    return json.loads(proc.stdout)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def positive_cases() -> dict[str, dict[str, Any]]:
+    cases: dict[str, dict[str, Any]] = {"default": {}}
+    for path in CI_VALUES:
+        cases[f"ci-{path.stem}"] = load_yaml(path) or {}
+    cases.update(VARIANTS)
+    return cases
+
+
+def lint_cases() -> list[str]:
+    return ["default"] + [f"ci-{p.stem}" for p in CI_VALUES]
+
+
+def parse_manifests(files: dict[str, str]) -> list[dict[str, Any]]:
+    """Rendered templates -> documents; each keeps its template path under "__template"."""
+    docs: list[dict[str, Any]] = []
+    for template, text in sorted(files.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append({**doc, "__template": template})
+    return docs
+
+
+def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("__")}
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def by_name(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in of_kind(docs, kind)}
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every Deployment template and bare Pod."""
+    specs = []
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            specs.append((doc["metadata"]["name"], doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "Pod":
+            specs.append((doc["metadata"]["name"], doc["spec"]))
+    return specs
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def component(doc: dict[str, Any]) -> str | None:
+    return (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+
+
+def consumer_deployments(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in of_kind(docs, "Deployment") if (component(d) or "").startswith("consumer-")]
+
+
+def api_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [d for d in of_kind(docs, "Deployment") if component(d) == "api"]
+    assert len(found) == 1, f"expected one API Deployment, found {len(found)}"
+    return found[0]

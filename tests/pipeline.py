@@ -1,0 +1,111 @@
+"""A handle on a running pipeline (test-started or `make run`), used by integration and e2e.
+
+It talks to the pipeline only the way a user would: HTTP to the API, the SQS/EventBridge
+APIs of the emulator, and reading the destination stores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+
+from datasync.core.stores import open_store
+from datasync.core.transforms import pseudonym
+
+T = TypeVar("T")
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Pipeline:
+    api_url: str
+    api_key: str
+    env: dict[str, str]  # the apps' settings: endpoint, queue URLs, store location
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    # -- API -----------------------------------------------------------------------------
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Response:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.api_url + path, data=data, method=method)
+        request.add_header("X-API-Key", self.api_key)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return Response(response.status, json.loads(response.read() or b"null"), dict(response.headers))
+        except urllib.error.HTTPError as error:
+            return Response(error.code, json.loads(error.read() or b"null"), dict(error.headers))
+
+    def create_user(self, **profile: Any) -> dict[str, Any]:
+        response = self.call("POST", "/v1/users", profile)
+        assert response.status == 202, response.body
+        return response.body
+
+    # -- AWS side --------------------------------------------------------------------------
+    def aws(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.session.Session(
+                aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY"),
+            ).client(service, region_name=self.env["AWS_REGION"], endpoint_url=self.env.get("AWS_ENDPOINT_URL"))
+        return self._clients[service]
+
+    def queue_url(self, destination: str) -> str:
+        return self.env[f"DATASYNC_{destination.upper()}_QUEUE_URL"]
+
+    def dlq_url(self, destination: str) -> str:
+        return self.env[f"DATASYNC_{destination.upper()}_DLQ_URL"]
+
+    def dlq_messages(self, destination: str) -> list[dict[str, Any]]:
+        """Peek (visibility 0) at up to 10 DLQ messages with their attributes."""
+        return self.aws("sqs").receive_message(
+            QueueUrl=self.dlq_url(destination), MaxNumberOfMessages=10, VisibilityTimeout=0,
+            MessageAttributeNames=["All"], WaitTimeSeconds=1,
+        ).get("Messages", [])  # fmt: skip
+
+    # -- stores ----------------------------------------------------------------------------
+    def get(self, destination: str, user_id: str) -> dict[str, Any] | None:
+        key = user_id
+        if destination == "analytics":
+            key = pseudonym(user_id, self.env["DATASYNC_ANALYTICS_HASH_KEY"].encode())
+        store = open_store(
+            destination,  # type: ignore[arg-type]
+            database_url=self.env.get("DATABASE_URL"),
+            store_dir=Path(self.env["DATASYNC_STORE_DIR"]) if "DATASYNC_STORE_DIR" in self.env else None,
+        )
+        try:
+            return store.get(key)
+        finally:
+            store.close()
+
+
+def wait_until(check: Callable[[], T], timeout: float = 60, interval: float = 0.3, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
