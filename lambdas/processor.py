@@ -145,7 +145,12 @@ class TransformProcessor:
             logger.error("dead-lettered", extra={"reason": reason, "stage": stage})
         attributes = {k: {"DataType": "String", "StringValue": v} for k, v in trace.items()}
         dead_letter(
-            self.sqs, self.dead_letter_queue_url, body, reason=reason, stage=stage, attributes=attributes
+            self.sqs,
+            self.dead_letter_queue_url,
+            body,
+            reason=reason,
+            stage=stage,
+            attributes=attributes,
         )
 
 

@@ -17,7 +17,9 @@ def unique_email(tag: str) -> str:
 def user_lifecycle(pipeline: Pipeline) -> dict:
     """Create, update, opt out, delete one user; check every store after each step."""
     email = unique_email("lifecycle")
-    created = pipeline.create_user(email=email, name="Ada Lovelace", marketing_opt_in=True, country="GB")
+    created = pipeline.create_user(
+        email=email, name="Ada Lovelace", marketing_opt_in=True, country="GB"
+    )
     user_id = created["user_id"]
 
     crm = wait_until(lambda: pipeline.get("crm", user_id), what="crm record")
@@ -28,29 +30,47 @@ def user_lifecycle(pipeline: Pipeline) -> dict:
     assert [e["event_type"] for e in analytics["events"]] == ["UserCreated"]
     assert email not in json.dumps(analytics) and user_id not in json.dumps(analytics)
 
-    update = pipeline.call("PATCH", f"/v1/users/{user_id}", {"name": "Augusta Ada King", "country": "IE"})
+    update = pipeline.call(
+        "PATCH", f"/v1/users/{user_id}", {"name": "Augusta Ada King", "country": "IE"}
+    )
     assert update.status == 202, update.body
-    wait_until(lambda: pipeline.get("crm", user_id)["name"] == "Augusta Ada King", what="crm update")
+    wait_until(
+        lambda: pipeline.get("crm", user_id)["name"] == "Augusta Ada King", what="crm update"
+    )
     crm = pipeline.get("crm", user_id)
     assert crm["email"] == email and crm["country"] == "IE"  # untouched fields survive
-    wait_until(lambda: pipeline.get("marketing", user_id)["country"] == "IE", what="marketing update")
+    wait_until(
+        lambda: pipeline.get("marketing", user_id)["country"] == "IE", what="marketing update"
+    )
 
     opt_out = pipeline.call("PATCH", f"/v1/users/{user_id}", {"marketing_opt_in": False})
     assert opt_out.status == 202
-    wait_until(lambda: pipeline.get("marketing", user_id)["subscribed"] is False, what="marketing removal")
+    wait_until(
+        lambda: pipeline.get("marketing", user_id)["subscribed"] is False, what="marketing removal"
+    )
     marketing = pipeline.get("marketing", user_id)
     assert marketing["email"] is None and marketing["name"] is None
 
     delete = pipeline.call("DELETE", f"/v1/users/{user_id}")
     assert delete.status == 202
     for destination in ("crm", "marketing"):
-        wait_until(lambda d=destination: pipeline.get(d, user_id)["deleted"], what=f"{destination} delete")
+        wait_until(
+            lambda d=destination: pipeline.get(d, user_id)["deleted"], what=f"{destination} delete"
+        )
     assert "email" not in pipeline.get("crm", user_id)
     events = wait_until(
-        lambda: len(pipeline.get("analytics", user_id)["events"]) == 4 and pipeline.get("analytics", user_id)["events"],
+        lambda: (
+            len(pipeline.get("analytics", user_id)["events"]) == 4
+            and pipeline.get("analytics", user_id)["events"]
+        ),
         what="analytics log",
     )
-    assert [e["event_type"] for e in events] == ["UserCreated", "UserUpdated", "UserUpdated", "UserDeleted"]
+    assert [e["event_type"] for e in events] == [
+        "UserCreated",
+        "UserUpdated",
+        "UserUpdated",
+        "UserDeleted",
+    ]
     return {"user_id": user_id, "email": email}
 
 
@@ -81,7 +101,9 @@ def poison_event(pipeline: Pipeline) -> str:
         return None
 
     for destination in DESTINATIONS:
-        attributes = wait_until(lambda d=destination: dead_letter(d), timeout=60, what=f"{destination} DLQ")
+        attributes = wait_until(
+            lambda d=destination: dead_letter(d), timeout=60, what=f"{destination} DLQ"
+        )
         reason = attributes["failure_reason"]["StringValue"]
         assert "data.email" in reason and "not-an-email" not in reason
     return correlation_id

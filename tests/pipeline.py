@@ -38,7 +38,9 @@ class Pipeline:
     _clients: dict[str, Any] = field(default_factory=dict)
 
     # -- API -----------------------------------------------------------------------------
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Response:
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Response:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.api_url + path, data=data, method=method)
         request.add_header("X-API-Key", self.api_key)
@@ -48,7 +50,9 @@ class Pipeline:
             request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return Response(response.status, json.loads(response.read() or b"null"), dict(response.headers))
+                return Response(
+                    response.status, json.loads(response.read() or b"null"), dict(response.headers)
+                )
         except urllib.error.HTTPError as error:
             return Response(error.code, json.loads(error.read() or b"null"), dict(error.headers))
 
@@ -63,7 +67,11 @@ class Pipeline:
             self._clients[service] = boto3.session.Session(
                 aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID"),
                 aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY"),
-            ).client(service, region_name=self.env["AWS_REGION"], endpoint_url=self.env.get("AWS_ENDPOINT_URL"))
+            ).client(
+                service,
+                region_name=self.env["AWS_REGION"],
+                endpoint_url=self.env.get("AWS_ENDPOINT_URL"),
+            )
         return self._clients[service]
 
     def queue_url(self, destination: str) -> str:
@@ -87,7 +95,9 @@ class Pipeline:
         store = open_store(
             destination,  # type: ignore[arg-type]
             database_url=self.env.get("DATABASE_URL"),
-            store_dir=Path(self.env["DATASYNC_STORE_DIR"]) if "DATASYNC_STORE_DIR" in self.env else None,
+            store_dir=Path(self.env["DATASYNC_STORE_DIR"])
+            if "DATASYNC_STORE_DIR" in self.env
+            else None,
         )
         try:
             return store.get(key)
@@ -95,7 +105,9 @@ class Pipeline:
             store.close()
 
 
-def wait_until(check: Callable[[], T], timeout: float = 60, interval: float = 0.3, what: str = "") -> T:
+def wait_until(
+    check: Callable[[], T], timeout: float = 60, interval: float = 0.3, what: str = ""
+) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None

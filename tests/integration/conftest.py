@@ -64,25 +64,35 @@ def postgres_url(tmp_path_factory):
     data = tmp_path_factory.mktemp("pgdata")
     port = free_port()
     run_as = _unprivileged_prefix(data)
-    subprocess.run([*run_as, initdb, "-D", str(data), "-U", "datasync", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, initdb, "-D", str(data), "-U", "datasync", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
     log = data / "server.log"
     subprocess.run(
         [*run_as, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o",
-         f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off"],
+         f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off", "start"],
         check=True, capture_output=True,
     )  # fmt: skip
     try:
         yield f"postgresql://datasync@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
 
 
 def _pg_binary(name: str) -> str:
     import shutil
 
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+    found = shutil.which(name) or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
+    )
     if not found:
-        pytest.fail(f"{name} not found: install the PostgreSQL server (e.g. apt-get install postgresql)")
+        pytest.fail(
+            f"{name} not found: install the PostgreSQL server (e.g. apt-get install postgresql)"
+        )
     return str(found)
 
 
@@ -100,4 +110,10 @@ def _unprivileged_prefix(data: Path) -> list[str]:
         if parent == Path("/"):
             break
         os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    return ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", "--"]
+    return [
+        "setpriv",
+        f"--reuid={user}",
+        f"--regid={pwd.getpwnam(user).pw_gid}",
+        "--clear-groups",
+        "--",
+    ]

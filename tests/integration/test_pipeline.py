@@ -33,15 +33,26 @@ def test_a_retried_request_with_the_same_idempotency_key_is_applied_once(pipelin
     assert len(pipeline.get("analytics", user_id)["events"]) == 1
 
 
-def test_correlation_id_travels_to_the_consumers_logs_and_no_personal_data_is_logged(pipeline, stack):
+def test_correlation_id_travels_to_the_consumers_logs_and_no_personal_data_is_logged(
+    pipeline, stack
+):
     email = flows.unique_email("trace")
     correlation_id = f"trace-{uuid.uuid4().hex[:10]}"
-    response = pipeline.call("POST", "/v1/users", {"email": email, "name": "Trace Me"}, {"X-Correlation-ID": correlation_id})
+    response = pipeline.call(
+        "POST",
+        "/v1/users",
+        {"email": email, "name": "Trace Me"},
+        {"X-Correlation-ID": correlation_id},
+    )
     assert response.headers["X-Correlation-ID"] == correlation_id
     user_id = response.body["user_id"]
     wait_until(lambda: pipeline.get("crm", user_id), what="crm record")
     logs = stack.config.logs_dir
-    wait_until(lambda: correlation_id in (logs / "consumer-crm.log").read_text(), timeout=10, what="consumer log line")
+    wait_until(
+        lambda: correlation_id in (logs / "consumer-crm.log").read_text(),
+        timeout=10,
+        what="consumer log line",
+    )
     assert correlation_id in (logs / "api.log").read_text()
     for log in logs.glob("*.log"):
         assert email not in log.read_text(), f"personal data in {log.name}"
@@ -63,5 +74,7 @@ def test_status_reports_every_destination(pipeline, stack, monkeypatch):
 def test_bad_requests_are_4xx_on_the_real_server(pipeline):
     assert pipeline.call("POST", "/v1/users", {"email": "x"}).status == 422
     assert pipeline.call("DELETE", "/v1/users/not-a-uuid").status == 422
-    anonymous = pipeline.call("POST", "/v1/users", {"email": "a@example.com", "name": "A"}, {"X-API-Key": "wrong"})
+    anonymous = pipeline.call(
+        "POST", "/v1/users", {"email": "a@example.com", "name": "A"}, {"X-API-Key": "wrong"}
+    )
     assert anonymous.status == 401

@@ -76,7 +76,9 @@ def sqs(aws):
 def queues(sqs):
     """A destination queue with a DLQ and a redrive policy (maxReceiveCount 3)."""
     dlq = sqs.create_queue(QueueName="dest-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     queue = sqs.create_queue(
         QueueName="dest",
         Attributes={
@@ -92,12 +94,18 @@ def drain(sqs, url, max_batches=10):
     messages = []
     for _ in range(max_batches):
         batch = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
         ).get("Messages", [])
         if not batch:
             break
         messages += batch
         sqs.delete_message_batch(
-            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
         )
     return messages

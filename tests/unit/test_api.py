@@ -34,7 +34,9 @@ def test_create_publishes_user_created_and_answers_202(client, auth, publisher):
 
 
 def test_patch_publishes_only_the_sent_fields(client, auth, publisher):
-    response = client.patch(f"/v1/users/{USER_ID}", json={"name": "Ada K", "country": None}, headers=auth)
+    response = client.patch(
+        f"/v1/users/{USER_ID}", json={"name": "Ada K", "country": None}, headers=auth
+    )
     assert response.status_code == 202
     [event] = publisher.events
     assert isinstance(event, UserUpdated)
@@ -53,13 +55,17 @@ def test_x_api_key_header_works_too(client, publisher):
 
 
 def test_correlation_id_is_propagated_into_the_event(client, auth, publisher):
-    response = client.post("/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "trace-42"})
+    response = client.post(
+        "/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "trace-42"}
+    )
     assert response.headers["X-Correlation-ID"] == "trace-42"
     assert publisher.events[0].correlation_id == "trace-42"
 
 
 def test_an_unsafe_correlation_id_is_replaced(client, auth, publisher):
-    response = client.post("/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "bad id\t!"})
+    response = client.post(
+        "/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "bad id\t!"}
+    )
     assert response.headers["X-Correlation-ID"] != "bad id\t!"
     assert publisher.events[0].correlation_id == response.headers["X-Correlation-ID"]
 
@@ -68,15 +74,21 @@ def test_idempotency_key_gives_the_same_ids_on_retry(client, auth, publisher):
     headers = {**auth, "Idempotency-Key": "order-123"}
     first = client.post("/v1/users", json=PROFILE, headers=headers).get_json()
     second = client.post("/v1/users", json=PROFILE, headers=headers).get_json()
-    third = client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "order-124"}).get_json()
+    third = client.post(
+        "/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "order-124"}
+    ).get_json()
     assert first == second
     assert third["event_id"] != first["event_id"] and third["user_id"] != first["user_id"]
 
 
 def test_idempotency_keys_are_scoped_per_api_key(app, publisher):
     client = app.test_client()
-    a = client.delete(f"/v1/users/{USER_ID}", headers={"X-API-Key": "unit-test-key", "Idempotency-Key": "k"})
-    b = client.delete(f"/v1/users/{USER_ID}", headers={"X-API-Key": "other-key", "Idempotency-Key": "k"})
+    a = client.delete(
+        f"/v1/users/{USER_ID}", headers={"X-API-Key": "unit-test-key", "Idempotency-Key": "k"}
+    )
+    b = client.delete(
+        f"/v1/users/{USER_ID}", headers={"X-API-Key": "other-key", "Idempotency-Key": "k"}
+    )
     assert a.get_json()["event_id"] != b.get_json()["event_id"]
 
 
@@ -87,7 +99,15 @@ def test_without_idempotency_key_every_request_is_a_new_event(client, auth):
 
 
 # -- errors --------------------------------------------------------------------------------
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}, {"Authorization": "Basic dTpw"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"X-API-Key": "wrong"},
+        {"Authorization": "Basic dTpw"},
+    ],
+)
 def test_missing_or_wrong_key_is_401(client, headers, publisher):
     response = client.post("/v1/users", json=PROFILE, headers=headers)
     assert_problem(response, 401)
@@ -96,7 +116,9 @@ def test_missing_or_wrong_key_is_401(client, headers, publisher):
 
 
 def test_invalid_body_is_422_with_field_errors_and_no_echo_of_input(client, auth):
-    response = client.post("/v1/users", json={"email": "secret-not-an-email", "name": ""}, headers=auth)
+    response = client.post(
+        "/v1/users", json={"email": "secret-not-an-email", "name": ""}, headers=auth
+    )
     body = assert_problem(response, 422)
     fields = {e["field"] for e in body["errors"]}
     assert fields == {"body.email", "body.name"}
@@ -104,7 +126,9 @@ def test_invalid_body_is_422_with_field_errors_and_no_echo_of_input(client, auth
 
 
 def test_unknown_field_is_422(client, auth):
-    body = assert_problem(client.post("/v1/users", json={**PROFILE, "role": "admin"}, headers=auth), 422)
+    body = assert_problem(
+        client.post("/v1/users", json={**PROFILE, "role": "admin"}, headers=auth), 422
+    )
     assert body["errors"][0]["field"] == "body.role"
 
 
@@ -119,13 +143,19 @@ def test_non_uuid_user_id_is_422(client, auth):
 
 @pytest.mark.parametrize("payload", ["{", '{"email": ', "\xff", "[1,"])
 def test_malformed_json_is_400(client, auth, payload):
-    response = client.post("/v1/users", data=payload.encode("latin-1"), headers={**auth, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/users",
+        data=payload.encode("latin-1"),
+        headers={**auth, "Content-Type": "application/json"},
+    )
     assert_problem(response, 400)
 
 
 @pytest.mark.parametrize("payload", ["[]", "42", "null", '"text"'])
 def test_json_that_is_not_an_object_is_422(client, auth, payload):
-    response = client.post("/v1/users", data=payload, headers={**auth, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/users", data=payload, headers={**auth, "Content-Type": "application/json"}
+    )
     assert_problem(response, 422)
 
 
@@ -151,7 +181,9 @@ def test_wrong_method_is_405_with_allow(client, auth):
 
 
 def test_bad_idempotency_key_is_400(client, auth):
-    assert_problem(client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "x" * 300}), 400)
+    assert_problem(
+        client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "x" * 300}), 400
+    )
 
 
 def test_bus_refusal_is_503_with_retry_after_and_no_202(client, auth, publisher):
@@ -191,7 +223,9 @@ def test_openapi_is_valid_and_generated_from_the_models(client):
     schemas = spec["components"]["schemas"]
     assert set(schemas["UserProfile"]["required"]) == {"email", "name"}
     assert schemas["UserProfile"]["properties"]["name"]["maxLength"] == 200
-    assert {"post"} <= set(spec["paths"]["/v1/users"]) and {"patch", "delete"} <= set(spec["paths"]["/v1/users/{user_id}"])
+    assert {"post"} <= set(spec["paths"]["/v1/users"]) and {"patch", "delete"} <= set(
+        spec["paths"]["/v1/users/{user_id}"]
+    )
 
 
 def test_refuses_to_start_without_keys_outside_local_mode(publisher):
@@ -201,7 +235,9 @@ def test_refuses_to_start_without_keys_outside_local_mode(publisher):
 
 def test_local_mode_uses_the_development_key(publisher):
     app = create_app(Settings(DATASYNC_ENV="local", DATASYNC_API_KEYS=""), publisher=publisher)
-    response = app.test_client().delete(f"/v1/users/{uuid.uuid4()}", headers={"X-API-Key": "local-dev-key"})
+    response = app.test_client().delete(
+        f"/v1/users/{uuid.uuid4()}", headers={"X-API-Key": "local-dev-key"}
+    )
     assert response.status_code == 202
 
 

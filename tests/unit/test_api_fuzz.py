@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
     max_leaves=20,
 )
 profile_like = st.fixed_dictionaries(
@@ -22,16 +24,29 @@ profile_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     method=st.sampled_from(["POST", "PATCH", "DELETE", "PUT", "GET"]),
-    path=st.sampled_from(["/v1/users", "/v1/users/0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b", "/v1/users/x", "/v1/users/%00"]),
+    path=st.sampled_from(
+        [
+            "/v1/users",
+            "/v1/users/0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b",
+            "/v1/users/x",
+            "/v1/users/%00",
+        ]
+    ),
     body=st.one_of(profile_like, json_values),
     raw=st.one_of(st.none(), st.binary(max_size=200)),
-    content_type=st.sampled_from(["application/json", "application/problem+json", "text/plain", None]),
+    content_type=st.sampled_from(
+        ["application/json", "application/problem+json", "text/plain", None]
+    ),
     idem=st.one_of(st.none(), st.text(max_size=300)),
 )
-def test_no_input_produces_a_server_error(client, auth, method, path, body, raw, content_type, idem):
+def test_no_input_produces_a_server_error(
+    client, auth, method, path, body, raw, content_type, idem
+):
     headers = dict(auth)
     if content_type:
         headers["Content-Type"] = content_type

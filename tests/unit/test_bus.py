@@ -27,7 +27,10 @@ class ScriptedEvents:
 
 
 OK = {"FailedEntryCount": 0, "Entries": [{"EventId": "eb-1"}]}
-THROTTLED = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}]}
+THROTTLED = {
+    "FailedEntryCount": 1,
+    "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}],
+}
 
 
 def publisher(client, **kwargs):
@@ -50,7 +53,9 @@ def test_a_200_with_a_failed_entry_is_retried_then_succeeds():
 
 
 def test_a_non_retryable_entry_error_fails_at_once():
-    client = ScriptedEvents({"FailedEntryCount": 1, "Entries": [{"ErrorCode": "AccessDeniedException"}]})
+    client = ScriptedEvents(
+        {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "AccessDeniedException"}]}
+    )
     with pytest.raises(PublishError) as info:
         publisher(client).publish(EVENT)
     assert info.value.code == "AccessDeniedException" and len(client.calls) == 1
@@ -60,7 +65,9 @@ def test_gives_up_when_the_time_budget_is_spent():
     clock = iter(range(100)).__next__  # every look at the clock: one more second
     client = ScriptedEvents(*[THROTTLED] * 10)
     with pytest.raises(PublishError, match="after"):
-        EventPublisher(client, "bus", budget_seconds=3, sleep=lambda s: None, clock=clock).publish(EVENT)
+        EventPublisher(client, "bus", budget_seconds=3, sleep=lambda s: None, clock=clock).publish(
+            EVENT
+        )
     assert 1 <= len(client.calls) < 10
 
 
@@ -75,8 +82,12 @@ def test_against_moto_an_event_reaches_a_rule_target_queue(aws):
     sqs = boto3.client("sqs", region_name="us-east-1")
     events.create_event_bus(Name="bus")
     queue = sqs.create_queue(QueueName="target")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="r", EventBusName="bus", EventPattern=json.dumps({"source": ["datasync.api"]}))
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="r", EventBusName="bus", EventPattern=json.dumps({"source": ["datasync.api"]})
+    )
     events.put_targets(Rule="r", EventBusName="bus", Targets=[{"Id": "q", "Arn": arn}])
 
     real = EventPublisher(events, "bus")

@@ -43,7 +43,12 @@ def test_reads_the_redrive_policy_of_its_queue(worker, queues):
 
 
 def test_applies_a_batch_and_deletes_it(worker, sqs, queues, store):
-    send(sqs, queues["queue"], record(key="u1", at=1, name="Ada").model_dump_json(), record(key="u2", at=1, name="Bob").model_dump_json())
+    send(
+        sqs,
+        queues["queue"],
+        record(key="u1", at=1, name="Ada").model_dump_json(),
+        record(key="u2", at=1, name="Bob").model_dump_json(),
+    )
     assert worker.poll_once() == 2
     assert store.get("u1")["name"] == "Ada" and store.get("u2")["name"] == "Bob"
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
@@ -58,7 +63,9 @@ def test_a_redelivered_message_changes_nothing(worker, sqs, queues, store):
     assert store.applied_count() == 1
 
 
-def test_a_record_that_fails_is_kept_and_backs_off_while_the_rest_is_deleted(worker, sqs, queues, store):
+def test_a_record_that_fails_is_kept_and_backs_off_while_the_rest_is_deleted(
+    worker, sqs, queues, store
+):
     good = record(key="u1", at=1, name="Ada").model_dump_json()
     wrong_store = record("marketing", key="u2", at=1, email="b@example.com").model_dump_json()
     send(sqs, queues["queue"], good, wrong_store)
@@ -68,7 +75,9 @@ def test_a_record_that_fails_is_kept_and_backs_off_while_the_rest_is_deleted(wor
     assert worker.metrics.snapshot() == {"applied": 1, "failed": 1}
 
 
-def test_on_its_last_delivery_a_failing_message_is_dead_lettered_with_the_reason(worker, sqs, queues):
+def test_on_its_last_delivery_a_failing_message_is_dead_lettered_with_the_reason(
+    worker, sqs, queues
+):
     worker.backoff = lambda receive_count: 0  # retry at once instead of after 2, 4, ... s
     send(sqs, queues["queue"], record("marketing", key="u2", at=1).model_dump_json())
     for _ in range(2):
@@ -76,7 +85,9 @@ def test_on_its_last_delivery_a_failing_message_is_dead_lettered_with_the_reason
         assert drain(sqs, queues["dlq"]) == []
     assert worker.poll_once() == 1  # third delivery = maxReceiveCount
     [dead] = drain(sqs, queues["dlq"])
-    assert "cannot go to the crm store" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert (
+        "cannot go to the crm store" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    )
     assert dead["MessageAttributes"]["failure_stage"]["StringValue"] == "consume"
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
 
@@ -86,7 +97,10 @@ def test_a_message_that_is_not_a_record_goes_to_the_dlq_at_once(worker, sqs, que
     worker.poll_once()
     dead = drain(sqs, queues["dlq"])
     assert len(dead) == 2
-    assert all("not a destination record" in m["MessageAttributes"]["failure_reason"]["StringValue"] for m in dead)
+    assert all(
+        "not a destination record" in m["MessageAttributes"]["failure_reason"]["StringValue"]
+        for m in dead
+    )
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
 
 
@@ -97,7 +111,14 @@ class BrokenStore:
 
 
 def test_when_the_store_is_down_nothing_is_deleted(sqs, queues):
-    worker = ConsumerWorker(sqs, queues["queue"], BrokenStore(), RedriveTarget(queues["dlq"], 3), Metrics(), wait_seconds=0)
+    worker = ConsumerWorker(
+        sqs,
+        queues["queue"],
+        BrokenStore(),
+        RedriveTarget(queues["dlq"], 3),
+        Metrics(),
+        wait_seconds=0,
+    )
     send(sqs, queues["queue"], record(key="u1", at=1, name="Ada").model_dump_json())
     worker.poll_once()
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)

@@ -29,24 +29,33 @@ def eventbridge(event_name):
 
 @pytest.fixture
 def processor(sqs, queues):
-    return TransformProcessor("crm", to_crm, sqs, queues["queue"], queues["dlq"], max_receive_count=3)
+    return TransformProcessor(
+        "crm", to_crm, sqs, queues["queue"], queues["dlq"], max_receive_count=3
+    )
 
 
 def test_batch_is_transformed_and_sent_with_trace_attributes(processor, sqs, queues):
-    records = [sqs_record(eventbridge(name), f"m{i}") for i, name in enumerate(["user_created", "user_updated", "user_deleted"])]
+    records = [
+        sqs_record(eventbridge(name), f"m{i}")
+        for i, name in enumerate(["user_created", "user_updated", "user_deleted"])
+    ]
     assert processor.handle_sqs_batch(records) == {"batchItemFailures": []}
     sent = drain(sqs, queues["queue"])
     parsed = sorted((DestinationRecord.from_json(m["Body"]) for m in sent), key=lambda r: r.version)
     assert [r.op for r in parsed] == ["upsert", "upsert", "delete"]
     attributes = {m["MessageAttributes"]["event_id"]["StringValue"] for m in sent}
     assert attributes == {str(r.event_id) for r in parsed}
-    assert all(m["MessageAttributes"]["correlation_id"]["StringValue"].startswith("req-") for m in sent)
+    assert all(
+        m["MessageAttributes"]["correlation_id"]["StringValue"].startswith("req-") for m in sent
+    )
     assert drain(sqs, queues["dlq"]) == []
 
 
 def test_poison_event_goes_to_the_dlq_with_a_reason_and_is_not_retried(processor, sqs, queues):
     poison = eventbridge("poison_bad_email")
-    result = processor.handle_sqs_batch([sqs_record(poison, "bad"), sqs_record(eventbridge("user_created"), "good")])
+    result = processor.handle_sqs_batch(
+        [sqs_record(poison, "bad"), sqs_record(eventbridge("user_created"), "good")]
+    )
     assert result == {"batchItemFailures": []}
     [dead] = drain(sqs, queues["dlq"])
     reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
@@ -57,7 +66,10 @@ def test_poison_event_goes_to_the_dlq_with_a_reason_and_is_not_retried(processor
     assert len(drain(sqs, queues["queue"])) == 1
 
 
-@pytest.mark.parametrize("body", ["not json", json.dumps({"no": "detail"}), json.dumps({"detail": {"event_type": "Nope"}})])
+@pytest.mark.parametrize(
+    "body",
+    ["not json", json.dumps({"no": "detail"}), json.dumps({"detail": {"event_type": "Nope"}})],
+)
 def test_non_events_are_poison(processor, sqs, queues, body):
     assert processor.handle_sqs_batch([sqs_record(body)]) == {"batchItemFailures": []}
     assert len(drain(sqs, queues["dlq"])) == 1
@@ -71,7 +83,12 @@ class RefusingSqs:
 
     def send_message_batch(self, QueueUrl, Entries):
         if QueueUrl == self.refused_url:
-            return {"Successful": [], "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in Entries]}
+            return {
+                "Successful": [],
+                "Failed": [
+                    {"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in Entries
+                ],
+            }
         return self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
     def __getattr__(self, name):
@@ -80,35 +97,56 @@ class RefusingSqs:
 
 def test_transient_send_failure_is_reported_for_retry(sqs, queues, monkeypatch):
     monkeypatch.setattr("datasync.core.queues.time.sleep", lambda s: None)
-    processor = TransformProcessor("crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3)
-    result = processor.handle_sqs_batch([sqs_record(eventbridge("user_created"), "m1", receive_count=1)])
+    processor = TransformProcessor(
+        "crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3
+    )
+    result = processor.handle_sqs_batch(
+        [sqs_record(eventbridge("user_created"), "m1", receive_count=1)]
+    )
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert drain(sqs, queues["dlq"]) == []
 
 
-def test_on_the_last_attempt_a_failing_record_is_dead_lettered_with_the_reason(sqs, queues, monkeypatch):
+def test_on_the_last_attempt_a_failing_record_is_dead_lettered_with_the_reason(
+    sqs, queues, monkeypatch
+):
     monkeypatch.setattr("datasync.core.queues.time.sleep", lambda s: None)
-    processor = TransformProcessor("crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3)
-    result = processor.handle_sqs_batch([sqs_record(eventbridge("user_created"), "m1", receive_count=3)])
+    processor = TransformProcessor(
+        "crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3
+    )
+    result = processor.handle_sqs_batch(
+        [sqs_record(eventbridge("user_created"), "m1", receive_count=3)]
+    )
     assert result == {"batchItemFailures": []}
     [dead] = drain(sqs, queues["dlq"])
     assert "destination queue" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
 
 
 def test_marketing_sends_nothing_for_irrelevant_updates(sqs, queues):
-    processor = TransformProcessor("marketing", to_marketing, sqs, queues["queue"], queues["dlq"], 3)
+    processor = TransformProcessor(
+        "marketing", to_marketing, sqs, queues["queue"], queues["dlq"], 3
+    )
     update = eventbridge("user_updated")
-    update["detail"]["data"] = {"user_id": update["detail"]["data"]["user_id"], "attributes": {"a": "b"}}
+    update["detail"]["data"] = {
+        "user_id": update["detail"]["data"]["user_id"],
+        "attributes": {"a": "b"},
+    }
     assert processor.handle_sqs_batch([sqs_record(update)]) == {"batchItemFailures": []}
     assert drain(sqs, queues["queue"]) == []
 
 
-def test_async_invocation_poison_is_dead_lettered_and_transient_failure_raises(sqs, queues, monkeypatch):
+def test_async_invocation_poison_is_dead_lettered_and_transient_failure_raises(
+    sqs, queues, monkeypatch
+):
     monkeypatch.setattr("datasync.core.queues.time.sleep", lambda s: None)
     processor = TransformProcessor("crm", to_crm, sqs, queues["queue"], queues["dlq"], 3)
-    assert processor.handle_eventbridge_event(eventbridge("poison_bad_email")) == {"status": "dead-lettered"}
+    assert processor.handle_eventbridge_event(eventbridge("poison_bad_email")) == {
+        "status": "dead-lettered"
+    }
     assert processor.handle_eventbridge_event(eventbridge("user_created"))["status"] == "sent"
-    refusing = TransformProcessor("crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3)
+    refusing = TransformProcessor(
+        "crm", to_crm, RefusingSqs(sqs, queues["queue"]), queues["queue"], queues["dlq"], 3
+    )
     with pytest.raises(Exception, match="not accepted"):
         refusing.handle_eventbridge_event(eventbridge("user_created"))
 

@@ -9,7 +9,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # package -> the top-level packages (or datasync sub-packages) it must never import
 FORBIDDEN = {
-    "datasync/contract": ["apps", "lambdas", "datasync.core", "datasync.settings", "boto3", "flask"],
+    "datasync/contract": [
+        "apps",
+        "lambdas",
+        "datasync.core",
+        "datasync.settings",
+        "boto3",
+        "flask",
+    ],
     "datasync/core": ["apps", "lambdas", "flask"],
     "datasync/settings.py": ["apps", "lambdas", "datasync.core"],
     "lambdas": ["apps", "flask", "datasync.settings", "datasync.core.stores", "datasync.core.bus"],

@@ -185,8 +185,14 @@ class SqlStore:
                 " fields TEXT NOT NULL, versions TEXT NOT NULL, deleted_version TEXT,"
                 " updated_at TEXT NOT NULL)"
             )
+        self._sql("BEGIN")
+        if self._postgres:
+            # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is
+            # not atomic in PostgreSQL): one advisory lock per destination serialises them.
+            self._sql("SELECT pg_advisory_xact_lock(hashtext(?))", (self._prefix,))
         for statement in statements:
             self._sql(statement)
+        self._sql("COMMIT")
 
 
 def _now() -> str:
