@@ -18,3 +18,6 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 accesslog = None  # the app logs one structured line per request instead
 errorlog = "-"
 loglevel = os.environ.get("DATASYNC_LOG_LEVEL", "info").lower()
+# gunicorn 27's runtime control socket lives under $HOME; we do not use it, and the
+# container's root filesystem is read-only.
+control_socket_disable = True

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_support import (
+
+from tests.k8s.k8s_support import (
     CHART,
     INVALID,
     KUBE_VERSION,

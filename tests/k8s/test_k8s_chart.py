@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_support import (
+
+from tests.k8s.k8s_support import (
     ALLOWED_CHECKOV_WAIVERS,
     CHART,
     CI_VALUES,
@@ -60,13 +61,20 @@ def ci_case(predicate: Any) -> str:
 
 
 def kind_case() -> str:
-    return ci_case(lambda v: v.get("keda", {}).get("authentication", {}).get("mode") == "secret"
-                   and bool(v.get("config", {}).get("awsEndpointUrl")))
+    return ci_case(
+        lambda v: (
+            v.get("keda", {}).get("authentication", {}).get("mode") == "secret"
+            and bool(v.get("config", {}).get("awsEndpointUrl"))
+        )
+    )
 
 
 def eks_case() -> str:
-    return ci_case(lambda v: bool(v.get("keda", {}).get("authentication", {})
-                                  .get("podIdentity", {}).get("roleArn")))
+    return ci_case(
+        lambda v: bool(
+            v.get("keda", {}).get("authentication", {}).get("podIdentity", {}).get("roleArn")
+        )
+    )
 
 
 # --- Helm: render and lint ----------------------------------------------------------------------
@@ -138,7 +146,7 @@ def _leaf_keys_without_docs(text: str) -> list[str]:
                 stack.pop()
             documented = previous.lstrip().startswith("#") or any(d for _, d in stack)
             value = match.group(3).strip()
-            following = next((ln for ln in lines[number + 1:] if ln.strip()), "")
+            following = next((ln for ln in lines[number + 1 :] if ln.strip()), "")
             is_parent = value == "" and len(following) - len(following.lstrip()) > indent
             if not is_parent and not documented:
                 undocumented.append(f"line {number + 1}: {line.strip()}")
@@ -179,7 +187,9 @@ def test_kubernetes_validate_catches_a_typo(tmp_path: Path, manifests: dict[str,
 
 
 def _keda_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [strip_private(d) for d in docs if d["kind"] in ("ScaledObject", "TriggerAuthentication")]
+    return [
+        strip_private(d) for d in docs if d["kind"] in ("ScaledObject", "TriggerAuthentication")
+    ]
 
 
 def test_keda_objects_validate_against_keda_models(manifests: dict[str, list]) -> None:
@@ -198,15 +208,26 @@ def test_keda_model_check_rejects_bad_objects(manifests: dict[str, list]) -> Non
     wrong_type = copy.deepcopy(scaled)
     wrong_type["spec"]["maxReplicaCount"] = "many"
     non_string = copy.deepcopy(scaled)
-    non_string["spec"]["triggers"][0]["metadata"]["queueLength"] = 5  # metadata is map[string]string
+    non_string["spec"]["triggers"][0]["metadata"]["queueLength"] = (
+        5  # metadata is map[string]string
+    )
     answer = helm_tool("keda", {"objects": [unknown, wrong_type, non_string]})
     assert all(r["errors"] for r in answer["results"]), answer
 
 
 def test_checkov_passes_with_documented_waivers_only(manifest_dir: Path) -> None:
     proc = run(
-        [tool("checkov"), "--skip-download", "--framework", "kubernetes", "--compact",
-         "-o", "json", "-d", manifest_dir],
+        [
+            tool("checkov"),
+            "--skip-download",
+            "--framework",
+            "kubernetes",
+            "--compact",
+            "-o",
+            "json",
+            "-d",
+            manifest_dir,
+        ],
         timeout=600,
     )
     reports = json.loads(proc.stdout)
@@ -230,7 +251,9 @@ def test_checkov_passes_with_documented_waivers_only(manifest_dir: Path) -> None
 def test_checkov_waivers_follow_the_image_settings(case: str, manifests: dict[str, list]) -> None:
     for doc in of_kind(manifests[case], "Deployment"):
         annotations = doc["metadata"].get("annotations") or {}
-        waived = {v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")}
+        waived = {
+            v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")
+        }
         if case == "variant-digest":
             assert waived == {"CKV_K8S_35"}, waived
             image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -304,15 +327,19 @@ def test_api_replicas_belong_to_the_hpa_when_enabled(case: str, manifests: dict[
     docs = manifests[case]
     api = api_deployment(docs)
     hpas = of_kind(docs, "HorizontalPodAutoscaler")
-    if case in ("variant-no-hpa",) or positive_cases()[case].get("api", {}).get(
-        "autoscaling", {}
-    ).get("enabled") is False:
+    if (
+        case in ("variant-no-hpa",)
+        or positive_cases()[case].get("api", {}).get("autoscaling", {}).get("enabled") is False
+    ):
         assert not hpas and api["spec"]["replicas"] >= 1
         return
     assert len(hpas) == 1 and "replicas" not in api["spec"]
     hpa = hpas[0]["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                     "name": api["metadata"]["name"]}
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": api["metadata"]["name"],
+    }
     assert hpa["metrics"][0]["resource"]["name"] == "cpu"
     assert hpa["minReplicas"] <= hpa["maxReplicas"]
 
@@ -350,7 +377,9 @@ def test_consumers_drain_before_they_are_killed(case: str, manifests: dict[str, 
         assert spec["terminationGracePeriodSeconds"] > DRAIN_SECONDS, doc["metadata"]["name"]
         assert not spec["containers"][0].get("lifecycle"), "SIGTERM drains; no preStop sleep"
     if case == "default":
-        assert {d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in consumers} == {90}
+        assert {
+            d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in consumers
+        } == {90}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -472,9 +501,7 @@ def test_settings_and_secrets_wiring(case: str, manifests: dict[str, list]) -> N
     assert "DATASYNC_API_KEYS" not in config["data"]
     secrets = of_kind(docs, "Secret")
     values = positive_cases()[case]
-    secret_name = (
-        secrets[0]["metadata"]["name"] if secrets else values["secrets"]["existingSecret"]
-    )
+    secret_name = secrets[0]["metadata"]["name"] if secrets else values["secrets"]["existingSecret"]
     api = api_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
     ref = env_of(api)["DATASYNC_API_KEYS"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret_name and ref["key"] == "DATASYNC_API_KEYS"
@@ -509,9 +536,18 @@ def test_network_policies(case: str, manifests: dict[str, list]) -> None:
 
     values = positive_cases()[case].get("networkPolicy", {})
     aws_ports = set(values.get("awsEgress", {}).get("ports", [443]))
-    assert egress_ports(api) == {53} | aws_ports
+    agent = {80} if values.get("podIdentityAgent", {}).get("enabled", True) else set()
+    assert egress_ports(api) == {53} | aws_ports | agent
     postgres = {values["postgres"]["port"]} if values.get("postgres", {}).get("enabled") else set()
-    assert egress_ports(consumers) == {53} | aws_ports | postgres
+    assert egress_ports(consumers) == {53} | aws_ports | agent | postgres
+    if agent:
+        cidrs = [
+            p["ipBlock"]["cidr"]
+            for rule in api["egress"]
+            for p in rule.get("to", [])
+            if {"protocol": "TCP", "port": 80} in rule["ports"]
+        ]
+        assert cidrs == ["169.254.170.23/32"], "only the EKS Pod Identity agent on port 80"
 
 
 def test_helm_test_pod_calls_the_api_healthz(manifests: dict[str, list]) -> None:
@@ -530,14 +566,18 @@ def test_prometheus_is_off_by_default(manifests: dict[str, list]) -> None:
     docs = manifests["default"]
     assert not of_kind(docs, "ServiceMonitor")
     for doc in consumer_deployments(docs):
-        assert "prometheus.io/scrape" not in (doc["spec"]["template"]["metadata"].get("annotations") or {})
+        assert "prometheus.io/scrape" not in (
+            doc["spec"]["template"]["metadata"].get("annotations") or {}
+        )
     eks = manifests[eks_case()]
     monitors = of_kind(eks, "ServiceMonitor")
     assert len(monitors) == len(consumer_deployments(eks))
     for monitor in monitors:
-        assert monitor["spec"]["endpoints"][0] == {
-            "port": "metrics", "path": "/metrics", "interval": "30s"
-        } and monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert (
+            monitor["spec"]["endpoints"][0]
+            == {"port": "metrics", "path": "/metrics", "interval": "30s"}
+            and monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        )
     kind = manifests[kind_case()]
     for doc in consumer_deployments(kind):
         annotations = doc["spec"]["template"]["metadata"]["annotations"]

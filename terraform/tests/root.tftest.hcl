@@ -1,0 +1,427 @@
+# Root module tests: run fully offline with a mocked AWS provider.
+#
+#   cd terraform && terraform init -backend=false && terraform test
+#
+# Every destination gets its own ARNs and URLs (override_resource below), so a queue wired to the
+# wrong destination's function, policy or output shows up as a failed assertion.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  lambda_package_path = "tests/fixtures/lambda-stub.zip"
+  analytics_hash_key  = "0123456789abcdef-test-key"
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_sqs_queue.dlq
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics-dlq"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-analytics-dlq"
+  }
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_sqs_queue.buffer
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics-buffer"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-analytics-buffer"
+  }
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_sqs_queue.this
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-analytics"
+  }
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_cloudwatch_event_rule.this
+  values = {
+    arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-analytics"
+  }
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_cloudwatch_log_group.transform
+  values = {
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-analytics-transform"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_sqs_queue.dlq
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-dlq"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-dlq"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_sqs_queue.buffer
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-buffer"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-buffer"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_sqs_queue.this
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_cloudwatch_event_rule.this
+  values = {
+    arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-crm"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_cloudwatch_log_group.transform
+  values = {
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-crm-transform"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_sqs_queue.dlq
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-marketing-dlq"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-marketing-dlq"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_sqs_queue.buffer
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-marketing-buffer"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-marketing-buffer"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_sqs_queue.this
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-marketing"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-marketing"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_cloudwatch_event_rule.this
+  values = {
+    arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-marketing"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_cloudwatch_log_group.transform
+  values = {
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-marketing-transform"
+  }
+}
+
+################################################################################
+# Shape: one pipeline per destination
+################################################################################
+
+run "one_pipeline_per_destination" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for m in [output.queue_urls, output.dlq_urls, output.buffer_queue_urls, output.lambda_function_names, output.rule_arns, output.consumer_policy_arns] :
+      toset(keys(m)) == toset(["crm", "marketing", "analytics"])
+    ])
+    error_message = "Every per-destination output must have exactly one entry per destination."
+  }
+
+  assert {
+    condition = alltrue([
+      for m in [output.queue_urls, output.dlq_urls, output.buffer_queue_urls, output.lambda_function_names, output.rule_arns, output.queue_arns, output.dlq_arns, output.buffer_queue_arns] :
+      length(distinct(values(m))) == 3
+    ])
+    error_message = "Each destination must have its own queue, DLQ, buffer queue, function and rule."
+  }
+
+  assert {
+    condition = output.lambda_function_names == {
+      crm       = "datasync-crm-transform"
+      marketing = "datasync-marketing-transform"
+      analytics = "datasync-analytics-transform"
+    }
+    error_message = "Function names must be <prefix>-<destination>-transform."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      output.queue_urls[d] == "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-${d}" &&
+      output.dlq_urls[d] == "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-${d}-dlq" &&
+      output.buffer_queue_urls[d] == "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-${d}-buffer"
+    ])
+    error_message = "The queue URL outputs must map each destination to its own queues."
+  }
+
+  assert {
+    condition     = output.region == "us-east-1" && output.event_bus_name == "datasync-bus" && output.archive_name == "datasync-archive" && output.max_receive_count == 5
+    error_message = "Scalar outputs do not match the defaults."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_archive.this.event_source_arn == aws_cloudwatch_event_bus.this.arn && jsondecode(aws_cloudwatch_event_archive.this.event_pattern) == { source = ["datasync.api"] } && aws_cloudwatch_event_archive.this.retention_days == 30
+    error_message = "The archive must keep every datasync.api event on the bus for 30 days."
+  }
+
+  assert {
+    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : length(module.destination[d].alarm_arns) == 4])
+    error_message = "Every destination must have its four alarms by default."
+  }
+}
+
+run "only_the_selected_destinations" {
+  command = apply
+
+  variables {
+    destinations = ["crm"]
+  }
+
+  assert {
+    condition     = keys(output.queue_urls) == ["crm"] && keys(output.lambda_function_names) == ["crm"] && keys(output.consumer_policy_arns) == ["crm"]
+    error_message = "Only the crm pipeline may exist when destinations = [\"crm\"]."
+  }
+}
+
+################################################################################
+# Least privilege and secrets
+################################################################################
+
+run "each_function_policy_references_only_its_own_resources" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      toset(flatten([for s in jsondecode(module.destination[d].function_policy_json).Statement : s.Resource])) == toset([
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-${d}-transform:*",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-buffer",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq",
+      ])
+    ])
+    error_message = "A transform function's role may only reference its own log group, buffer queue, destination queue and DLQ."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      toset(flatten([for s in jsondecode(module.destination[d].function_policy_json).Statement : s.Action])) == toset([
+        "logs:CreateLogStream", "logs:PutLogEvents",
+        "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage",
+        "sqs:SendMessage",
+      ])
+    ])
+    error_message = "A transform function's role grants more (or other) actions than it needs."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      alltrue([for s in jsondecode(module.destination[d].function_policy_json).Statement : s.Effect == "Allow" && !can(s.NotResource) && !can(s.NotAction)])
+    ])
+    error_message = "Function policies must be plain Allow statements."
+  }
+}
+
+run "only_the_analytics_function_sees_the_hash_key" {
+  command = apply
+
+  assert {
+    condition     = contains(module.destination["analytics"].function_environment_variable_names, "DATASYNC_ANALYTICS_HASH_KEY")
+    error_message = "The analytics function must receive DATASYNC_ANALYTICS_HASH_KEY."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing"] : !contains(module.destination[d].function_environment_variable_names, "DATASYNC_ANALYTICS_HASH_KEY")
+    ])
+    error_message = "Only the analytics function may receive DATASYNC_ANALYTICS_HASH_KEY."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] : length(setsubtract([
+        "DATASYNC_DESTINATION", "DATASYNC_DESTINATION_QUEUE_URL", "DATASYNC_DEAD_LETTER_QUEUE_URL", "DATASYNC_MAX_RECEIVE_COUNT", "DATASYNC_LOG_LEVEL",
+      ], module.destination[d].function_environment_variable_names)) == 0
+    ])
+    error_message = "Every function needs the common DATASYNC_* environment variables."
+  }
+}
+
+run "consumer_and_api_policies" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      toset(flatten([for s in jsondecode(aws_iam_policy.consumer[d].policy).Statement : s.Resource])) == toset([
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq",
+      ])
+    ])
+    error_message = "A consumer policy may only reference its own destination queue and DLQ."
+  }
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] :
+      [for s in jsondecode(aws_iam_policy.consumer[d].policy).Statement : toset(flatten([s.Action])) if s.Resource == "arn:aws:sqs:us-east-1:123456789012:datasync-${d}"][0] ==
+      toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"])
+    ])
+    error_message = "Consumers need exactly receive, delete, change visibility and get attributes on their queue."
+  }
+
+  assert {
+    condition = (
+      toset(flatten([for s in jsondecode(aws_iam_policy.api.policy).Statement : s.Resource])) == toset([aws_cloudwatch_event_bus.this.arn]) &&
+      toset(flatten([for s in jsondecode(aws_iam_policy.api.policy).Statement : s.Action])) == toset(["events:PutEvents", "events:DescribeEventBus"])
+    )
+    error_message = "The API policy may only put events to and describe the datasync bus."
+  }
+}
+
+run "alarms_can_be_switched_off" {
+  command = apply
+
+  variables {
+    create_alarms = false
+  }
+
+  assert {
+    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : length(module.destination[d].alarm_arns) == 0])
+    error_message = "create_alarms = false must create no alarms."
+  }
+}
+
+################################################################################
+# Variable validation
+################################################################################
+
+run "rejects_bad_name_prefix" {
+  command = plan
+  variables {
+    name_prefix = "Data_Sync"
+  }
+  expect_failures = [var.name_prefix]
+}
+
+run "rejects_long_name_prefix" {
+  command = plan
+  variables {
+    name_prefix = "a-very-long-prefix-that-breaks-limits"
+  }
+  expect_failures = [var.name_prefix]
+}
+
+run "rejects_unknown_destination" {
+  command = plan
+  variables {
+    destinations = ["crm", "billing"]
+  }
+  expect_failures = [var.destinations]
+}
+
+run "rejects_empty_destinations" {
+  command = plan
+  variables {
+    destinations = []
+  }
+  expect_failures = [var.destinations]
+}
+
+run "rejects_package_that_is_not_a_zip" {
+  command = plan
+  variables {
+    lambda_package_path = "tests/fixtures/lambda-stub.tar.gz"
+  }
+  expect_failures = [var.lambda_package_path]
+}
+
+run "rejects_short_hash_key" {
+  command = plan
+  variables {
+    analytics_hash_key = "too-short"
+  }
+  expect_failures = [var.analytics_hash_key]
+}
+
+run "rejects_max_receive_count_out_of_range" {
+  command = plan
+  variables {
+    max_receive_count = 0
+  }
+  expect_failures = [var.max_receive_count]
+}
+
+run "rejects_too_many_target_retries" {
+  command = plan
+  variables {
+    event_target_max_retry_attempts = 186
+  }
+  expect_failures = [var.event_target_max_retry_attempts]
+}
+
+run "rejects_too_short_event_age" {
+  command = plan
+  variables {
+    event_target_max_event_age_seconds = 59
+  }
+  expect_failures = [var.event_target_max_event_age_seconds]
+}
+
+run "rejects_negative_archive_retention" {
+  command = plan
+  variables {
+    archive_retention_days = -1
+  }
+  expect_failures = [var.archive_retention_days]
+}
+
+run "rejects_unsupported_log_retention" {
+  command = plan
+  variables {
+    log_retention_days = 13
+  }
+  expect_failures = [var.log_retention_days]
+}
+
+run "rejects_alarm_action_that_is_not_an_sns_topic" {
+  command = plan
+  variables {
+    alarm_actions = ["arn:aws:lambda:us-east-1:123456789012:function:pager"]
+  }
+  expect_failures = [var.alarm_actions]
+}
+
+run "rejects_maximum_concurrency_below_two" {
+  command = plan
+  variables {
+    lambda_maximum_concurrency = 1
+  }
+  expect_failures = [var.lambda_maximum_concurrency]
+}
+
+run "rejects_visibility_timeout_above_twelve_hours" {
+  command = plan
+  variables {
+    queue_visibility_timeout_seconds = 43201
+  }
+  expect_failures = [var.queue_visibility_timeout_seconds]
+}

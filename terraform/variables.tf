@@ -1,0 +1,247 @@
+################################################################################
+# General
+################################################################################
+
+variable "aws_region" {
+  description = "AWS region to deploy the pipeline into."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.aws_region))
+    error_message = "The aws_region must look like an AWS region name, e.g. \"us-east-1\"."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix for every resource name (bus, queues, functions, policies). Lowercase letters, digits and hyphens; at most 20 characters so that derived names stay within AWS limits (64 characters for Lambda functions and IAM roles)."
+  type        = string
+  default     = "datasync"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.name_prefix)) && !strcontains(var.name_prefix, "--")
+    error_message = "The name_prefix must be 2-20 characters of lowercase letters, digits and single hyphens, start with a letter and not end with a hyphen."
+  }
+}
+
+variable "destinations" {
+  description = "Destinations to create a rule, buffer queue, transform Lambda, destination queue and DLQ for."
+  type        = set(string)
+  default     = ["crm", "marketing", "analytics"]
+
+  validation {
+    condition     = length(var.destinations) > 0 && length(setsubtract(var.destinations, ["crm", "marketing", "analytics"])) == 0
+    error_message = "The destinations must be a non-empty subset of [\"crm\", \"marketing\", \"analytics\"]."
+  }
+}
+
+variable "tags" {
+  description = "Tags applied to every resource through the provider's default_tags."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Lambda (transform)
+################################################################################
+
+variable "lambda_package_path" {
+  description = "Path to the prebuilt deployment package (zip) holding the `lambdas` package; the handler is `lambdas.handler.handle`."
+  type        = string
+
+  validation {
+    condition     = endswith(var.lambda_package_path, ".zip")
+    error_message = "The lambda_package_path must point to a .zip file."
+  }
+}
+
+variable "lambda_runtime" {
+  description = "Lambda runtime of the transform functions."
+  type        = string
+  default     = "python3.12"
+
+  validation {
+    condition     = can(regex("^python3\\.[0-9]+$", var.lambda_runtime))
+    error_message = "The lambda_runtime must be a Python runtime such as \"python3.12\"."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory size (MB) of the transform functions."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240 && floor(var.lambda_memory_mb) == var.lambda_memory_mb
+    error_message = "The lambda_memory_mb must be a whole number between 128 and 10240."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Timeout (seconds) of the transform functions. The buffer queue's visibility timeout is six times this value, as AWS recommends for SQS event source mappings."
+  type        = number
+  default     = 30
+
+  validation {
+    # Lambda's own maximum; 6 x 900 s = 5400 s stays well below the 12 h SQS visibility maximum.
+    condition     = var.lambda_timeout_seconds >= 1 && var.lambda_timeout_seconds <= 900 && floor(var.lambda_timeout_seconds) == var.lambda_timeout_seconds
+    error_message = "The lambda_timeout_seconds must be a whole number between 1 and 900."
+  }
+}
+
+variable "lambda_maximum_concurrency" {
+  description = "Maximum number of concurrent transform invocations per destination driven by the SQS event source mapping (2-1000). null leaves it unset (bounded only by the account's concurrency)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.lambda_maximum_concurrency == null || try(var.lambda_maximum_concurrency >= 2 && var.lambda_maximum_concurrency <= 1000, false)
+    error_message = "The lambda_maximum_concurrency must be null or between 2 and 1000."
+  }
+}
+
+variable "analytics_hash_key" {
+  description = "Secret key the analytics transform uses to pseudonymise identifiers. Only the analytics function receives it."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.analytics_hash_key) >= 16
+    error_message = "The analytics_hash_key must be at least 16 characters long."
+  }
+}
+
+variable "buffer_batch_size" {
+  description = "Maximum number of buffer-queue messages passed to one transform invocation."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.buffer_batch_size >= 1 && var.buffer_batch_size <= 10000
+    error_message = "The buffer_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "buffer_batching_window_seconds" {
+  description = "Maximum time (seconds) the event source mapping gathers messages before invoking the function. AWS requires at least 1 when buffer_batch_size is greater than 10."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.buffer_batching_window_seconds >= 0 && var.buffer_batching_window_seconds <= 300
+    error_message = "The buffer_batching_window_seconds must be between 0 and 300."
+  }
+}
+
+################################################################################
+# Queues and delivery
+################################################################################
+
+variable "max_receive_count" {
+  description = "Number of receives after which a message moves from the buffer or destination queue to the destination's DLQ."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "The max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "queue_visibility_timeout_seconds" {
+  description = "Visibility timeout (seconds) of the destination queues the consumers read."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.queue_visibility_timeout_seconds >= 0 && var.queue_visibility_timeout_seconds <= 43200
+    error_message = "The queue_visibility_timeout_seconds must be between 0 and 43200 (12 hours)."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "Message retention (seconds) of the buffer and destination queues. DLQs always keep messages for the SQS maximum of 14 days."
+  type        = number
+  default     = 345600
+
+  validation {
+    condition     = var.message_retention_seconds >= 60 && var.message_retention_seconds <= 1209600
+    error_message = "The message_retention_seconds must be between 60 and 1209600 (14 days)."
+  }
+}
+
+variable "archive_retention_days" {
+  description = "Days the EventBridge archive keeps events for replay; 0 keeps them forever."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.archive_retention_days >= 0 && floor(var.archive_retention_days) == var.archive_retention_days
+    error_message = "The archive_retention_days must be a whole number, 0 or greater."
+  }
+}
+
+variable "event_target_max_retry_attempts" {
+  description = "How many times EventBridge retries delivering an event to a buffer queue before sending it to the DLQ."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.event_target_max_retry_attempts >= 0 && var.event_target_max_retry_attempts <= 185
+    error_message = "The event_target_max_retry_attempts must be between 0 and 185."
+  }
+}
+
+variable "event_target_max_event_age_seconds" {
+  description = "Maximum age (seconds) of an event EventBridge still tries to deliver to a buffer queue before sending it to the DLQ."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.event_target_max_event_age_seconds >= 60 && var.event_target_max_event_age_seconds <= 86400
+    error_message = "The event_target_max_event_age_seconds must be between 60 and 86400."
+  }
+}
+
+################################################################################
+# Observability
+################################################################################
+
+variable "create_alarms" {
+  description = "Create the CloudWatch alarms (DLQ not empty, oldest message age, function errors) for every destination."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_actions" {
+  description = "SNS topic ARNs notified when an alarm fires (and when it recovers)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.alarm_actions : can(regex("^arn:aws[a-z-]*:sns:", arn))])
+    error_message = "Every alarm_actions entry must be an SNS topic ARN."
+  }
+}
+
+variable "oldest_message_alarm_seconds" {
+  description = "Alarm when the oldest message in a buffer or destination queue is older than this many seconds."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.oldest_message_alarm_seconds >= 60
+    error_message = "The oldest_message_alarm_seconds must be at least 60."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention (days) of the transform functions' CloudWatch log groups; 0 keeps logs forever."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "The log_retention_days must be one of the values CloudWatch Logs accepts (0, 1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
