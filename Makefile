@@ -12,7 +12,7 @@ PIP_QUIET := grep -v -e "^WARNING: Location" -e "^\[notice\]" || true
 
 export PYTHONDONTWRITEBYTECODE := 1
 
--include mk/k8s.mk
+include mk/k8s.mk
 
 .PHONY: help
 help: ## list the targets

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     )
     aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
     event_bus_name: str = Field("datasync-bus", validation_alias="DATASYNC_EVENT_BUS_NAME")
+    event_bus_arn: str | None = Field(None, validation_alias="DATASYNC_EVENT_BUS_ARN")
+    archive_arn: str | None = Field(None, validation_alias="DATASYNC_ARCHIVE_ARN")
 
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
     queue_url: str | None = Field(None, validation_alias="DATASYNC_QUEUE_URL")
@@ -55,6 +57,13 @@ class Settings(BaseSettings):
     crm_dlq_url: str | None = Field(None, validation_alias="DATASYNC_CRM_DLQ_URL")
     marketing_dlq_url: str | None = Field(None, validation_alias="DATASYNC_MARKETING_DLQ_URL")
     analytics_dlq_url: str | None = Field(None, validation_alias="DATASYNC_ANALYTICS_DLQ_URL")
+    crm_buffer_queue_url: str | None = Field(None, validation_alias="DATASYNC_CRM_BUFFER_QUEUE_URL")
+    marketing_buffer_queue_url: str | None = Field(
+        None, validation_alias="DATASYNC_MARKETING_BUFFER_QUEUE_URL"
+    )
+    analytics_buffer_queue_url: str | None = Field(
+        None, validation_alias="DATASYNC_ANALYTICS_BUFFER_QUEUE_URL"
+    )
     analytics_hash_key: SecretStr | None = Field(
         None, validation_alias="DATASYNC_ANALYTICS_HASH_KEY"
     )
@@ -95,6 +104,15 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"no queue URL for {destination}: set DATASYNC_{destination.upper()}_QUEUE_URL "
                 "or run `make run`, which writes var/local/datasync.env"
+            )
+        return url
+
+    def buffer_queue_url_for(self, destination: str) -> str:
+        url = getattr(self, f"{destination}_buffer_queue_url", None)
+        if not url:
+            name = f"DATASYNC_{destination.upper()}_BUFFER_QUEUE_URL"
+            raise ConfigError(
+                f"no buffer queue URL for {destination}: set {name} (output buffer_queue_urls)"
             )
         return url
 

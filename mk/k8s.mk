@@ -39,11 +39,12 @@ HELM_KIND = $(HELM) --kube-context $(KIND_CONTEXT)
 # The checkers (helm-python-sdk, kubernetes-validate, KEDA models, checkov, hadolint, shellcheck,
 # check-jsonschema) in a venv of their own: checkov's dependencies conflict with the project's.
 $(K8S_CHECKS_VENV)/.installed: requirements/k8s-checks.lock
-	rm -rf $(K8S_CHECKS_VENV)
-	$(K8S_CHECKS_PYTHON) -m venv $(K8S_CHECKS_VENV)
-	$(K8S_CHECKS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
-		-r requirements/k8s-checks.lock
-	touch $@
+	@echo "==> installing the offline Kubernetes checkers into $(K8S_CHECKS_VENV)"
+	@rm -rf $(K8S_CHECKS_VENV)
+	@$(K8S_CHECKS_PYTHON) -m venv $(K8S_CHECKS_VENV)
+	@$(K8S_CHECKS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		-r requirements/k8s-checks.lock 2>&1 | $(PIP_QUIET)
+	@touch $@
 
 chart-tools: $(K8S_CHECKS_VENV)/.installed ## install the offline Kubernetes checkers (.tools/k8s-checks)
 

@@ -23,7 +23,6 @@ from apps.cli.emulator import Emulator, start_ministack
 from apps.cli.lambda_package import build_lambda_package
 from apps.cli.paths import ROOT, var_dir, venv_bin
 from apps.cli.terraform import TerraformStack, prepare_workdir
-from datasync.contract import DESTINATIONS
 from datasync.settings import LOCAL_ANALYTICS_HASH_KEY, LOCAL_API_KEY
 
 STOP_TIMEOUT_SECONDS = 40  # consumers may be inside a 20 s long poll, then finish a batch
@@ -107,6 +106,10 @@ class LocalStack:
                 "lambda_package_path": str(package),
                 "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
                 "name_prefix": cfg.name_prefix,
+                # The override turns alarms off for re-applied emulator stacks (MiniStack reads
+                # alarms back incompletely, so every re-plan shows a diff). We apply to a fresh
+                # emulator every time, so create them and exercise that part of the config too.
+                "create_alarms": "true",
                 **cfg.terraform_variables,
             }
         )
@@ -124,17 +127,19 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - the emulator's fixed dummy
             "DATASYNC_EVENT_BUS_NAME": self.outputs["event_bus_name"],
+            "DATASYNC_EVENT_BUS_ARN": self.outputs["event_bus_arn"],
+            "DATASYNC_ARCHIVE_ARN": self.outputs["archive_arn"],
             "DATASYNC_STORE_DIR": str(self.config.store_dir),
             "DATASYNC_ANALYTICS_HASH_KEY": LOCAL_ANALYTICS_HASH_KEY,
         }
-        for destination in DESTINATIONS:
-            if destination in self.outputs["queue_urls"]:
-                env[f"DATASYNC_{destination.upper()}_QUEUE_URL"] = self.outputs["queue_urls"][
-                    destination
-                ]
-                env[f"DATASYNC_{destination.upper()}_DLQ_URL"] = self.outputs["dlq_urls"][
-                    destination
-                ]
+        per_destination = {
+            "QUEUE_URL": "queue_urls",
+            "DLQ_URL": "dlq_urls",
+            "BUFFER_QUEUE_URL": "buffer_queue_urls",
+        }
+        for destination in self.outputs["queue_urls"]:
+            for suffix, output in per_destination.items():
+                env[f"DATASYNC_{destination.upper()}_{suffix}"] = self.outputs[output][destination]
         return env
 
     def write_env_file(self) -> Path:

@@ -113,35 +113,77 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from datasync.core.queues import string_attributes
+    from apps.cli.dlq import peek, redrive
 
     settings = _settings()
-    url = settings.dlq_url_for(args.destination)
-    if not url:
+    dlq_url = settings.dlq_url_for(args.destination)
+    if not dlq_url:
         raise ConfigError(
             f"no DLQ URL for {args.destination}: set DATASYNC_{args.destination.upper()}_DLQ_URL"
         )
     sqs = _sqs(settings)
-    # VisibilityTimeout=0: look without taking the messages away from a redrive.
-    response = sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"],
-        AttributeNames=["All"],
+    if not args.redrive:
+        print(json.dumps(peek(sqs, dlq_url), indent=2))
+        return 0
+    buffer_url = settings.buffer_queue_url_for(args.destination)
+    report = redrive(
+        sqs,
+        dlq_url,
+        buffer_url=buffer_url,
+        queue_url=settings.queue_url_for(args.destination),
+        limit=args.limit,
+    )
+    print(
+        json.dumps(
+            {
+                "to_buffer_queue": report.to_buffer,
+                "to_queue": report.to_queue,
+                "failed": report.failed,
+            }
+        )
+    )
+    return 1 if report.failed else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay archived events onto the bus; consumers deduplicate, so this is safe to repeat."""
+    import time
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from datasync.core.aws import client
+
+    settings = _settings()
+    if not (settings.archive_arn and settings.event_bus_arn):
+        raise ConfigError(
+            "replay needs DATASYNC_ARCHIVE_ARN and DATASYNC_EVENT_BUS_ARN "
+            "(Terraform outputs archive_arn and event_bus_arn; `make run` sets them)"
+        )
+    end = datetime.fromisoformat(args.to) if args.to else datetime.now(UTC)
+    start = (
+        datetime.fromisoformat(args.since) if args.since else end - timedelta(minutes=args.minutes)
+    )
+    events = client("events", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    name = f"datasync-replay-{uuid.uuid4().hex[:12]}"
+    events.start_replay(
+        ReplayName=name, EventSourceArn=settings.archive_arn, EventStartTime=start,
+        EventEndTime=end, Destination={"Arn": settings.event_bus_arn},
     )  # fmt: skip
-    messages = [
-        {
-            "message_id": m["MessageId"],
-            "reason": string_attributes(m).get(
-                "failure_reason", "moved by the queue's redrive policy"
-            ),
-            "stage": string_attributes(m).get("failure_stage"),
-            "event_id": string_attributes(m).get("event_id"),
-            "correlation_id": string_attributes(m).get("correlation_id"),
-            "sent_at": m.get("Attributes", {}).get("SentTimestamp"),
-        }
-        for m in response.get("Messages", [])
-    ]
-    print(json.dumps(messages, indent=2))
-    return 0
+    print(f"replay {name}: {start.isoformat()} .. {end.isoformat()}", file=sys.stderr)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = events.describe_replay(ReplayName=name)
+        print(f"  {state['State']}", file=sys.stderr)
+        if state["State"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            print(
+                json.dumps(
+                    {"replay": name, "state": state["State"], "reason": state.get("StateReason")}
+                )
+            )
+            return 0 if state["State"] == "COMPLETED" else 1
+        time.sleep(2)
+    print(f"datasync: replay {name} still running after {args.timeout}s", file=sys.stderr)
+    return 1
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -195,7 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = commands.add_parser("dlq", help="show what is in a destination's DLQ and why")
     dlq.add_argument("destination", choices=DESTINATIONS)
+    dlq.add_argument(
+        "--redrive", action="store_true", help="send the messages back to be processed again"
+    )
+    dlq.add_argument(
+        "--limit", type=int, default=1000, help="move at most this many (with --redrive)"
+    )
     dlq.set_defaults(func=cmd_dlq)
+
+    replay = commands.add_parser("replay", help="replay archived events (safe: consumers dedupe)")
+    replay.add_argument("--minutes", type=int, default=60, help="replay the last N minutes")
+    replay.add_argument("--since", help="start time, ISO 8601 with zone (overrides --minutes)")
+    replay.add_argument("--to", help="end time, ISO 8601 with zone (default: now)")
+    replay.add_argument("--timeout", type=int, default=300, help="seconds to wait for completion")
+    replay.set_defaults(func=cmd_replay)
 
     schemas = commands.add_parser("schemas", help="check the exported JSON Schemas")
     schemas.add_argument("--write", action="store_true", help="rewrite them from the models")

@@ -12,6 +12,8 @@ mock_provider "aws" {
 variables {
   lambda_package_path = "tests/fixtures/lambda-stub.zip"
   analytics_hash_key  = "0123456789abcdef-test-key"
+  # Explicit, so the tests also pass with local/endpoint_override.tf copied in (it turns alarms off).
+  create_alarms = true
 }
 
 override_resource {

@@ -78,3 +78,42 @@ def test_bad_requests_are_4xx_on_the_real_server(pipeline):
         "POST", "/v1/users", {"email": "a@example.com", "name": "A"}, {"X-API-Key": "wrong"}
     )
     assert anonymous.status == 401
+
+
+def test_archive_replay_redelivers_and_consumers_deduplicate(pipeline, stack, monkeypatch, capsys):
+    from apps.cli.main import main
+
+    created = pipeline.create_user(email=flows.unique_email("replay"), name="Replay Me")
+    user_id, event_id = created["user_id"], created["event_id"]
+    wait_until(lambda: pipeline.get("analytics", user_id), what="analytics event")
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["replay", "--minutes", "5", "--timeout", "120"]) == 0
+    assert '"COMPLETED"' in capsys.readouterr().out
+
+    def duplicate_seen():
+        lines = (stack.config.logs_dir / "consumer-analytics.log").read_text().splitlines()
+        return any(event_id in line and '"outcome": "duplicate"' in line for line in lines)
+
+    wait_until(duplicate_seen, timeout=60, what="the replayed event reaching the consumer")
+    assert len(pipeline.get("analytics", user_id)["events"]) == 1  # delivered twice, applied once
+
+
+def test_dlq_redrive_sends_each_message_back_to_where_it_failed(pipeline, monkeypatch, capsys):
+    from apps.cli.main import main
+    from tests.builders import record
+
+    user_key = str(uuid.uuid4())
+    given_up = record("crm", key=user_key, at=1, name="Redriven")
+    pipeline.aws("sqs").send_message(
+        QueueUrl=pipeline.dlq_url("crm"),
+        MessageBody=given_up.model_dump_json(),
+        MessageAttributes={"failure_reason": {"DataType": "String", "StringValue": "store was down"}},
+    )
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["dlq", "crm"]) == 0
+    assert "store was down" in capsys.readouterr().out
+    assert main(["dlq", "crm", "--redrive"]) == 0
+    assert '"to_queue": 1' in capsys.readouterr().out
+    wait_until(lambda: (pipeline.get("crm", user_key) or {}).get("name") == "Redriven", what="redriven record")
