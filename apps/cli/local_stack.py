@@ -9,6 +9,8 @@ order, consumers first finishing their batch.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -70,6 +72,10 @@ class StackConfig:
     def env_file(self) -> Path:
         return self.local_dir / "datasync.env"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.local_dir / "processes.json"
+
 
 @dataclass
 class LocalStack:
@@ -82,6 +88,7 @@ class LocalStack:
     def start_infra(self) -> dict[str, Any]:
         cfg = self.config
         cfg.logs_dir.mkdir(parents=True, exist_ok=True)
+        stop_leftovers(cfg.pid_file)
         if cfg.external_endpoint:
             say(f"using the emulator at {cfg.external_endpoint} (DATASYNC_AWS_ENDPOINT_URL)")
             self.emulator = Emulator(cfg.external_endpoint)
@@ -91,6 +98,7 @@ class LocalStack:
             self.emulator = start_ministack(
                 cfg.emulator_host, cfg.emulator_port, cfg.logs_dir / "ministack.log"
             )
+            self._record_pids()
             say(f"MiniStack is up ({time.monotonic() - started:.1f}s)")
         target = "aws" if cfg.external_endpoint else "local"
         say(f"building the Lambda package ({target}) ...")
@@ -182,6 +190,14 @@ class LocalStack:
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=ROOT, start_new_session=True,
             )  # fmt: skip
+        self._record_pids()
+
+    def _record_pids(self) -> None:
+        """Remember what we started, so a run after a hard kill can clean up (stop_leftovers)."""
+        groups = [p.pid for p in self.processes.values()]
+        if self.emulator and self.emulator.process:
+            groups.append(self.emulator.process.pid)
+        self.config.pid_file.write_text(json.dumps({"process_groups": groups}))
 
     def wait_for_api(self, timeout: float = 30) -> None:
         import urllib.request
@@ -224,6 +240,7 @@ class LocalStack:
         self.processes.clear()
         if self.emulator:
             self.emulator.stop()
+        self.config.pid_file.unlink(missing_ok=True)
 
     def summary(self) -> str:
         cfg = self.config
@@ -250,6 +267,33 @@ class LocalStack:
                 "Ctrl-C stops everything.",
             ]
         )
+
+
+def stop_leftovers(pid_file: Path) -> None:
+    """Stop the processes of an earlier run that was killed before it could clean up."""
+    try:
+        groups = json.loads(pid_file.read_text())["process_groups"]
+    except (OSError, ValueError, KeyError):
+        return
+    alive = [g for g in groups if _group_alive(g)]
+    if alive:
+        say(f"stopping {len(alive)} process group(s) left by an earlier run that was killed")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for group in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+        deadline = time.monotonic() + 10
+        while any(_group_alive(g) for g in alive) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    pid_file.unlink(missing_ok=True)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def run_foreground(
@@ -283,7 +327,10 @@ def run_foreground(
         print(f"datasync: error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort cleanup
+        # A second Ctrl-C or SIGTERM (e.g. from a wrapper that forwards signals) must not
+        # abort the cleanup half-way and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping ...")
         stack.stop()
         say("stopped")
