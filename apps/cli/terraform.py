@@ -120,7 +120,15 @@ class TerraformStack:
             )
 
     def init(self) -> None:
-        self._run("init", self._tf.init, reconfigure=False, upgrade=False)
+        try:
+            self._run("init", self._tf.init, reconfigure=False, upgrade=False)
+        except TerraformError as exc:
+            if os.environ.get(MIRROR_SETTING):
+                raise
+            raise TerraformError(
+                f"{exc}\nIf this machine cannot reach the Terraform registry, point "
+                f"{MIRROR_SETTING} at a provider mirror (see README, 'Terraform providers')."
+            ) from None
 
     def apply(self, variables: dict[str, str]) -> dict[str, Any]:
         self._run("apply", self._tf.apply, skip_plan=True, var=variables, parallelism=20)
