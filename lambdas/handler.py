@@ -6,7 +6,6 @@ first invocation, not at import), then routes the event by its shape.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -44,10 +43,5 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = _get_processor()
     with log_context(request_id=getattr(context, "aws_request_id", None)):
         if "Records" in event:
-            result = processor.handle_sqs_batch(event["Records"])
-            logging.getLogger("datasync.lambda").info(
-                "batch done",
-                extra={"records": len(event["Records"]), "retry": len(result["batchItemFailures"])},
-            )
-            return result
+            return processor.handle_sqs_batch(event["Records"])
         return processor.handle_eventbridge_event(event)

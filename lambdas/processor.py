@@ -78,6 +78,7 @@ class TransformProcessor:
         outgoing: list[OutgoingMessage] = []
         message_of: dict[str, str] = {}  # outgoing id -> SQS message id
         unsent: set[str] = set()  # SQS message ids to retry
+        traced: list[str] = []
         for record in records:
             message_id = record["messageId"]
             try:
@@ -91,9 +92,23 @@ class TransformProcessor:
                     out_id = f"{message_id}:{index}"
                     outgoing.append(_outgoing(out_id, out))
                     message_of[out_id] = message_id
-                logger.info("transformed", extra={"event_type": event.event_type})
+                logger.debug("transformed", extra={"event_type": event.event_type})
+            traced.append(f"{event.event_id}/{event.correlation_id}")
         failed_messages = self._send(outgoing, message_of) | unsent
-        return {"batchItemFailures": self._retry_or_dead_letter(records, failed_messages)}
+        retry = self._retry_or_dead_letter(records, failed_messages)
+        # One line per batch, not per event: Lambda log ingestion is billed per GB, and a
+        # per-event line would cost about as much as the events themselves. The ids keep
+        # every event traceable by event id or correlation id.
+        logger.info(
+            "batch transformed",
+            extra={
+                "records": len(records),
+                "sent": len(outgoing),
+                "retry": len(retry),
+                "events": traced,
+            },
+        )
+        return {"batchItemFailures": retry}
 
     def _send(self, outgoing: list[OutgoingMessage], message_of: dict[str, str]) -> set[str]:
         try:

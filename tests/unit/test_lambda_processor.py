@@ -169,3 +169,13 @@ def test_handler_builds_the_analytics_processor_with_its_key(sqs, queues):
     processor.handle_sqs_batch([sqs_record(eventbridge("user_created"))])
     [message] = drain(sqs, queues["queue"])
     assert "ada" not in message["Body"].lower()
+
+
+def test_one_log_line_per_batch_names_every_event_and_correlation_id(processor, caplog):
+    caplog.set_level("INFO", logger="datasync.lambda")
+    names = ["user_created", "user_updated"]
+    processor.handle_sqs_batch([sqs_record(eventbridge(n), f"m{i}") for i, n in enumerate(names)])
+    [line] = [r for r in caplog.records if r.getMessage() == "batch transformed"]
+    assert line.records == 2 and line.sent == 2 and line.retry == 0
+    assert [e.split("/")[1] for e in line.events] == ["req-7a1f0c", "req-91bd2e"]
+    assert "ada" not in caplog.text.lower()
