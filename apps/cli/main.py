@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from datasync.settings import ConfigError, Settings
 
 EXIT_NOT_FOUND = 3
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 4
 
 
 def _settings() -> Settings:
@@ -266,11 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (BotoCoreError, ClientError) as exc:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        print(
+            f"datasync: cannot talk to {endpoint}: {exc}\n"
+            "Is `make run` running (or are your AWS credentials and region set)?",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":
