@@ -179,7 +179,8 @@ class LocalStack:
         for destination in self.outputs["queue_urls"]:
             self._spawn(
                 f"consumer-{destination}",
-                [venv_bin("datasync-consumer"), "--destination", destination],
+                [venv_bin("datasync-consumer"), "--destination", destination, "--concurrency",
+                 os.environ.get("DATASYNC_CONSUMER_CONCURRENCY", "4")],  # fmt: skip
                 base,
             )
 
