@@ -1,14 +1,29 @@
 """Behaviour every store backend must have; imported by the SQLite and PostgreSQL tests.
 
-The importing module provides a ``make_store(destination)`` fixture.
+The importing module provides a ``make_store(destination)`` fixture (see ``opened_stores``).
 """
 
 from __future__ import annotations
 
 import uuid
 
+from datasync.core.stores import open_store
 from datasync.core.transforms import pseudonym
 from tests.builders import record
+
+
+def opened_stores(**location):
+    """Generator body of a ``make_store`` fixture: opens stores at ``location``, closes them."""
+    opened = []
+
+    def make(destination):
+        store = open_store(destination, **location)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 def test_applies_and_reads_back(make_store):

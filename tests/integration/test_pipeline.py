@@ -108,7 +108,9 @@ def test_dlq_redrive_sends_each_message_back_to_where_it_failed(pipeline, monkey
     pipeline.aws("sqs").send_message(
         QueueUrl=pipeline.dlq_url("crm"),
         MessageBody=given_up.model_dump_json(),
-        MessageAttributes={"failure_reason": {"DataType": "String", "StringValue": "store was down"}},
+        MessageAttributes={
+            "failure_reason": {"DataType": "String", "StringValue": "store was down"}
+        },
     )
     for name, value in pipeline.env.items():
         monkeypatch.setenv(name, value)
@@ -116,4 +118,7 @@ def test_dlq_redrive_sends_each_message_back_to_where_it_failed(pipeline, monkey
     assert "store was down" in capsys.readouterr().out
     assert main(["dlq", "crm", "--redrive"]) == 0
     assert '"to_queue": 1' in capsys.readouterr().out
-    wait_until(lambda: (pipeline.get("crm", user_key) or {}).get("name") == "Redriven", what="redriven record")
+    wait_until(
+        lambda: (pipeline.get("crm", user_key) or {}).get("name") == "Redriven",
+        what="redriven record",
+    )

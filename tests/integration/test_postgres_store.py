@@ -11,6 +11,7 @@ import pytest
 from datasync.core.stores import open_store
 from tests.builders import record
 from tests.store_contract import *  # noqa: F403 - the same behaviour as SQLite
+from tests.store_contract import opened_stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -26,16 +27,7 @@ def schema_url(postgres_url):
 
 @pytest.fixture
 def make_store(schema_url):
-    opened = []
-
-    def make(destination):
-        store = open_store(destination, database_url=schema_url)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+    yield from opened_stores(database_url=schema_url)
 
 
 def test_concurrent_writers_to_one_key_lose_no_field(schema_url):

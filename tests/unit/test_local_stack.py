@@ -9,7 +9,9 @@ from tests.pipeline import wait_until
 def test_a_run_after_a_hard_kill_stops_what_the_killed_run_left(tmp_path, capsys):
     # An orphaned process group (a parent with a child), like the ones a killed run leaves.
     launcher = "setsid sh -c 'sleep 60 & sleep 60' > /dev/null 2>&1 & echo $!"
-    group = int(subprocess.run(["sh", "-c", launcher], capture_output=True, text=True, check=True).stdout)
+    group = int(
+        subprocess.run(["sh", "-c", launcher], capture_output=True, text=True, check=True).stdout
+    )
     wait_until(lambda: _group_alive(group), timeout=5, what="the leftover group")
     pid_file = tmp_path / "processes.json"
     pid_file.write_text(json.dumps({"process_groups": [group, 999999]}))

@@ -2,20 +2,12 @@ import pytest
 
 from datasync.core.stores import open_store
 from tests.store_contract import *  # noqa: F403 - the shared store behaviour
+from tests.store_contract import opened_stores
 
 
 @pytest.fixture
 def make_store(tmp_path):
-    opened = []
-
-    def make(destination):
-        store = open_store(destination, store_dir=tmp_path)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+    yield from opened_stores(store_dir=tmp_path)
 
 
 def test_open_store_needs_a_location():
