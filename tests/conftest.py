@@ -6,15 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / "events" / f"{name}.json").read_text())
-
-
-@pytest.fixture
-def sample_event():
-    return load_event

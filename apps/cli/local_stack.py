@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +178,13 @@ class LocalStack:
         for destination in self.outputs["queue_urls"]:
             self._spawn(
                 f"consumer-{destination}",
-                [venv_bin("datasync-consumer"), "--destination", destination, "--concurrency",
-                 os.environ.get("DATASYNC_CONSUMER_CONCURRENCY", "4")],  # fmt: skip
+                [
+                    venv_bin("datasync-consumer"),
+                    "--destination",
+                    destination,
+                    "--concurrency",
+                    os.environ.get("DATASYNC_CONSUMER_CONCURRENCY", "4"),
+                ],  # fmt: skip
                 base,
             )
 
@@ -297,18 +301,14 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def run_foreground(
-    infra_only: bool = False, stop_requested: Callable[[], bool] | None = None
-) -> int:
+def run_foreground(infra_only: bool = False) -> int:
     """Start the stack and block until Ctrl-C / SIGTERM; always clean up."""
     stack = LocalStack(StackConfig.from_environment())
-    stopping = {"flag": False}
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping["flag"] = True
-        raise KeyboardInterrupt
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # one shutdown path for Ctrl-C and SIGTERM
 
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         stack.start_infra()
         if not infra_only:
@@ -318,10 +318,9 @@ def run_foreground(
             print(stack.summary(), flush=True)
         else:
             say(f"infrastructure is up; settings in {stack.config.env_file}. Ctrl-C stops it.")
-        while not (stop_requested and stop_requested()):
+        while True:
             stack.check_processes()
             time.sleep(1)
-        return 0
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - report, then clean up

@@ -4,6 +4,8 @@ datasync up [--infra-only]          the whole pipeline locally (what `make run` 
 datasync get <destination> <id>     a stored record as JSON (exit 3 if absent)
 datasync status [--json]            queue depth, in-flight, DLQ depth, applied events
 datasync dlq <destination>          what is in a DLQ, and why (does not consume)
+datasync dlq <destination> --redrive  send DLQ messages back (safe to repeat)
+datasync replay [--minutes N]       replay archived events onto the bus (consumers dedupe)
 datasync schemas [--write]          check (or rewrite) the contract's JSON Schemas
 datasync package-lambda             build the Lambda zip Terraform deploys
 """

@@ -134,9 +134,6 @@ class TerraformStack:
         self._run("apply", self._tf.apply, skip_plan=True, var=variables, parallelism=20)
         return self.outputs()
 
-    def destroy(self, variables: dict[str, str]) -> None:
-        self._run("destroy", self._tf.destroy, auto_approve=True, var=variables, force=None)
-
     def outputs(self) -> dict[str, Any]:
         with _environment(self._env):
             raw = self._tf.output()

@@ -2,7 +2,6 @@
 
 from datasync.contract.events import (
     EVENT_SOURCE,
-    EVENT_TYPES,
     SCHEMA_VERSION,
     UserChanges,
     UserCreated,
@@ -22,7 +21,6 @@ AnyEvent = UserCreated | UserUpdated | UserDeleted
 __all__ = [
     "DESTINATIONS",
     "EVENT_SOURCE",
-    "EVENT_TYPES",
     "SCHEMA_VERSION",
     "AnyEvent",
     "Destination",

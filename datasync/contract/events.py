@@ -34,7 +34,6 @@ from datasync.contract.countries import ISO_3166_ALPHA2
 SCHEMA_VERSION = 1
 EVENT_SOURCE = "datasync.api"
 EventType = Literal["UserCreated", "UserUpdated", "UserDeleted"]
-EVENT_TYPES: tuple[str, ...] = ("UserCreated", "UserUpdated", "UserDeleted")
 
 MAX_ATTRIBUTES = 20
 CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
