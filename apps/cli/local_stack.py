@@ -41,9 +41,7 @@ class StackConfig:
     api_port: int = 8080
     external_endpoint: str | None = None  # a LocalStack-compatible emulator someone else runs
     stream_terraform: bool = True
-    name_prefix: str = "datasync"
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
-    terraform_variables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -112,12 +110,10 @@ class LocalStack:
             {
                 "lambda_package_path": str(package),
                 "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
-                "name_prefix": cfg.name_prefix,
                 # The override turns alarms off for re-applied emulator stacks (MiniStack reads
                 # alarms back incompletely, so every re-plan shows a diff). We apply to a fresh
                 # emulator every time, so create them and exercise that part of the config too.
                 "create_alarms": "true",
-                **cfg.terraform_variables,
             }
         )
         say(f"terraform applied ({time.monotonic() - started:.0f}s)")
@@ -184,7 +180,7 @@ class LocalStack:
                     destination,
                     "--concurrency",
                     os.environ.get("DATASYNC_CONSUMER_CONCURRENCY", "4"),
-                ],  # fmt: skip
+                ],
                 base,
             )
 
