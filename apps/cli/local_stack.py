@@ -305,6 +305,9 @@ def run_foreground(infra_only: bool = False) -> int:
         raise KeyboardInterrupt  # one shutdown path for Ctrl-C and SIGTERM
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Python keeps SIGINT ignored if it inherited it ignored (a job started in the background
+    # by a non-interactive shell): install the handler so Ctrl-C always means "stop".
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start_infra()
         if not infra_only:
