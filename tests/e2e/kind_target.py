@@ -64,27 +64,34 @@ class PortForward:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        forward = portforward(
-            self._api.connect_get_namespaced_pod_portforward,
-            self._pod,
-            self._namespace,
-            ports=str(self._port),
-        )
-        remote = forward.socket(self._port)
-        remote.setblocking(True)
-        pumps = [
-            threading.Thread(target=_pump, args=(conn, remote), daemon=True),
-            threading.Thread(target=_pump, args=(remote, conn), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        for pump in pumps:
-            pump.join()
-        for sock in (conn, remote):
-            sock.close()
-        forward.close()
+        # `with conn`: when the forward cannot be opened (pod gone: ApiException), the client
+        # sees its connection closed instead of waiting forever for a reply.
+        with conn:
+            forward = portforward(
+                self._api.connect_get_namespaced_pod_portforward,
+                self._pod,
+                self._namespace,
+                ports=str(self._port),
+            )
+            remote = forward.socket(self._port)
+            remote.setblocking(True)
+            pumps = [
+                threading.Thread(target=_pump, args=(conn, remote), daemon=True),
+                threading.Thread(target=_pump, args=(remote, conn), daemon=True),
+            ]
+            for pump in pumps:
+                pump.start()
+            for pump in pumps:
+                pump.join()
+            forward.close()  # closes `remote`, this side of the client's socketpair
 
     def close(self) -> None:
+        # On Linux, close() alone neither wakes the thread blocked in accept() nor stops the
+        # socket listening (that accept() still holds it); shutdown() does both.
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._server.close()
 
 
@@ -144,7 +151,9 @@ def _scaled_objects_ready(custom: client.CustomObjectsApi) -> bool:
 def _ready_pod(core: client.CoreV1Api, namespace: str, selector: str) -> str:
     for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
         conditions = {c.type: c.status for c in (pod.status.conditions or [])}
-        if pod.status.phase == "Running" and conditions.get("Ready") == "True":
+        # A terminating pod (old replica after a redeploy) can still be Running and Ready.
+        terminating = pod.metadata.deletion_timestamp is not None
+        if pod.status.phase == "Running" and conditions.get("Ready") == "True" and not terminating:
             return pod.metadata.name
     return ""
 
@@ -185,7 +194,7 @@ def kind_target() -> dict[str, str]:
     for name in deployments:
         _wait(f"deployment/{name} to roll out", lambda name=name: _rolled_out(apps, name))
     _wait("the KEDA ScaledObjects to be Ready", lambda: _scaled_objects_ready(custom))
-    _wait(
+    db_pod = _wait(
         "deployment/postgres to roll out",
         lambda: _ready_pod(core, DEV_NAMESPACE, "app.kubernetes.io/name=postgres"),
     )
@@ -195,7 +204,6 @@ def kind_target() -> dict[str, str]:
         lambda: _ready_pod(core, NAMESPACE, f"{selector},app.kubernetes.io/component=api"),
     )
     api_forward = PortForward(core, NAMESPACE, api_pod, 8080)
-    db_pod = _ready_pod(core, DEV_NAMESPACE, "app.kubernetes.io/name=postgres")
     db_forward = PortForward(core, DEV_NAMESPACE, db_pod, 5432)
     _FORWARDS.extend([api_forward, db_forward])
 
