@@ -1,0 +1,250 @@
+"""The images and the chart's pods, rehearsed on the host against the session's real stack.
+
+No Docker or cluster here (see tests/rehearsal.py for what is carried out and the one liberty
+taken). The chart is rendered with Helm's engine from charts/datasync/ci/kind-values.yaml plus
+what `make kind-up` adds (deploy/kind/kind_values.py), pointed at this session's emulator. Then:
+
+- each image's builder stage runs from its lock file alone, and its virtualenv is the size
+  the Dockerfile states;
+- the API pod's container passes its probes and publishes through the real bus: the event
+  reaches the session's stores;
+- a consumer pod's container, on a queue of its own, applies a record to PostgreSQL (the
+  DATABASE_URL from the chart's Secret), dead-letters a poison message with its reason, and
+  exits 0 on SIGTERM within terminationGracePeriodSeconds;
+- neither writes anywhere but its emptyDirs (they run as the pod's user in a root-owned WORKDIR
+  when the tests run as root).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from datasync.core.stores import open_store
+from tests.builders import record
+from tests.k8s.k8s_support import (
+    CHART,
+    KUBE_VERSION,
+    NAMESPACE,
+    helm_tool,
+    of_kind,
+    parse_manifests,
+)
+from tests.pipeline import Pipeline, wait_until
+from tests.rehearsal import (
+    REPO,
+    BuiltImage,
+    ContainerProcess,
+    build_image,
+    start_pod_container,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+RELEASE = "datasync"  # skaffold's release name
+IMAGES = {"api": REPO / "apps/api/Dockerfile", "consumers": REPO / "apps/consumers/Dockerfile"}
+STARTUP_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def host_root():
+    """A root for the rehearsal the pods' user can traverse (pytest's tmp dirs are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="datasync-rehearsal-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def images(host_root: Path) -> dict[str, BuiltImage]:
+    built = {}
+    for name, dockerfile in IMAGES.items():
+        root = host_root / name
+        root.mkdir()
+        built[name] = build_image(dockerfile, root)
+    return built
+
+
+@pytest.fixture(scope="module")
+def consumer_queue(pipeline: Pipeline):
+    """A queue (with its DLQ) for the rehearsed consumer alone: the session's consumers read
+    the real ones, and a message they took would never reach the rehearsed pod."""
+    sqs = pipeline.aws("sqs")
+    name = f"rehearsal-{uuid.uuid4().hex[:8]}"
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})
+    queue = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    yield {"queue": queue, "dlq": dlq}
+    for url in (queue, dlq):
+        sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture(scope="module")
+def consumer_database(postgres_url: str) -> str:
+    schema = f"rehearsal_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="module")
+def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_database: str):
+    """The chart as skaffold's kind profile deploys it, pointed at this session's emulator."""
+    values = yaml.safe_load((CHART / "ci/kind-values.yaml").read_text())
+    added = _kind_values_module().kind_values(
+        pipeline.env, endpoint=pipeline.env["AWS_ENDPOINT_URL"]
+    )
+    values["config"].update(added["config"])
+    values["secrets"].update(added.get("secrets", {}), databaseUrl=consumer_database)
+    values["consumers"] = [{"destination": "crm", "queueUrl": consumer_queue["queue"]}]
+    answer = helm_tool(
+        "render",
+        {
+            "chart": str(CHART),
+            "release": RELEASE,
+            "namespace": NAMESPACE,
+            "kube_version": f"v{KUBE_VERSION}",
+            "cases": {"rehearsal": {"values": values, "lint": False}},
+        },
+    )["rehearsal"]
+    assert answer["ok"], answer["error"]
+    docs = parse_manifests(answer["manifests"])
+    return {
+        "deployments": {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")},
+        "config_maps": {d["metadata"]["name"]: d["data"] for d in of_kind(docs, "ConfigMap")},
+        "secrets": {d["metadata"]["name"]: d["stringData"] for d in of_kind(docs, "Secret")},
+    }
+
+
+def _kind_values_module() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "kind_values", REPO / "deploy/kind/kind_values.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _start(rendered: dict[str, Any], image: BuiltImage, deployment: str, extra_args=None):
+    pod = rendered["deployments"][deployment]["spec"]["template"]["spec"]
+    container = start_pod_container(
+        image, pod, rendered["config_maps"], rendered["secrets"], extra_args
+    )
+    return pod, container
+
+
+def _wait_ready(pod: dict[str, Any], container: ContainerProcess) -> None:
+    spec = pod["containers"][0]
+
+    def probes_pass() -> bool:
+        if container.process.poll() is not None:  # fail at once, not at the deadline
+            pytest.fail(f"{container.name} exited:\n{container.output()[-3000:]}")
+        return all(container.probe(spec[p]) == 200 for p in ("livenessProbe", "readinessProbe"))
+
+    wait_for(f"{container.name}'s probes", probes_pass, STARTUP_TIMEOUT)
+
+
+def _stop_within_grace(pod: dict[str, Any], container: ContainerProcess) -> None:
+    grace = pod["terminationGracePeriodSeconds"]
+    code = container.stop(grace)
+    assert code == 0, f"exit {code} on SIGTERM (grace {grace}s):\n{container.output()[-3000:]}"
+
+
+def _nothing_written_outside_volumes(image: BuiltImage, container: ContainerProcess) -> None:
+    assert not any(container.workdir.iterdir()), "wrote into the WORKDIR"
+    written = [p for p in image.venv.rglob("*") if p.lstat().st_mtime >= container.started_at]
+    assert not written, f"wrote into the image's virtualenv: {written[:3]}"
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_builds_from_its_lock_file_and_is_the_size_it_states(
+    images: dict[str, BuiltImage], name: str
+) -> None:
+    image = images[name]
+    entrypoint = image.dockerfile.entrypoint()[0]
+    assert (image.venv / "bin" / entrypoint).is_file(), f"{entrypoint} is not in the venv"
+    stated, measured = image.dockerfile.expected_venv_mb(), image.venv_mb()
+    print(f"\n{name}: virtualenv {measured:.0f} MB (the Dockerfile states ~{stated} MB)")
+    assert 0.8 * stated <= measured <= 1.2 * stated, (
+        f"{IMAGES[name]} states a ~{stated} MB virtualenv; the rehearsal measured {measured:.0f} MB"
+    )
+
+
+def test_api_pod_passes_its_probes_and_publishes_to_the_bus(
+    pipeline: Pipeline, rendered: dict[str, Any], images: dict[str, BuiltImage]
+) -> None:
+    pod, api = _start(rendered, images["api"], f"{RELEASE}-api")
+    try:
+        _wait_ready(pod, api)
+        api_key = api.env["DATASYNC_API_KEYS"].split(",")[0]
+        through_pod = Pipeline(api.url("http"), api_key, pipeline.env)
+        assert through_pod.call("POST", "/v1/users", {"email": "x"}).status == 422
+        user = through_pod.create_user(email="pod@example.com", name="Pod Rehearsal")
+        applied = wait_until(
+            lambda: pipeline.get("crm", user["user_id"]), timeout=60, what="the event in crm"
+        )
+        assert applied["email"] == "pod@example.com"
+    finally:
+        _stop_within_grace(pod, api)
+    _nothing_written_outside_volumes(images["api"], api)
+
+
+def test_consumer_pod_applies_dead_letters_and_drains_on_sigterm(
+    pipeline: Pipeline,
+    rendered: dict[str, Any],
+    images: dict[str, BuiltImage],
+    consumer_queue: dict[str, str],
+    consumer_database: str,
+) -> None:
+    # The container listens on all of its own interfaces; on the host, loopback only.
+    pod, consumer = _start(
+        rendered,
+        images["consumers"],
+        f"{RELEASE}-consumer-crm",
+        extra_args=["--health-host", "127.0.0.1"],
+    )
+    try:
+        _wait_ready(pod, consumer)
+        sqs = pipeline.aws("sqs")
+        good = record(key=f"pod-{uuid.uuid4().hex[:8]}", name="Pod Consumer")
+        sqs.send_message(QueueUrl=consumer_queue["queue"], MessageBody=good.model_dump_json())
+        sqs.send_message(QueueUrl=consumer_queue["queue"], MessageBody="not a record")
+
+        store = open_store("crm", database_url=consumer_database, store_dir=None)
+        try:
+            applied = wait_until(lambda: store.get(good.key), timeout=60, what="the record in PG")
+        finally:
+            store.close()
+        assert applied["name"] == "Pod Consumer"
+        dead = wait_until(
+            lambda: sqs.receive_message(
+                QueueUrl=consumer_queue["dlq"], MessageAttributeNames=["All"], WaitTimeSeconds=1
+            ).get("Messages"),
+            timeout=60,
+            what="the poison message in the DLQ",
+        )
+        assert dead[0]["Body"] == "not a record"
+        assert dead[0]["MessageAttributes"]["failure_reason"]["StringValue"]
+        with urllib.request.urlopen(consumer.url("metrics", "/metrics"), timeout=5) as resp:  # noqa: S310
+            metrics = resp.read().decode()
+        assert 'datasync_consumer_records_total{destination="crm",outcome="applied"} 1' in metrics
+    finally:
+        _stop_within_grace(pod, consumer)
+    _nothing_written_outside_volumes(images["consumers"], consumer)
+    assert os.listdir(consumer.env["DATASYNC_STORE_DIR"]) == [], "PostgreSQL, not SQLite, was used"
