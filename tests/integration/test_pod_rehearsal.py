@@ -26,7 +26,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import psycopg
 import pytest
 import yaml
@@ -248,3 +250,32 @@ def test_consumer_pod_applies_dead_letters_and_drains_on_sigterm(
         _stop_within_grace(pod, consumer)
     _nothing_written_outside_volumes(images["consumers"], consumer)
     assert os.listdir(consumer.env["DATASYNC_STORE_DIR"]) == [], "PostgreSQL, not SQLite, was used"
+
+
+def test_the_emulator_answers_at_the_address_kind_pods_use(pipeline: Pipeline) -> None:
+    """On kind, pods (and KEDA) reach the host's emulator as aws-emulator.datasync-dev...:4566,
+    with queue URLs rewritten by deploy/kind/kind_values.py: the emulator must serve requests
+    addressed to that name and hand out URLs in it (the consumer finds its DLQ through them)."""
+    kind_values = _kind_values_module()
+    in_cluster_host = urlsplit(kind_values.IN_CLUSTER_ENDPOINT).netloc
+    sqs = boto3.client(
+        "sqs",
+        region_name=pipeline.env["AWS_REGION"],
+        endpoint_url=pipeline.env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+    def as_seen_from_the_cluster(request: Any, **_: Any) -> None:
+        request.headers["Host"] = in_cluster_host
+
+    sqs.meta.events.register("before-send.sqs.*", as_seen_from_the_cluster)
+    host_url = pipeline.queue_url("crm")
+    pod_url = kind_values.in_cluster_url(host_url)
+    assert urlsplit(pod_url).netloc == in_cluster_host
+    arn = sqs.get_queue_attributes(QueueUrl=pod_url, AttributeNames=["QueueArn"])["Attributes"]
+    assert arn["QueueArn"].endswith(":" + host_url.rsplit("/", 1)[1])
+    queue_name = pipeline.dlq_url("crm").rsplit("/", 1)[1]
+    assert sqs.get_queue_url(QueueName=queue_name)["QueueUrl"] == kind_values.in_cluster_url(
+        pipeline.dlq_url("crm")
+    )
