@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -83,6 +84,10 @@ class PortForward:
                 pump.start()
             for pump in pumps:
                 pump.join()
+            # Kubernetes reports a refused pod port here; the client only saw a closed socket.
+            error = forward.error(self._port)
+            if error:
+                print(f"port-forward to {self._pod}:{self._port}: {error}", file=sys.stderr)
             forward.close()  # closes `remote`, this side of the client's socketpair
 
     def close(self) -> None:

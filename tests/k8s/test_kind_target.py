@@ -514,11 +514,17 @@ def test_port_forward_close_stops_listening(echo_pod: FakeCluster, forwards: lis
     assert not any(t.is_alive() for t in accepting)
 
 
-def test_port_forward_to_a_closed_pod_port_closes_the_connection(
-    echo_pod: FakeCluster, forwards: list
+def test_port_forward_to_a_closed_pod_port_closes_the_connection_and_says_why(
+    echo_pod: FakeCluster, forwards: list, capsys: pytest.CaptureFixture[str]
 ) -> None:
     forward = open_forward(echo_pod, forwards, "echo", 9999)  # nothing listens on 9999
     assert exchange(forward.local_port, b"anyone?\n") == b""
+    printed = ""
+    deadline = time.monotonic() + SOCKET_TIMEOUT
+    while "connection refused" not in printed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        printed += capsys.readouterr().err
+    assert "port-forward to echo:9999: failed to connect" in printed
 
 
 def test_port_forward_to_a_gone_pod_closes_the_connection(
