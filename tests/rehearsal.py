@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass
 class Stage:
     name: str
+    base: str
     args: dict[str, str] = field(default_factory=dict)
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
@@ -73,7 +74,7 @@ class Dockerfile:
                 name = (
                     words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
                 )
-                stages.append(Stage(name))
+                stages.append(Stage(name, words[0]))
             elif instruction == "ARG":
                 key, _, default = rest.partition("=")
                 (stages[-1].args if stages else args)[key] = default

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.k8s.k8s_support import CHART, KUBE_VERSION, REPO, load_yaml, run, tool
+from tests.rehearsal import Dockerfile
 
 pytestmark = pytest.mark.k8s
 
@@ -42,44 +43,25 @@ def test_hadolint_can_fail(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "DL3007" in proc.stdout, proc.stdout
 
 
-def _stages(text: str) -> list[list[str]]:
-    """Instructions (continuation lines joined, comments dropped) grouped by FROM."""
-    joined = re.sub(r"\\\n\s*", " ", text)
-    instructions = [
-        ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
-    ]
-    stages: list[list[str]] = []
-    for line in instructions:
-        if line.upper().startswith("FROM "):
-            stages.append([])
-        if stages:
-            stages[-1].append(line)
-    return stages
-
-
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_dockerfile_shape(name: str) -> None:
-    text = DOCKERFILES[name].read_text()
-    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
-    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1)), (
-        "pin the full version"
-    )
-    stages = _stages(text)
-    assert len(stages) >= 2, "multi-stage build"
-    final = stages[-1]
-    final_text = "\n".join(final)
-    assert all(s[0].split()[1] == "${PYTHON_IMAGE}" for s in stages)
-    users = [ln for ln in final if ln.upper().startswith("USER ")]
-    assert users and re.fullmatch(r"USER [1-9]\d*(:[1-9]\d*)?", users[-1]), users
-    assert "HEALTHCHECK" not in text.upper().replace("NO HEALTHCHECK", "")
-    assert not re.search(r"apt-get|apk add|gcc|build-essential|pip install", final_text), final_text
-    assert "COPY --from=builder /opt/venv /opt/venv" in final_text
-    builder = "\n".join(stages[0])
+    dockerfile = Dockerfile.parse(DOCKERFILES[name])
+    base = dockerfile.args.get("PYTHON_IMAGE", "")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), "pin the full version"
+    assert len(dockerfile.stages) >= 2, "multi-stage build"
+    assert all(stage.base == "${PYTHON_IMAGE}" for stage in dockerfile.stages)
+    user = dockerfile.final.last("USER") or ""
+    assert re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", user), f"numeric non-root USER, not {user!r}"
+    assert not dockerfile.final.all("HEALTHCHECK"), "Kubernetes probes instead"
+    final = "\n".join(f"{name} {rest}" for name, rest in dockerfile.final.instructions)
+    assert not re.search(r"apt-get|apk add|gcc|build-essential|pip install", final), final
+    assert "COPY --from=builder /opt/venv /opt/venv" in final
+    builder = "\n".join(dockerfile.stage("builder").all("RUN"))
     assert re.search(rf"--no-deps\s+-r {re.escape(LOCKS[name])}", builder), "install from the lock"
     assert "--no-deps --no-index" in builder and "wheel" in builder
-    assert re.search(r"expected size", text, re.I), "state the expected image size"
-    entry = [ln for ln in final if ln.startswith("ENTRYPOINT")]
-    assert entry and entry[-1].startswith('ENTRYPOINT ["'), "exec form, so the app gets SIGTERM"
+    assert re.search(r"expected size", DOCKERFILES[name].read_text(), re.I), "state the size"
+    entry = dockerfile.final.last("ENTRYPOINT") or ""
+    assert entry.startswith('["'), "exec form, so the app gets SIGTERM"
 
 
 def _dockerignore_rules() -> list[tuple[bool, str]]:
