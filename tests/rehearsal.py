@@ -14,8 +14,9 @@ Dockerfile and the rendered chart say, as literally as possible:
   mapped to host directories; run as the pod's runAsUser (when the tests run as root) in a
   root-owned WORKDIR, so that the process can write only where the pod has emptyDirs.
 
-The mapping is the only liberty taken: container ports become free host ports, and 0.0.0.0
-becomes 127.0.0.1 (tests bind to loopback only).
+The mapping is the only liberty taken: container ports become free host ports, 0.0.0.0
+becomes 127.0.0.1 (tests bind to loopback only), and Service addresses the caller names become
+host addresses.
 """
 
 from __future__ import annotations
@@ -294,8 +295,10 @@ def start_pod_container(
     config_maps: dict[str, dict[str, str]],
     secrets: dict[str, dict[str, str]],
     extra_args: list[str] | None = None,
+    services: dict[str, str] | None = None,
 ) -> ContainerProcess:
-    """Starts the pod's first container from `image`; see the module doc for the mapping."""
+    """Starts the pod's first container from `image`; see the module doc for the mapping.
+    `services` maps in-cluster addresses ("name:port") to host ones, in env and args."""
     (container, *_) = pod["containers"]
     root = image.paths.root / f"pod-{container['name']}-{len(list(image.paths.root.iterdir()))}"
     root.mkdir()
@@ -317,6 +320,9 @@ def start_pod_container(
     env = {k: _to_host(v, paths, ports) for k, v in env.items()}
     command = container.get("command") or image.dockerfile.entrypoint()
     argv = [*command, *container.get("args", []), *(extra_args or [])]
+    for address, host_address in (services or {}).items():
+        argv = [arg.replace(f"//{address}/", f"//{host_address}/") for arg in argv]
+        env = {k: v.replace(f"//{address}/", f"//{host_address}/") for k, v in env.items()}
     argv[0] = shutil.which(argv[0], path=env["PATH"]) or argv[0]
     log = root / "output.log"
     started_at = time.time()

@@ -128,6 +128,8 @@ def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_databa
     docs = parse_manifests(answer["manifests"])
     return {
         "deployments": {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")},
+        "pods": {d["metadata"]["name"]: d for d in of_kind(docs, "Pod")},
+        "services": {d["metadata"]["name"]: d for d in of_kind(docs, "Service")},
         "config_maps": {d["metadata"]["name"]: d["data"] for d in of_kind(docs, "ConfigMap")},
         "secrets": {d["metadata"]["name"]: d["stringData"] for d in of_kind(docs, "Secret")},
     }
@@ -174,6 +176,25 @@ def _nothing_written_outside_volumes(image: BuiltImage, container: ContainerProc
     assert not written, f"wrote into the image's virtualenv: {written[:3]}"
 
 
+def _helm_test_passes(rendered: dict[str, Any], image: BuiltImage, api: ContainerProcess) -> None:
+    """`helm test`: the chart's test pod, run from the API image, reaches the API's Service."""
+    (test_pod,) = rendered["pods"].values()
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (service,) = [s for s in rendered["services"].values() if s["metadata"]["name"] == api_name()]
+    address = f"{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    host_address = f"127.0.0.1:{api.ports[str(service['spec']['ports'][0]['targetPort'])]}"
+    test = start_pod_container(
+        image, test_pod["spec"], rendered["config_maps"], rendered["secrets"],
+        services={address: host_address},
+    )  # fmt: skip
+    assert test.process.wait(30) == 0, test.output()
+    assert test.output().strip().endswith("/healthz 200"), test.output()
+
+
+def api_name() -> str:
+    return f"{RELEASE}-api"
+
+
 @pytest.mark.parametrize("name", sorted(IMAGES))
 def test_image_builds_from_its_lock_file_and_is_the_size_it_states(
     images: dict[str, BuiltImage], name: str
@@ -191,7 +212,7 @@ def test_image_builds_from_its_lock_file_and_is_the_size_it_states(
 def test_api_pod_passes_its_probes_and_publishes_to_the_bus(
     pipeline: Pipeline, rendered: dict[str, Any], images: dict[str, BuiltImage]
 ) -> None:
-    pod, api = _start(rendered, images["api"], f"{RELEASE}-api")
+    pod, api = _start(rendered, images["api"], api_name())
     try:
         _wait_ready(pod, api)
         api_key = api.env["DATASYNC_API_KEYS"].split(",")[0]
@@ -202,6 +223,7 @@ def test_api_pod_passes_its_probes_and_publishes_to_the_bus(
             lambda: pipeline.get("crm", user["user_id"]), timeout=60, what="the event in crm"
         )
         assert applied["email"] == "pod@example.com"
+        _helm_test_passes(rendered, images["api"], api)
     finally:
         _stop_within_grace(pod, api)
     _nothing_written_outside_volumes(images["api"], api)
