@@ -55,6 +55,8 @@ kind-check-tools:
 	@for tool in docker $(KIND) $(KUBECTL) $(HELM); do \
 		command -v $$tool >/dev/null 2>&1 || { echo "kind-up needs $$tool on PATH (see docs/kubernetes.md)"; exit 1; }; \
 	done
+	@docker info >/dev/null 2>&1 || { \
+		echo "kind-up needs a running Docker engine: \`docker info\` failed (start Docker Desktop or dockerd)"; exit 1; }
 	@$(KIND) version | grep -q '$(KIND_VERSION)' || \
 		echo "note: this repository is tested with kind $(KIND_VERSION); you have: $$($(KIND) version)"
 

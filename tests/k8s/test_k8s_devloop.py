@@ -238,6 +238,38 @@ def test_makefile_targets_dry_run(tmp_path: Path) -> None:
     )
 
 
+def _fake_tools(folder: Path, docker_engine_up: bool) -> dict[str, str]:
+    """docker, kind, kubectl and helm that only answer what kind-check-tools asks."""
+    folder.mkdir()
+    scripts = {
+        "docker": f'[ "$1" = info ] && exit {0 if docker_engine_up else 1}; exit 0',
+        "kind": "echo 'kind v0.29.0 go1.24 linux/amd64'",
+        "kubectl": "exit 0",
+        "helm": "exit 0",
+    }
+    for name, body in scripts.items():
+        script = folder / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    return {"PATH": f"{folder}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize("engine_up", [True, False])
+def test_kind_up_says_when_the_docker_engine_is_not_running(
+    tmp_path: Path, engine_up: bool
+) -> None:
+    env = _fake_tools(tmp_path / "bin", docker_engine_up=engine_up)
+    proc = subprocess.run(
+        [shutil.which("make") or "make", "--no-print-directory", "-f", MAKEFILE, "kind-check-tools"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    if engine_up:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    else:
+        assert proc.returncode != 0
+        assert "needs a running Docker engine" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_makefile_builds_the_checkers_venv_from_the_lock(tmp_path: Path) -> None:
     proc = _make(tmp_path, "-B", ".tools/k8s-checks/.installed")
     assert proc.returncode == 0, proc.stderr
