@@ -131,12 +131,14 @@ class ConsumerWorker:
             self._delete(done)
             return
         failed = []
+        traced: dict[str, list[str]] = {}  # outcome -> "event_id/correlation_id", ...
         for (message, record), result in zip(records, results, strict=True):
             with log_context(correlation_id=record.correlation_id, event_id=str(record.event_id)):
                 if result.ok:
-                    self.metrics.add(result.outcome or "applied")
-                    logger.info(
-                        "record handled", extra={"outcome": result.outcome, "op": record.op}
+                    outcome = result.outcome or "applied"
+                    self.metrics.add(outcome)
+                    traced.setdefault(outcome, []).append(
+                        f"{record.event_id}/{record.correlation_id}"
                     )
                     done.append(message)
                 elif self._is_last_attempt(message):
@@ -149,6 +151,10 @@ class ConsumerWorker:
                     failed.append(message)
         self._delete(done)
         self._retry_later(failed)
+        if traced:
+            # One line per batch, as the Lambda logs: log shipping is billed per GB, and a line
+            # per record would cost about as much as the records. Failures keep a line each.
+            logger.info("batch applied", extra={"events": traced})
 
     def _is_last_attempt(self, message: dict[str, Any]) -> bool:
         limit = self.redrive.max_receive_count

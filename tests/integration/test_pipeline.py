@@ -1,5 +1,6 @@
 """Real events through API -> EventBridge -> Lambda -> SQS -> consumers -> stores."""
 
+import json
 import uuid
 
 import pytest
@@ -93,7 +94,8 @@ def test_archive_replay_redelivers_and_consumers_deduplicate(pipeline, stack, mo
 
     def duplicate_seen():
         lines = (stack.config.logs_dir / "consumer-analytics.log").read_text().splitlines()
-        return any(event_id in line and '"outcome": "duplicate"' in line for line in lines)
+        duplicates = [json.loads(line).get("events", {}).get("duplicate", []) for line in lines]
+        return any(trace.startswith(event_id) for found in duplicates for trace in found)
 
     wait_until(duplicate_seen, timeout=60, what="the replayed event reaching the consumer")
     assert len(pipeline.get("analytics", user_id)["events"]) == 1  # delivered twice, applied once

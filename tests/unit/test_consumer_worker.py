@@ -152,3 +152,22 @@ def test_health_and_metrics_endpoints():
         assert info.value.code == 503
     finally:
         server.shutdown()
+
+
+def test_a_batch_logs_one_line_that_traces_every_record(worker, sqs, queues, caplog):
+    first, second = record(key="u1", at=1, name="Ada"), record(key="u2", at=1, name="Bob")
+    send(sqs, queues["queue"], first.model_dump_json(), second.model_dump_json())
+    send(sqs, queues["queue"], first.model_dump_json())  # a duplicate
+    with caplog.at_level("INFO", logger="datasync.consumer"):
+        while worker.poll_once():
+            pass
+    lines = [r for r in caplog.records if r.name == "datasync.consumer"]
+    assert {r.getMessage() for r in lines} == {"batch applied"}
+    by_outcome: dict[str, list[str]] = {}
+    for line in lines:
+        for outcome, events in line.events.items():
+            by_outcome.setdefault(outcome, []).extend(events)
+    trace = [f"{r.event_id}/{r.correlation_id}" for r in (first, second)]
+    assert sorted(by_outcome["applied"]) == sorted(trace)
+    assert by_outcome["duplicate"] == trace[:1]
+    assert "Ada" not in caplog.text and "Bob" not in caplog.text, "no personal data in logs"
