@@ -7,6 +7,7 @@ APIs of the emulator, and reading the destination stores.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -74,6 +75,20 @@ class Pipeline:
             )
         return self._clients[service]
 
+    def create_queue_with_dlq(
+        self, name: str, max_receive_count: int, **attributes: str
+    ) -> dict[str, str]:
+        """A queue of a test's own (and its DLQ, by redrive policy): {"queue": url, "dlq": url}."""
+        sqs = self.aws("sqs")
+        dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+        attributes["RedrivePolicy"] = json.dumps(redrive)
+        queue = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        return {"queue": queue, "dlq": dlq}
+
     def queue_url(self, destination: str) -> str:
         return self.env[f"DATASYNC_{destination.upper()}_QUEUE_URL"]
 
@@ -103,6 +118,12 @@ class Pipeline:
             return store.get(key)
         finally:
             store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(

@@ -27,7 +27,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.pipeline import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,12 +245,6 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
 # --- pods --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ContainerProcess:
     name: str
@@ -383,13 +378,3 @@ def _to_host(value: str, paths: PathMap, ports: dict[str, int]) -> str:
     if value in ports:
         return str(ports[value])
     return paths.translate(value)
-
-
-def wait_for(what: str, check: Any, timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s: {what}")

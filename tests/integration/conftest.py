@@ -8,7 +8,6 @@ provider waits for SQS queues to settle), hence once per session.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,7 @@ import pytest
 from apps.cli.local_stack import LocalStack, StackConfig
 from apps.cli.paths import MINISTACK_VENV, ROOT
 from datasync.settings import LOCAL_API_KEY
-from tests.pipeline import Pipeline
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.pipeline import Pipeline, free_port
 
 
 @pytest.fixture(scope="session")

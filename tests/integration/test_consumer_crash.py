@@ -6,7 +6,6 @@ messages held by a killed process come back quickly) and its own store.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,18 +26,10 @@ MESSAGES = 300
 @pytest.fixture
 def crash_queue(pipeline):
     sqs = pipeline.aws("sqs")
-    name = f"crash-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": "4",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 10}),
-        },
-    )["QueueUrl"]
+    queues = pipeline.create_queue_with_dlq(
+        f"crash-{uuid.uuid4().hex[:8]}", max_receive_count=10, VisibilityTimeout="4"
+    )
+    queue = queues["queue"]
     entries = [
         record(key=f"user-{i}", at=i, name=f"name-{i}").model_dump_json() for i in range(MESSAGES)
     ]
@@ -50,9 +41,9 @@ def crash_queue(pipeline):
                 for i, body in enumerate(entries[start : start + 10])
             ],
         )
-    yield {"queue": queue, "dlq": dlq}
-    sqs.delete_queue(QueueUrl=queue)
-    sqs.delete_queue(QueueUrl=dlq)
+    yield queues
+    for url in queues.values():
+        sqs.delete_queue(QueueUrl=url)
 
 
 def start_consumer(pipeline, queue_url, store_env, log_path):

@@ -17,8 +17,6 @@ what `make kind-up` adds (deploy/kind/kind_values.py), pointed at this session's
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -40,6 +38,7 @@ from tests.k8s.k8s_support import (
     KUBE_VERSION,
     NAMESPACE,
     helm_tool,
+    load_kind_values,
     of_kind,
     parse_manifests,
 )
@@ -50,12 +49,12 @@ from tests.rehearsal import (
     ContainerProcess,
     build_image,
     start_pod_container,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 RELEASE = "datasync"  # skaffold's release name
+API = f"{RELEASE}-api"  # the chart's API Deployment and Service
 IMAGES = {"api": REPO / "apps/api/Dockerfile", "consumers": REPO / "apps/consumers/Dockerfile"}
 STARTUP_TIMEOUT = 30.0
 
@@ -83,17 +82,12 @@ def images(host_root: Path) -> dict[str, BuiltImage]:
 def consumer_queue(pipeline: Pipeline):
     """A queue (with its DLQ) for the rehearsed consumer alone: the session's consumers read
     the real ones, and a message they took would never reach the rehearsed pod."""
-    sqs = pipeline.aws("sqs")
-    name = f"rehearsal-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})
-    queue = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-    yield {"queue": queue, "dlq": dlq}
-    for url in (queue, dlq):
-        sqs.delete_queue(QueueUrl=url)
+    queues = pipeline.create_queue_with_dlq(
+        f"rehearsal-{uuid.uuid4().hex[:8]}", max_receive_count=5
+    )
+    yield queues
+    for url in queues.values():
+        pipeline.aws("sqs").delete_queue(QueueUrl=url)
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +102,7 @@ def consumer_database(postgres_url: str) -> str:
 def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_database: str):
     """The chart as skaffold's kind profile deploys it, pointed at this session's emulator."""
     values = yaml.safe_load((CHART / "ci/kind-values.yaml").read_text())
-    added = _kind_values_module().kind_values(
-        pipeline.env, endpoint=pipeline.env["AWS_ENDPOINT_URL"]
-    )
+    added = load_kind_values().kind_values(pipeline.env, endpoint=pipeline.env["AWS_ENDPOINT_URL"])
     values["config"].update(added["config"])
     values["secrets"].update(added.get("secrets", {}), databaseUrl=consumer_database)
     values["consumers"] = [{"destination": "crm", "queueUrl": consumer_queue["queue"]}]
@@ -135,16 +127,6 @@ def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_databa
     }
 
 
-def _kind_values_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "kind_values", REPO / "deploy/kind/kind_values.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _start(rendered: dict[str, Any], image: BuiltImage, deployment: str, extra_args=None):
     pod = rendered["deployments"][deployment]["spec"]["template"]["spec"]
     container = start_pod_container(
@@ -161,7 +143,8 @@ def _wait_ready(pod: dict[str, Any], container: ContainerProcess) -> None:
             pytest.fail(f"{container.name} exited:\n{container.output()[-3000:]}")
         return all(container.probe(spec[p]) == 200 for p in ("livenessProbe", "readinessProbe"))
 
-    wait_for(f"{container.name}'s probes", probes_pass, STARTUP_TIMEOUT)
+    # pytest.fail is no AssertionError: wait_until does not swallow it.
+    wait_until(probes_pass, timeout=STARTUP_TIMEOUT, what=f"{container.name}'s probes")
 
 
 def _stop_within_grace(pod: dict[str, Any], container: ContainerProcess) -> None:
@@ -180,7 +163,7 @@ def _helm_test_passes(rendered: dict[str, Any], image: BuiltImage, api: Containe
     """`helm test`: the chart's test pod, run from the API image, reaches the API's Service."""
     (test_pod,) = rendered["pods"].values()
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    (service,) = [s for s in rendered["services"].values() if s["metadata"]["name"] == api_name()]
+    service = rendered["services"][API]
     address = f"{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     host_address = f"127.0.0.1:{api.ports[str(service['spec']['ports'][0]['targetPort'])]}"
     test = start_pod_container(
@@ -189,10 +172,6 @@ def _helm_test_passes(rendered: dict[str, Any], image: BuiltImage, api: Containe
     )  # fmt: skip
     assert test.process.wait(30) == 0, test.output()
     assert test.output().strip().endswith("/healthz 200"), test.output()
-
-
-def api_name() -> str:
-    return f"{RELEASE}-api"
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
@@ -212,7 +191,7 @@ def test_image_builds_from_its_lock_file_and_is_the_size_it_states(
 def test_api_pod_passes_its_probes_and_publishes_to_the_bus(
     pipeline: Pipeline, rendered: dict[str, Any], images: dict[str, BuiltImage]
 ) -> None:
-    pod, api = _start(rendered, images["api"], api_name())
+    pod, api = _start(rendered, images["api"], API)
     try:
         _wait_ready(pod, api)
         api_key = api.env["DATASYNC_API_KEYS"].split(",")[0]
@@ -278,7 +257,7 @@ def test_the_emulator_answers_at_the_address_kind_pods_use(pipeline: Pipeline) -
     """On kind, pods (and KEDA) reach the host's emulator as aws-emulator.datasync-dev...:4566,
     with queue URLs rewritten by deploy/kind/kind_values.py: the emulator must serve requests
     addressed to that name and hand out URLs in it (the consumer finds its DLQ through them)."""
-    kind_values = _kind_values_module()
+    kind_values = load_kind_values()
     in_cluster_host = urlsplit(kind_values.IN_CLUSTER_ENDPOINT).netloc
     sqs = boto3.client(
         "sqs",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -169,3 +171,14 @@ def api_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
     found = [d for d in of_kind(docs, "Deployment") if component(d) == "api"]
     assert len(found) == 1, f"expected one API Deployment, found {len(found)}"
     return found[0]
+
+
+def load_kind_values() -> ModuleType:
+    """deploy/kind/kind_values.py, which `make kind-up` runs as a script (deploy/ is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        "kind_values", REPO / "deploy/kind/kind_values.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

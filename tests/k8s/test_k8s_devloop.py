@@ -5,19 +5,25 @@ e2e files, and that pinned versions agree across files."""
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.k8s.k8s_support import CHART, KUBE_VERSION, REPO, load_yaml, run, tool
+from tests.k8s.k8s_support import (
+    CHART,
+    KUBE_VERSION,
+    REPO,
+    load_kind_values,
+    load_yaml,
+    run,
+    tool,
+)
 from tests.rehearsal import Dockerfile
 
 pytestmark = pytest.mark.k8s
@@ -353,24 +359,14 @@ def test_kind_values_point_at_the_in_cluster_services() -> None:
     emulator = list(yaml.safe_load_all((REPO / "deploy/kind/aws-emulator.yaml").read_text()))[0]
     host = f"{emulator['metadata']['name']}.{emulator['metadata']['namespace']}.svc.cluster.local"
     assert kind["config"]["awsEndpointUrl"] == f"http://{host}:4566"
-    kind_values = _load_kind_values_module()
+    kind_values = load_kind_values()
     assert kind_values.IN_CLUSTER_ENDPOINT == kind["config"]["awsEndpointUrl"]
     peer = kind["networkPolicy"]["postgres"]["to"][0]
     assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == namespace
 
 
-def _load_kind_values_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kind_values", REPO / "deploy/kind/kind_values.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
-    kind_values = _load_kind_values_module()
+    kind_values = load_kind_values()
     env = tmp_path / "datasync.env"
     env.write_text(
         "# written by datasync up\n"
@@ -453,12 +449,7 @@ def test_pinned_versions_agree_across_files() -> None:
 
 
 def test_e2e_names_follow_the_chart(manifests: dict[str, list]) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "kind_target_check", REPO / "tests/e2e/kind_target.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from tests.e2e import kind_target as module
     from tests.k8s.k8s_support import RELEASE, of_kind
 
     names = {d["metadata"]["name"] for d in of_kind(manifests["default"], "Deployment")}
