@@ -42,7 +42,7 @@ run: tools ## run the whole pipeline locally (MiniStack + Terraform + API + cons
 	@$(VENV)/bin/datasync up
 
 .PHONY: test
-test: tools $(K8S_CHECKS_VENV)/.installed ## run every test: unit, contract, Terraform, integration, chart checks
+test: tools $(K8S_CHECKS_VENV)/.installed ## run every test: unit, contract, Terraform, integration (with the image and pod rehearsal), chart checks
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
