@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from datasync.contract import DESTINATIONS
 
 LOCAL_API_KEY = "local-dev-key"
 # Only for local emulators: hashes are not secret if the key is public, and that is fine there.
@@ -29,7 +31,31 @@ def env_file() -> Path:
     return Path(os.environ.get("DATASYNC_ENV_FILE", DEFAULT_ENV_FILE))
 
 
-class Settings(BaseSettings):
+# Every destination has three queues; their URLs are settings named after the destination, so
+# adding a destination to the contract's DESTINATIONS is enough to give it settings.
+QUEUE_KINDS = {"queue": "QUEUE_URL", "dlq": "DLQ_URL", "buffer_queue": "BUFFER_QUEUE_URL"}
+
+
+def queue_setting_name(destination: str, kind: str) -> str:
+    """The environment variable of one destination queue's URL, e.g. DATASYNC_CRM_DLQ_URL."""
+    return f"DATASYNC_{destination.upper()}_{QUEUE_KINDS[kind]}"
+
+
+_DestinationQueueUrls = create_model(  # type: ignore[call-overload]
+    "_DestinationQueueUrls",
+    __base__=BaseSettings,
+    **{
+        f"{destination}_{kind}_url": (
+            str | None,
+            Field(None, validation_alias=queue_setting_name(destination, kind)),
+        )
+        for destination in DESTINATIONS
+        for kind in QUEUE_KINDS
+    },
+)
+
+
+class Settings(_DestinationQueueUrls):
     model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
 
     env: Literal["local", "aws"] = Field("aws", validation_alias="DATASYNC_ENV")
@@ -49,21 +75,12 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
     store_dir: Path = Field(Path("var/stores"), validation_alias="DATASYNC_STORE_DIR")
     health_port: int = Field(0, ge=0, le=65535, validation_alias="DATASYNC_HEALTH_PORT")
+    # SQS long-poll wait of a consumer's receive. 20 s (the SQS maximum) keeps empty receives
+    # rare on AWS, where each one is billed; a consumer stops within this long of SIGTERM.
+    receive_wait_seconds: int = Field(
+        20, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
+    )
 
-    # The CLI and `make run` see every destination's queues at once.
-    crm_queue_url: str | None = Field(None, validation_alias="DATASYNC_CRM_QUEUE_URL")
-    marketing_queue_url: str | None = Field(None, validation_alias="DATASYNC_MARKETING_QUEUE_URL")
-    analytics_queue_url: str | None = Field(None, validation_alias="DATASYNC_ANALYTICS_QUEUE_URL")
-    crm_dlq_url: str | None = Field(None, validation_alias="DATASYNC_CRM_DLQ_URL")
-    marketing_dlq_url: str | None = Field(None, validation_alias="DATASYNC_MARKETING_DLQ_URL")
-    analytics_dlq_url: str | None = Field(None, validation_alias="DATASYNC_ANALYTICS_DLQ_URL")
-    crm_buffer_queue_url: str | None = Field(None, validation_alias="DATASYNC_CRM_BUFFER_QUEUE_URL")
-    marketing_buffer_queue_url: str | None = Field(
-        None, validation_alias="DATASYNC_MARKETING_BUFFER_QUEUE_URL"
-    )
-    analytics_buffer_queue_url: str | None = Field(
-        None, validation_alias="DATASYNC_ANALYTICS_BUFFER_QUEUE_URL"
-    )
     analytics_hash_key: SecretStr | None = Field(
         None, validation_alias="DATASYNC_ANALYTICS_HASH_KEY"
     )
@@ -98,26 +115,32 @@ class Settings(BaseSettings):
             "(DATASYNC_ENV=local uses the development key instead)"
         )
 
+    def destination_queue_url(self, destination: str, kind: str = "queue") -> str | None:
+        """A destination's queue URL of one kind (queue, dlq, buffer_queue), or None if unset."""
+        if destination not in DESTINATIONS or kind not in QUEUE_KINDS:
+            raise ValueError(f"unknown destination queue {destination!r}/{kind!r}")
+        return getattr(self, f"{destination}_{kind}_url")
+
     def queue_url_for(self, destination: str) -> str:
-        url = getattr(self, f"{destination}_queue_url", None)
+        url = self.destination_queue_url(destination)
         if not url:
             raise ConfigError(
-                f"no queue URL for {destination}: set DATASYNC_{destination.upper()}_QUEUE_URL "
+                f"no queue URL for {destination}: set {queue_setting_name(destination, 'queue')} "
                 "or run `make run`, which writes var/local/datasync.env"
             )
         return url
 
     def buffer_queue_url_for(self, destination: str) -> str:
-        url = getattr(self, f"{destination}_buffer_queue_url", None)
+        url = self.destination_queue_url(destination, "buffer_queue")
         if not url:
-            name = f"DATASYNC_{destination.upper()}_BUFFER_QUEUE_URL"
+            name = queue_setting_name(destination, "buffer_queue")
             raise ConfigError(
                 f"no buffer queue URL for {destination}: set {name} (output buffer_queue_urls)"
             )
         return url
 
     def dlq_url_for(self, destination: str) -> str | None:
-        return getattr(self, f"{destination}_dlq_url", None)
+        return self.destination_queue_url(destination, "dlq")
 
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None

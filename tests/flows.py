@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from datasync.contract import DESTINATIONS
 from tests.pipeline import Pipeline, wait_until
-
-DESTINATIONS = ("crm", "marketing", "analytics")
 
 
 def unique_email(tag: str) -> str:

@@ -24,7 +24,12 @@ from apps.cli.emulator import Emulator, start_ministack
 from apps.cli.lambda_package import build_lambda_package
 from apps.cli.paths import ROOT, var_dir, venv_bin
 from apps.cli.terraform import TerraformStack, prepare_workdir
-from datasync.settings import LOCAL_ANALYTICS_HASH_KEY, LOCAL_API_KEY
+from datasync.settings import (
+    LOCAL_ANALYTICS_HASH_KEY,
+    LOCAL_API_KEY,
+    QUEUE_KINDS,
+    queue_setting_name,
+)
 
 STOP_TIMEOUT_SECONDS = 40  # consumers may be inside a 20 s long poll, then finish a batch
 
@@ -135,14 +140,10 @@ class LocalStack:
             "DATASYNC_STORE_DIR": str(self.config.store_dir),
             "DATASYNC_ANALYTICS_HASH_KEY": LOCAL_ANALYTICS_HASH_KEY,
         }
-        per_destination = {
-            "QUEUE_URL": "queue_urls",
-            "DLQ_URL": "dlq_urls",
-            "BUFFER_QUEUE_URL": "buffer_queue_urls",
-        }
         for destination in self.outputs["queue_urls"]:
-            for suffix, output in per_destination.items():
-                env[f"DATASYNC_{destination.upper()}_{suffix}"] = self.outputs[output][destination]
+            for kind in QUEUE_KINDS:
+                url = self.outputs[f"{kind}_urls"][destination]
+                env[queue_setting_name(destination, kind)] = url
         return env
 
     def write_env_file(self) -> Path:

@@ -86,7 +86,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     status: dict[str, Any] = {}
     for destination in DESTINATIONS:
         entry: dict[str, Any] = {}
-        queue_url = getattr(settings, f"{destination}_queue_url")
+        queue_url = settings.destination_queue_url(destination)
         if queue_url:
             entry["queue"] = _queue_depth(sqs, queue_url)
         dlq_url = settings.dlq_url_for(destination)
