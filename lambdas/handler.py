@@ -6,7 +6,6 @@ first invocation, not at import), then routes the event by its shape.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from datasync.core.aws import client
@@ -19,7 +18,7 @@ _processor: TransformProcessor | None = None
 
 
 def build_processor(config: LambdaConfig, sqs: Any = None) -> TransformProcessor:
-    sqs = sqs or client("sqs", region=os.environ.get("AWS_REGION", "us-east-1"))
+    sqs = sqs or client("sqs", region=config.aws_region)
     return TransformProcessor(
         destination=config.destination,
         transform=transform_for(config.destination, analytics_hash_key=config.analytics_hash_key),  # type: ignore[arg-type]
@@ -27,6 +26,7 @@ def build_processor(config: LambdaConfig, sqs: Any = None) -> TransformProcessor
         destination_queue_url=config.destination_queue_url,
         dead_letter_queue_url=config.dead_letter_queue_url,
         max_receive_count=config.max_receive_count,
+        buffer_queue_url=config.buffer_queue_url,
     )
 
 

@@ -1,15 +1,22 @@
 """What a destination's Lambda does, apart from the Lambda runtime (so tests use fakes).
 
 Input is either a batch of SQS records from the buffer queue (the deployed topology: the
-EventBridge rule targets a buffer queue and an event source mapping hands us up to 100
+EventBridge rule targets a buffer queue and an event source mapping hands us a batch of
 events at once) or a single EventBridge event (an asynchronous invocation).
 
-Failure handling:
-- a poison event (not JSON, not our contract) is never retried: it goes to the
-  destination's DLQ with the validation errors as the reason;
-- a transient failure (the destination queue refused a send) is reported back so that the
-  record is retried (batch item failure / raise for async), and on its last allowed
-  delivery it is moved to the DLQ with the reason instead of silently by the redrive.
+Every record of a batch has its own outcome; the batch as a whole never fails (the model is
+aws-lambda-powertools' batch processing: typed records, per-record failure isolation,
+``batchItemFailures``):
+- poison (not JSON, not our contract) is never retried: it goes to the destination's DLQ at
+  once with the validation errors as the reason;
+- an unexpected error in the transform, or a destination queue that refuses the record or
+  cannot be reached, fails that record alone: it is reported as a batch item failure, made
+  visible again after a backoff, and on its last allowed delivery it is moved to the DLQ with
+  the reason (exception type and message, personal values cut out) instead of silently by
+  the redrive policy.
+The records that transformed are sent together, ten per SendMessageBatch call. That is why
+this is not powertools' BatchProcessor itself: it hands records to a handler one at a time,
+and each would need a call of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,11 +33,16 @@ from pydantic import ValidationError
 from datasync.contract import AnyEvent, DestinationRecord, parse_event
 from datasync.core.logging import log_context
 from datasync.core.queues import (
+    SQS_BATCH_LIMIT,
     OutgoingMessage,
     SendError,
     dead_letter,
-    is_last_attempt,
+    error_code,
+    failure_reason,
+    receive_count,
+    retry_delay,
     send_batch,
+    string_values,
 )
 
 logger = logging.getLogger("datasync.lambda")
@@ -38,6 +50,10 @@ logger = logging.getLogger("datasync.lambda")
 
 class PoisonEvent(ValueError):
     """The input can never be processed; the message says why (without personal data)."""
+
+
+class TransformFailed(RuntimeError):
+    """An unexpected error in a transform, with a reason that carries no personal data."""
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -64,6 +80,38 @@ def event_from_eventbridge(envelope: Any) -> AnyEvent:
         ) from None
 
 
+@dataclass(frozen=True)
+class BufferRecord:
+    """One SQS record of an event source mapping batch, typed."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    receipt_handle: str | None = None
+    source_arn: str | None = None
+
+    @classmethod
+    def parse(cls, record: dict[str, Any]) -> BufferRecord:
+        return cls(
+            message_id=record["messageId"],
+            body=record["body"],
+            receive_count=receive_count(record),
+            receipt_handle=record.get("receiptHandle"),
+            source_arn=record.get("eventSourceARN"),
+        )
+
+
+@dataclass
+class _Batch:
+    """What one invocation's records came to, by SQS message id."""
+
+    outgoing: list[OutgoingMessage] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)  # outgoing id -> SQS message id
+    failures: dict[str, str] = field(default_factory=dict)  # -> why it failed (retry or DLQ)
+    traces: dict[str, str] = field(default_factory=dict)  # -> "event_id/correlation_id"
+    dead_lettered: list[str] = field(default_factory=list)
+
+
 @dataclass
 class TransformProcessor:
     destination: str
@@ -72,64 +120,135 @@ class TransformProcessor:
     destination_queue_url: str
     dead_letter_queue_url: str
     max_receive_count: int
+    # Where failed records are made visible again after a backoff; None: derived from the
+    # records' eventSourceARN (the buffer queue lives beside the destination queue).
+    buffer_queue_url: str | None = None
 
     # -- SQS batch (event source mapping) ---------------------------------------------------
-    def handle_sqs_batch(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
-        outgoing: list[OutgoingMessage] = []
-        message_of: dict[str, str] = {}  # outgoing id -> SQS message id
-        unsent: set[str] = set()  # SQS message ids to retry
-        traced: list[str] = []
+    def handle_sqs_batch(self, raw: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+        records = [BufferRecord.parse(r) for r in raw]
+        batch = _Batch()
         for record in records:
-            message_id = record["messageId"]
-            try:
-                event = event_from_eventbridge(record["body"])
-            except PoisonEvent as exc:
-                if not self._try_dead_letter(record["body"], str(exc)):
-                    unsent.add(message_id)
-                continue
+            self._take(record, batch)
+        batch.failures.update(self._send(batch.outgoing, batch.owner))
+        retry, given_up = self._retry_or_dead_letter(records, batch.failures)
+        batch.dead_lettered += given_up
+        self._back_off([r for r in records if r.message_id in retry])
+        self._log_batch(len(records), batch, retry)
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in retry]}
+
+    def _take(self, record: BufferRecord, batch: _Batch) -> None:
+        """Parse and transform one record: its messages join the batch, or it failed alone."""
+        try:
+            event = event_from_eventbridge(record.body)
+        except PoisonEvent as exc:
+            if self._try_dead_letter(record, str(exc)):
+                batch.dead_lettered.append(record.message_id)
+            else:  # the DLQ did not take it: retry, and dead-letter it later
+                batch.failures[record.message_id] = str(exc)
+            return
+        batch.traces[record.message_id] = f"{event.event_id}/{event.correlation_id}"
+        try:
+            transformed = self._transform(event)
+        except TransformFailed as exc:
             with log_context(correlation_id=event.correlation_id, event_id=str(event.event_id)):
-                for index, out in enumerate(self.transform(event)):
-                    out_id = f"{message_id}:{index}"
-                    outgoing.append(_outgoing(out_id, out))
-                    message_of[out_id] = message_id
-                logger.debug("transformed", extra={"event_type": event.event_type})
-            traced.append(f"{event.event_id}/{event.correlation_id}")
-        failed_messages = self._send(outgoing, message_of) | unsent
-        retry = self._retry_or_dead_letter(records, failed_messages)
+                logger.warning("transform failed", extra={"reason": str(exc)})
+            batch.failures[record.message_id] = str(exc)
+            return
+        for index, out in enumerate(transformed):
+            out_id = f"{record.message_id}:{index}"
+            batch.outgoing.append(_outgoing(out_id, out))
+            batch.owner[out_id] = record.message_id
+
+    def _log_batch(self, records: int, batch: _Batch, retry: list[str]) -> None:
         # One line per batch, not per event: Lambda log ingestion is billed per GB, and a
         # per-event line would cost about as much as the events themselves. The ids keep
-        # every event traceable by event id or correlation id.
+        # every event traceable by event id or correlation id; a failure has a line of its own.
+        by_outcome = {
+            "sent": [t for m, t in batch.traces.items() if m not in batch.failures],
+            "retry": [batch.traces.get(m, m) for m in retry],
+            "dead_lettered": [batch.traces.get(m, m) for m in batch.dead_lettered],
+        }
         logger.info(
             "batch transformed",
             extra={
-                "records": len(records),
-                "sent": len(outgoing),
+                "records": records,
+                "sent": len(batch.outgoing),
                 "retry": len(retry),
-                "events": traced,
+                "dead_lettered": len(batch.dead_lettered),
+                "events": {outcome: ids for outcome, ids in by_outcome.items() if ids},
             },
         )
-        return {"batchItemFailures": retry}
 
-    def _send(self, outgoing: list[OutgoingMessage], message_of: dict[str, str]) -> set[str]:
+    def _transform(self, event: AnyEvent) -> list[DestinationRecord]:
+        try:
+            return self.transform(event)
+        except Exception as exc:  # noqa: BLE001 - a bug or bad data fails this record only
+            personal = string_values(event.data.model_dump(mode="json"))
+            raise TransformFailed(f"transform failed: {failure_reason(exc, personal)}") from exc
+
+    def _send(self, outgoing: list[OutgoingMessage], owner: dict[str, str]) -> dict[str, str]:
+        """Send what was transformed; the SQS message ids whose records were not accepted."""
         try:
             send_batch(self.sqs, self.destination_queue_url, outgoing)
         except SendError as exc:
             logger.warning(
-                "destination queue refused messages", extra={"count": len(exc.failed_ids)}
+                "destination queue refused messages",
+                extra={"count": len(exc.failed_ids), "reason": exc.reason},
             )
-            return {message_of[i] for i in exc.failed_ids}
-        return set()
+            reason = f"not accepted by the destination queue: {exc.reason}"
+            return {owner[i]: reason for i in exc.failed_ids}
+        return {}
 
-    def _retry_or_dead_letter(self, records, failed_messages: set[str]) -> list[dict[str, str]]:
-        retry = []
+    def _retry_or_dead_letter(
+        self, records: list[BufferRecord], failures: dict[str, str]
+    ) -> tuple[list[str], list[str]]:
+        """(message ids to retry, message ids dead-lettered on their last attempt)."""
+        retry, dead = [], []
         for record in records:
-            if record["messageId"] not in failed_messages:
+            reason = failures.get(record.message_id)
+            if reason is None:
                 continue
-            last = is_last_attempt(record, self.max_receive_count)
-            reason = "could not be handed to the destination queue on any attempt"
-            if not (last and self._try_dead_letter(record["body"], reason)):
-                retry.append({"itemIdentifier": record["messageId"]})
-        return retry
+            last = record.receive_count >= self.max_receive_count
+            if last and self._try_dead_letter(record, reason):
+                dead.append(record.message_id)
+            else:
+                retry.append(record.message_id)
+        return retry, dead
+
+    def _back_off(self, records: list[BufferRecord]) -> None:
+        """Make failed records visible again after 2, 4, 8 ... s instead of the queue's
+        visibility timeout (six times the function timeout: minutes)."""
+        entries = [
+            {
+                "Id": str(i),
+                "ReceiptHandle": r.receipt_handle,
+                "VisibilityTimeout": retry_delay(r.receive_count),
+            }
+            for i, r in enumerate(records)
+            if r.receipt_handle
+        ]
+        queue_url = self._buffer_queue_url(records)
+        if not entries or queue_url is None:
+            return
+        try:
+            for start in range(0, len(entries), SQS_BATCH_LIMIT):
+                self.sqs.change_message_visibility_batch(
+                    QueueUrl=queue_url, Entries=entries[start : start + SQS_BATCH_LIMIT]
+                )
+        except (BotoCoreError, ClientError) as exc:
+            # Not fatal: the records still come back, after the queue's visibility timeout.
+            logger.warning("could not back off failed records", extra={"error": error_code(exc)})
+
+    def _buffer_queue_url(self, records: list[BufferRecord]) -> str | None:
+        if self.buffer_queue_url:
+            return self.buffer_queue_url
+        arn = next((r.source_arn for r in records if r.source_arn), None)
+        if arn is None:
+            return None
+        # Same account and region as the destination queue (one Terraform module makes both),
+        # so its URL differs only in the queue name: no GetQueueUrl call or permission needed.
+        return f"{self.destination_queue_url.rsplit('/', 1)[0]}/{arn.rsplit(':', 1)[1]}"
 
     # -- single EventBridge event (asynchronous invocation) ---------------------------------
     def handle_eventbridge_event(self, envelope: dict[str, Any]) -> dict[str, Any]:
@@ -139,22 +258,26 @@ class TransformProcessor:
             self._dead_letter(json.dumps(envelope), str(exc), stage="transform")
             return {"status": "dead-lettered"}
         with log_context(correlation_id=event.correlation_id, event_id=str(event.event_id)):
-            outgoing = [_outgoing(str(i), r) for i, r in enumerate(self.transform(event))]
-            # SendError propagates: Lambda retries the async invocation, then the
-            # on-failure destination (the DLQ) receives it with the error.
+            # TransformFailed and SendError propagate: Lambda retries the async invocation,
+            # then the on-failure destination (the DLQ) receives it with the error's message.
+            outgoing = [_outgoing(str(i), r) for i, r in enumerate(self._transform(event))]
             send_batch(self.sqs, self.destination_queue_url, outgoing)
             logger.info("transformed", extra={"event_type": event.event_type})
         return {"status": "sent", "records": len(outgoing)}
 
-    def _try_dead_letter(self, body: str, reason: str) -> bool:
+    def _try_dead_letter(self, record: BufferRecord, reason: str) -> bool:
         try:
-            self._dead_letter(body, reason, stage="transform")
+            self._dead_letter(
+                record.body, reason, stage="transform", receive_count=record.receive_count
+            )
         except (BotoCoreError, ClientError):
             logger.exception("could not dead-letter; the record will be retried")
             return False
         return True
 
-    def _dead_letter(self, body: str, reason: str, *, stage: str) -> None:
+    def _dead_letter(
+        self, body: str, reason: str, *, stage: str, receive_count: int | None = None
+    ) -> None:
         trace = _trace_ids(body)
         with log_context(**trace):
             logger.error("dead-lettered", extra={"reason": reason, "stage": stage})
@@ -166,6 +289,7 @@ class TransformProcessor:
             reason=reason,
             stage=stage,
             attributes=attributes,
+            receive_count=receive_count,
         )
 
 

@@ -4,27 +4,43 @@
   (like PutEvents, a 200 can hide refused entries) and retrying only those.
 - ``dead_letter``: put a message in a DLQ *with the reason*, so an operator reading the DLQ
   sees why it is there (a redrive policy alone would move it silently).
-- ``retry_delay``: exponential visibility backoff for a message that failed.
+- ``retry_delay``: how long a failed message stays invisible before its next delivery.
+
+Every wait here follows ``datasync.core.retry`` (exponential, capped, equal jitter).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from datasync.core.retry import backoff_delay, backoff_seconds
+
 SQS_BATCH_LIMIT = 10
 MAX_REASON_CHARS = 1000
+# Re-sending refused entries: a short pause (0.1, 0.2 ... s), a refusal is usually momentary.
+RESEND_BASE_SECONDS = 0.1
+RESEND_CAP_SECONDS = 1.0
+# A failed message becomes visible again after about 2, 4, 8 ... s, at most 5 minutes.
+RETRY_BASE_SECONDS = 2
+RETRY_CAP_SECONDS = 300
 
 
 class SendError(RuntimeError):
-    """Some messages could not be sent; ``failed_ids`` are the caller's ids of those."""
+    """Some messages could not be sent; ``failed_ids`` are the caller's ids of those.
 
-    def __init__(self, message: str, failed_ids: list[str]):
+    ``reason`` names what refused them (an SQS error code, never a message body).
+    """
+
+    def __init__(self, message: str, failed_ids: list[str], reason: str):
         super().__init__(message)
         self.failed_ids = failed_ids
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -35,32 +51,69 @@ class OutgoingMessage:
 
 
 def send_batch(sqs: Any, queue_url: str, messages: Sequence[OutgoingMessage], attempts: int = 3):
-    """Send all messages or raise SendError naming the ones that were not accepted."""
+    """Send all messages or raise SendError naming the ones that were not accepted.
+
+    A refused entry and a failed call (the queue missing or unreachable) are retried alike,
+    ``attempts`` times in all: a chunk whose call failed counts as refused entry by entry.
+    """
     pending = list(messages)
-    for attempt in range(attempts):
+    reason = ""
+    for attempt in range(1, attempts + 1):
         failed: list[OutgoingMessage] = []
         for start in range(0, len(pending), SQS_BATCH_LIMIT):
-            chunk = pending[start : start + SQS_BATCH_LIMIT]
-            by_entry_id = {str(i): m for i, m in enumerate(chunk)}
-            response = sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": entry_id, "MessageBody": m.body, "MessageAttributes": m.attributes}
-                    for entry_id, m in by_entry_id.items()
-                ],
-            )
-            failed += [by_entry_id[f["Id"]] for f in response.get("Failed", [])]
+            refused, problem = _send_chunk(sqs, queue_url, pending[start : start + SQS_BATCH_LIMIT])
+            failed += refused
+            reason = problem or reason
         if not failed:
             return
         pending = failed
-        time.sleep(0.1 * 2**attempt)
+        if attempt < attempts:
+            time.sleep(backoff_delay(attempt, base=RESEND_BASE_SECONDS, cap=RESEND_CAP_SECONDS))
     raise SendError(
-        f"{len(pending)} message(s) not accepted by {queue_url}", [m.id for m in pending]
+        f"{len(pending)} message(s) not accepted by {queue_url}: {reason}",
+        [m.id for m in pending],
+        reason,
     )
 
 
-def dead_letter_attributes(reason: str, stage: str, attributes: dict[str, Any] | None = None):
-    """Message attributes of a dead letter: why, where, when (plus the original ones)."""
+def _send_chunk(
+    sqs: Any, queue_url: str, chunk: list[OutgoingMessage]
+) -> tuple[list[OutgoingMessage], str]:
+    """One SendMessageBatch: the messages it did not accept, and why."""
+    by_entry_id = {str(i): m for i, m in enumerate(chunk)}
+    try:
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": entry_id, "MessageBody": m.body, "MessageAttributes": m.attributes}
+                for entry_id, m in by_entry_id.items()
+            ],
+        )
+    except (BotoCoreError, ClientError) as exc:
+        return chunk, f"SendMessageBatch failed: {error_code(exc)}"
+    refused = response.get("Failed", [])
+    codes = sorted({f.get("Code", "unknown") for f in refused})
+    return [by_entry_id[f["Id"]] for f in refused], (
+        f"entries refused: {', '.join(codes)}" if refused else ""
+    )
+
+
+def error_code(exc: BotoCoreError | ClientError) -> str:
+    """An AWS error's code (ClientError) or class name (connection, timeout ...): no payloads."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def dead_letter_attributes(
+    reason: str,
+    stage: str,
+    attributes: dict[str, Any] | None = None,
+    *,
+    receive_count: int | None = None,
+):
+    """Message attributes of a dead letter: why, where, when, after how many deliveries
+    (plus the original ones)."""
     merged = dict(attributes or {})
     merged.update(
         {
@@ -69,15 +122,53 @@ def dead_letter_attributes(reason: str, stage: str, attributes: dict[str, Any] |
             "failed_at": {"DataType": "String", "StringValue": datetime.now(UTC).isoformat()},
         }
     )
+    if receive_count is not None:
+        merged["failure_receive_count"] = {"DataType": "Number", "StringValue": str(receive_count)}
     return merged
 
 
-def dead_letter(sqs: Any, dlq_url: str, body: str, *, reason: str, stage: str, attributes=None):
+def dead_letter(
+    sqs: Any,
+    dlq_url: str,
+    body: str,
+    *,
+    reason: str,
+    stage: str,
+    attributes=None,
+    receive_count: int | None = None,
+):
     sqs.send_message(
         QueueUrl=dlq_url,
         MessageBody=body,
-        MessageAttributes=dead_letter_attributes(reason, stage, attributes),
+        MessageAttributes=dead_letter_attributes(
+            reason, stage, attributes, receive_count=receive_count
+        ),
     )
+
+
+def failure_reason(exc: BaseException, personal_values: Iterable[str] = ()) -> str:
+    """``Type: message`` of an unexpected error, fit for a DLQ attribute and a log line.
+
+    Messages of unexpected errors may quote what they choked on, so every value of the input
+    that could be personal data (``personal_values``: the strings of the event or record) is
+    cut out before the reason leaves the process.
+    """
+    message = str(exc)
+    for value in sorted({v for v in personal_values if len(v) >= 2}, key=len, reverse=True):
+        message = message.replace(value, "<redacted>")
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def string_values(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (dict values, list items), for ``failure_reason``."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from string_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from string_values(item)
 
 
 def receive_count(message: dict[str, Any]) -> int:
@@ -91,9 +182,9 @@ def is_last_attempt(message: dict[str, Any], max_receive_count: int) -> bool:
     return receive_count(message) >= max_receive_count
 
 
-def retry_delay(receive_count: int, *, base: int = 2, cap: int = 300) -> int:
-    """Seconds until a failed message is visible again: 2, 4, 8, ... capped."""
-    return min(cap, base * 2 ** max(0, receive_count - 1))
+def retry_delay(receive_count: int) -> int:
+    """Seconds until a message that failed on delivery ``receive_count`` is visible again."""
+    return backoff_seconds(receive_count, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS)
 
 
 def string_attributes(message: dict[str, Any]) -> dict[str, str]:

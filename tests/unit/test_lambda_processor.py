@@ -1,22 +1,30 @@
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from datasync.contract import DestinationRecord
 from datasync.core.transforms import to_crm, to_marketing
 from lambdas.config import LambdaConfig
 from lambdas.handler import build_processor
-from lambdas.processor import TransformProcessor
-from tests.conftest import load_event
+from lambdas.processor import TransformFailed, TransformProcessor
+from tests.conftest import FIXTURES, load_event
 from tests.unit.conftest import drain
 
+# An SQS record as the event source mapping delivers it (AWS's documented shape).
+BUFFER_RECORD = json.loads((FIXTURES / "messages" / "buffer_record.json").read_text())
 
-def sqs_record(body, message_id="m1", receive_count=1):
+
+def sqs_record(body, message_id="m1", receive_count=1, **fields):
     return {
+        **BUFFER_RECORD,
         "messageId": message_id,
         "body": body if isinstance(body, str) else json.dumps(body),
-        "attributes": {"ApproximateReceiveCount": str(receive_count)},
-        "messageAttributes": {},
+        "attributes": {
+            **BUFFER_RECORD["attributes"],
+            "ApproximateReceiveCount": str(receive_count),
+        },
+        **fields,
     }
 
 
@@ -76,12 +84,17 @@ def test_non_events_are_poison(processor, sqs, queues, body):
 
 
 class RefusingSqs:
-    """Delegates to moto but refuses every send to the destination queue."""
+    """Delegates to moto but refuses every send to the destination queue (entry by entry, or
+    the whole call as when the queue is gone), and records the visibility changes it passes on."""
 
-    def __init__(self, sqs, refused_url):
-        self.sqs, self.refused_url = sqs, refused_url
+    def __init__(self, sqs, refused_url, *, queue_gone=False):
+        self.sqs, self.refused_url, self.queue_gone = sqs, refused_url, queue_gone
+        self.visibility_changes = []
 
     def send_message_batch(self, QueueUrl, Entries):
+        if QueueUrl == self.refused_url and self.queue_gone:
+            error = {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "gone"}
+            raise ClientError({"Error": error}, "SendMessageBatch")
         if QueueUrl == self.refused_url:
             return {
                 "Successful": [],
@@ -90,6 +103,10 @@ class RefusingSqs:
                 ],
             }
         return self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+    def change_message_visibility_batch(self, QueueUrl, Entries):
+        self.visibility_changes.append((QueueUrl, Entries))
+        return self.sqs.change_message_visibility_batch(QueueUrl=QueueUrl, Entries=Entries)
 
     def __getattr__(self, name):
         return getattr(self.sqs, name)
@@ -156,6 +173,23 @@ def test_config_names_what_is_missing():
         LambdaConfig.from_env({"DATASYNC_DESTINATION": "crm"})
 
 
+def test_config_is_the_one_place_the_lambda_reads_its_environment():
+    config = LambdaConfig.from_env(
+        {
+            "DATASYNC_DESTINATION": "crm",
+            "DATASYNC_DESTINATION_QUEUE_URL": "https://sqs/1/q",
+            "DATASYNC_DEAD_LETTER_QUEUE_URL": "https://sqs/1/q-dlq",
+            "DATASYNC_BUFFER_QUEUE_URL": "https://sqs/1/q-buffer",
+            "DATASYNC_MAX_RECEIVE_COUNT": "7",
+            "AWS_REGION": "eu-west-1",
+        }
+    )
+    assert (config.aws_region, config.max_receive_count) == ("eu-west-1", 7)
+    assert config.buffer_queue_url == "https://sqs/1/q-buffer"
+    processor = build_processor(config, sqs=object())
+    assert processor.buffer_queue_url == config.buffer_queue_url
+
+
 def test_handler_builds_the_analytics_processor_with_its_key(sqs, queues):
     config = LambdaConfig.from_env(
         {
@@ -177,5 +211,114 @@ def test_one_log_line_per_batch_names_every_event_and_correlation_id(processor, 
     processor.handle_sqs_batch([sqs_record(eventbridge(n), f"m{i}") for i, n in enumerate(names)])
     [line] = [r for r in caplog.records if r.getMessage() == "batch transformed"]
     assert line.records == 2 and line.sent == 2 and line.retry == 0
-    assert [e.split("/")[1] for e in line.events] == ["req-7a1f0c", "req-91bd2e"]
+    assert list(line.events) == ["sent"]
+    assert [e.split("/")[1] for e in line.events["sent"]] == ["req-7a1f0c", "req-91bd2e"]
     assert "ada" not in caplog.text.lower()
+
+
+# -- one bad record fails alone --------------------------------------------------------------
+def failing_for(correlation_id, error=lambda event: KeyError(event.data.email)):
+    """to_crm, except that it raises for one event, quoting that event's email as bugs do."""
+
+    def transform(event):
+        if event.correlation_id == correlation_id:
+            raise error(event)
+        return to_crm(event)
+
+    return transform
+
+
+def three_events():
+    created, updated, deleted = (
+        eventbridge(n) for n in ("user_created", "user_updated", "user_deleted")
+    )
+    created["detail"]["correlation_id"] = "req-bad"
+    return created, updated, deleted
+
+
+def test_an_error_in_one_transform_fails_that_record_alone(sqs, queues):
+    buggy = TransformProcessor(
+        "crm", failing_for("req-bad"), sqs, queues["queue"], queues["dlq"], 3
+    )
+    created, updated, deleted = three_events()
+    result = buggy.handle_sqs_batch(
+        [sqs_record(created, "bad"), sqs_record(updated, "ok1"), sqs_record(deleted, "ok2")]
+    )
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    sent = [DestinationRecord.from_json(m["Body"]) for m in drain(sqs, queues["queue"])]
+    assert sorted(r.correlation_id for r in sent) == ["req-91bd2e", "req-d41e90"]
+    assert drain(sqs, queues["dlq"]) == []  # not its last attempt: retried, not dead-lettered
+
+
+def test_on_its_last_attempt_a_record_whose_transform_fails_is_dead_lettered_with_the_reason(
+    sqs, queues, caplog
+):
+    buggy = TransformProcessor(
+        "crm", failing_for("req-bad"), sqs, queues["queue"], queues["dlq"], 3
+    )
+    created, updated, _ = three_events()
+    result = buggy.handle_sqs_batch(
+        [sqs_record(created, "bad", receive_count=3), sqs_record(updated, "ok", receive_count=3)]
+    )
+    assert result == {"batchItemFailures": []}  # dead-lettered, so the mapping deletes it
+    [dead] = drain(sqs, queues["dlq"])
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["failure_reason"] == "transform failed: KeyError: '<redacted>'"
+    assert attributes["failure_stage"] == "transform"
+    assert attributes["failure_receive_count"] == "3"
+    assert attributes["correlation_id"] == "req-bad"
+    assert json.loads(dead["Body"]) == created  # the event itself, to redrive after a fix
+    assert len(drain(sqs, queues["queue"])) == 1
+    assert "ada.lovelace" not in caplog.text, "no personal data in logs"
+
+
+def test_failed_records_come_back_after_a_backoff_not_the_visibility_timeout(sqs, queues):
+    buffer = sqs.create_queue(QueueName="datasync-crm-buffer")["QueueUrl"]
+    sqs.send_message(QueueUrl=buffer, MessageBody=json.dumps(eventbridge("user_created")))
+    [message] = sqs.receive_message(QueueUrl=buffer, VisibilityTimeout=900)["Messages"]
+    refusing = RefusingSqs(sqs, queues["queue"])
+    processor = TransformProcessor("crm", to_crm, refusing, queues["queue"], queues["dlq"], 3)
+    record = sqs_record(
+        message["Body"],
+        message["MessageId"],
+        receive_count=2,
+        receiptHandle=message["ReceiptHandle"],
+        eventSourceARN="arn:aws:sqs:us-east-1:123456789012:datasync-crm-buffer",
+    )
+    assert processor.handle_sqs_batch([record])["batchItemFailures"]
+    [(url, [entry])] = refusing.visibility_changes
+    assert url == buffer  # derived from the record's ARN and the destination queue's URL
+    assert entry["ReceiptHandle"] == message["ReceiptHandle"]
+    assert 2 <= entry["VisibilityTimeout"] <= 4  # second delivery: about 4 s, with jitter
+
+
+def test_a_destination_queue_that_is_gone_fails_the_records_not_the_invocation(
+    sqs, queues, monkeypatch
+):
+    monkeypatch.setattr("datasync.core.queues.time.sleep", lambda s: None)
+    gone = RefusingSqs(sqs, queues["queue"], queue_gone=True)
+    processor = TransformProcessor("crm", to_crm, gone, queues["queue"], queues["dlq"], 3)
+    created, updated, _ = three_events()
+    result = processor.handle_sqs_batch(
+        [
+            sqs_record(created, "first", receive_count=1),
+            sqs_record(updated, "last", receive_count=3),
+        ]
+    )
+    assert result == {"batchItemFailures": [{"itemIdentifier": "first"}]}
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason == (
+        "not accepted by the destination queue: "
+        "SendMessageBatch failed: AWS.SimpleQueueService.NonExistentQueue"
+    )
+
+
+def test_async_invocation_failure_raises_a_reason_without_personal_data(sqs, queues):
+    buggy = TransformProcessor(
+        "crm", failing_for("req-7a1f0c"), sqs, queues["queue"], queues["dlq"], 3
+    )
+    with pytest.raises(TransformFailed) as info:
+        buggy.handle_eventbridge_event(eventbridge("user_created"))
+    assert str(info.value) == "transform failed: KeyError: '<redacted>'"
+    assert drain(sqs, queues["queue"]) == []
