@@ -110,3 +110,14 @@ def test_state_survives_reopening(make_store):
         [record("marketing", key="u1", at=1, email="a@example.com", subscribed=True)]
     )
     assert make_store("marketing").get("u1")["email"] == "a@example.com"
+
+
+def test_a_failure_reason_does_not_quote_the_records_values(make_store, monkeypatch):
+    store = make_store("crm")
+
+    def choke(record):  # as drivers do, the error quotes what it was given
+        raise ValueError(f"cannot store {record.fields['email']!r}")
+
+    monkeypatch.setattr(store, "_merge", choke)
+    [result] = store.apply([record(key="u1", at=1, email="ada@example.com")])
+    assert result.error == "ValueError: cannot store '<redacted>'"

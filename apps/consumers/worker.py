@@ -6,7 +6,10 @@ Delivery is at-least-once, so the store is idempotent (event ids) and order-safe
 - a record that failed becomes visible again after an exponential backoff;
 - on its last allowed delivery (the queue's ``maxReceiveCount``) a failing message is
   copied to the DLQ with the reason and then deleted, so the DLQ says why;
-- a message that can never be applied (not a destination record) goes to the DLQ at once;
+- a message that can never be applied (not a destination record, or a record of another
+  destination) goes to the DLQ at once;
+- when the store is down the whole batch waits and retries, and messages on their last
+  delivery are dead-lettered with that reason too (the redrive policy would move them silently);
 - on SIGTERM the worker finishes the batch in hand and exits.
 """
 
@@ -28,17 +31,25 @@ from datasync.contract import DestinationRecord
 from datasync.core.logging import log_context
 from datasync.core.queues import (
     dead_letter,
+    error_code,
+    failure_reason,
     is_last_attempt,
     receive_count,
     retry_delay,
     string_attributes,
+    string_values,
 )
+from datasync.core.retry import backoff_delay
 from datasync.core.stores import SqlStore
 
 logger = logging.getLogger("datasync.consumer")
 
+# The SQS maximum, and the default of DATASYNC_RECEIVE_WAIT_SECONDS.
 LONG_POLL_SECONDS = 20
 BATCH_SIZE = 10
+# Waiting out an unreachable queue: about 1, 2, 4 ... s, at most 20 s between attempts.
+RECEIVE_RETRY_BASE_SECONDS = 1
+RECEIVE_RETRY_CAP_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -90,13 +101,23 @@ class ConsumerWorker:
     backoff: Callable[[int], int] = retry_delay
 
     def run(self, stop: threading.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 self.poll_once()
             except (BotoCoreError, ClientError) as exc:
                 # The queue endpoint is unreachable or refusing: back off, keep the loop alive.
-                logger.warning("receive failed, backing off", extra={"error": type(exc).__name__})
-                stop.wait(2)
+                failures += 1
+                wait = backoff_delay(
+                    failures, base=RECEIVE_RETRY_BASE_SECONDS, cap=RECEIVE_RETRY_CAP_SECONDS
+                )
+                logger.warning(
+                    "receive failed, backing off",
+                    extra={"error": error_code(exc), "wait_seconds": round(wait, 2)},
+                )
+                stop.wait(wait)
+            else:
+                failures = 0
 
     def poll_once(self) -> int:
         """Receive and handle one batch; returns how many messages were received."""
@@ -114,20 +135,20 @@ class ConsumerWorker:
         return len(messages)
 
     def handle(self, messages: list[dict[str, Any]]) -> None:
-        records: list[tuple[dict[str, Any], DestinationRecord]] = []
-        done: list[dict[str, Any]] = []
-        for message in messages:
-            try:
-                records.append((message, DestinationRecord.from_json(message["Body"])))
-            except ValidationError as exc:
-                reason = f"not a destination record ({exc.error_count()} validation errors)"
-                if self._dead_letter(message, reason):
-                    done.append(message)
+        records, done = self._parse(messages)
         try:
             results = self.store.apply(record for _, record in records)
-        except Exception:  # noqa: BLE001 - the store is down: every record waits and retries
+        except Exception as exc:  # noqa: BLE001 - the store is down: every record waits and retries
             logger.exception("store unavailable; the batch will be retried")
-            self._retry_later([message for message, _ in records])
+            personal = [v for _, record in records for v in string_values(record.fields)]
+            reason = f"store unavailable: {failure_reason(exc, personal)}"
+            waiting = []
+            for message, _ in records:
+                if self._is_last_attempt(message) and self._dead_letter(message, reason):
+                    done.append(message)
+                else:
+                    waiting.append(message)
+            self._retry_later(waiting)
             self._delete(done)
             return
         failed = []
@@ -156,6 +177,28 @@ class ConsumerWorker:
             # per record would cost about as much as the records. Failures keep a line each.
             logger.info("batch applied", extra={"events": traced})
 
+    def _parse(self, messages: list[dict[str, Any]]):
+        """(message, record) pairs to apply, and the messages that can never be applied,
+        already dead-lettered (so they are deleted with the batch)."""
+        records: list[tuple[dict[str, Any], DestinationRecord]] = []
+        done: list[dict[str, Any]] = []
+        for message in messages:
+            try:
+                record = DestinationRecord.from_json(message["Body"])
+            except ValidationError as exc:
+                reason = f"not a destination record ({exc.error_count()} validation errors)"
+            else:
+                if record.destination == self.store.destination:
+                    records.append((message, record))
+                    continue
+                reason = (
+                    f"a {record.destination} record on the {self.store.destination} queue: "
+                    "send it to its own destination's queue"
+                )
+            if self._dead_letter(message, reason):
+                done.append(message)
+        return records, done
+
     def _is_last_attempt(self, message: dict[str, Any]) -> bool:
         limit = self.redrive.max_receive_count
         return limit is not None and is_last_attempt(message, limit)
@@ -170,6 +213,7 @@ class ConsumerWorker:
                 message["Body"],
                 reason=reason,
                 stage="consume",
+                receive_count=receive_count(message),
                 attributes={
                     name: {"DataType": "String", "StringValue": value}
                     for name, value in string_attributes(message).items()

@@ -1,11 +1,19 @@
+import os
+import signal
 import threading
+import time
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from apps.consumers.__main__ import database_url, main
 from apps.consumers.health import prometheus_text, start_health_server
 from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
+from datasync.core import exit_codes
 from datasync.core.stores import open_store
+from datasync.settings import ConfigError, Settings
 from tests.builders import record
+from tests.conftest import FIXTURES
 from tests.unit.conftest import drain
 
 
@@ -63,12 +71,16 @@ def test_a_redelivered_message_changes_nothing(worker, sqs, queues, store):
     assert store.applied_count() == 1
 
 
+def rejected_by_the_store(key="u2"):
+    """A valid crm record the crm store refuses: it merges state and cannot append."""
+    return record(key=key, at=1, op="append", name="Bob").model_dump_json()
+
+
 def test_a_record_that_fails_is_kept_and_backs_off_while_the_rest_is_deleted(
     worker, sqs, queues, store
 ):
     good = record(key="u1", at=1, name="Ada").model_dump_json()
-    wrong_store = record("marketing", key="u2", at=1, email="b@example.com").model_dump_json()
-    send(sqs, queues["queue"], good, wrong_store)
+    send(sqs, queues["queue"], good, rejected_by_the_store())
     worker.poll_once()
     assert store.get("u1") and store.get("u2") is None
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)  # the failure waits its backoff
@@ -79,17 +91,29 @@ def test_on_its_last_delivery_a_failing_message_is_dead_lettered_with_the_reason
     worker, sqs, queues
 ):
     worker.backoff = lambda receive_count: 0  # retry at once instead of after 2, 4, ... s
-    send(sqs, queues["queue"], record("marketing", key="u2", at=1).model_dump_json())
+    send(sqs, queues["queue"], rejected_by_the_store())
     for _ in range(2):
         assert worker.poll_once() == 1
         assert drain(sqs, queues["dlq"]) == []
     assert worker.poll_once() == 1  # third delivery = maxReceiveCount
     [dead] = drain(sqs, queues["dlq"])
-    assert (
-        "cannot go to the crm store" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
-    )
-    assert dead["MessageAttributes"]["failure_stage"]["StringValue"] == "consume"
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["failure_reason"] == "ValueError: the crm store merges state, got 'append'"
+    assert attributes["failure_stage"] == "consume"
+    assert attributes["failure_receive_count"] == "3"
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+def test_a_record_of_another_destination_goes_to_the_dlq_at_once(worker, sqs, queues, store):
+    marketing = (FIXTURES / "messages" / "marketing_upsert.json").read_text()
+    send(sqs, queues["queue"], marketing)
+    worker.poll_once()
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason.startswith("a marketing record on the crm queue")
+    assert dead["MessageAttributes"]["failure_receive_count"]["StringValue"] == "1"
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+    assert store.applied_count() == 0
 
 
 def test_a_message_that_is_not_a_record_goes_to_the_dlq_at_once(worker, sqs, queues):
@@ -105,24 +129,157 @@ def test_a_message_that_is_not_a_record_goes_to_the_dlq_at_once(worker, sqs, que
 
 
 class BrokenStore:
+    destination = "crm"
+
     def apply(self, records):
-        list(records)
-        raise ConnectionError("database down")
+        records = list(records)
+        # As drivers do, the error quotes what it was given.
+        raise ConnectionError(f"database down while writing {records[0].fields['name']}")
 
 
-def test_when_the_store_is_down_nothing_is_deleted(sqs, queues):
-    worker = ConsumerWorker(
+def broken_store_worker(sqs, queues):
+    return ConsumerWorker(
         sqs,
         queues["queue"],
         BrokenStore(),
         RedriveTarget(queues["dlq"], 3),
         Metrics(),
         wait_seconds=0,
+        backoff=lambda receive_count: 0,
     )
+
+
+def test_when_the_store_is_down_nothing_is_deleted(sqs, queues):
+    worker = broken_store_worker(sqs, queues)
+    worker.backoff = lambda receive_count: 30
     send(sqs, queues["queue"], record(key="u1", at=1, name="Ada").model_dump_json())
     worker.poll_once()
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)
     assert drain(sqs, queues["dlq"]) == []
+
+
+def test_when_the_store_stays_down_the_last_delivery_is_dead_lettered_with_the_reason(sqs, queues):
+    worker = broken_store_worker(sqs, queues)
+    send(sqs, queues["queue"], record(key="u1", at=1, name="Ada Lovelace").model_dump_json())
+    for _ in range(2):
+        assert worker.poll_once() == 1
+    assert drain(sqs, queues["dlq"]) == []
+    assert worker.poll_once() == 1  # the third delivery is the queue's maxReceiveCount
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason == "store unavailable: ConnectionError: database down while writing <redacted>"
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+class StoppingStore:
+    """A store that is told to stop (SIGTERM) while it applies a batch."""
+
+    def __init__(self, store, stop):
+        self.store, self.stop, self.batches = store, stop, 0
+
+    def apply(self, records):
+        self.stop.set()
+        self.batches += 1
+        return self.store.apply(records)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_stop_during_a_batch_finishes_that_batch_and_takes_no_other(worker, sqs, queues, store):
+    stop = threading.Event()
+    worker.store = StoppingStore(store, stop)
+    send(sqs, queues["queue"], *(record(key=f"u{i}", at=1).model_dump_json() for i in range(3)))
+    worker.run(stop)
+    assert worker.store.batches == 1
+    assert store.applied_count() == 3 and visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+class FlakySqs:
+    """A queue endpoint that cannot be reached for ``outages`` receives, then answers."""
+
+    def __init__(self, outages):
+        self.outages, self.calls = outages, 0
+
+    def receive_message(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.outages:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        return {}
+
+
+class RecordingStop(threading.Event):
+    """Records each wait of the worker; stops it after ``polls`` receives."""
+
+    def __init__(self, sqs, polls):
+        super().__init__()
+        self.sqs, self.polls, self.waits = sqs, polls, []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return False
+
+    def is_set(self):
+        return self.sqs.calls >= self.polls
+
+
+def test_an_unreachable_queue_is_waited_out_with_growing_jittered_pauses(store):
+    sqs = FlakySqs(outages=4)
+    worker = ConsumerWorker(sqs, "q", store, RedriveTarget(None, None), Metrics(), wait_seconds=0)
+    stop = RecordingStop(sqs, polls=7)
+    worker.run(stop)
+    assert len(stop.waits) == 4  # one pause per failed receive, none after it answers
+    for attempt, wait in enumerate(stop.waits, start=1):
+        step = 2 ** (attempt - 1)  # about 1, 2, 4, 8 s: at least half the step, at most all
+        assert step / 2 <= wait <= step, stop.waits
+
+
+def test_outside_local_mode_a_consumer_refuses_to_start_without_a_database(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("DATASYNC_ENV", "aws")
+    monkeypatch.setenv("DATASYNC_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/1/crm")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["--destination", "crm"]) == exit_codes.CONFIG
+    [line] = capsys.readouterr().err.splitlines()
+    assert "DATABASE_URL is not set" in line and "postgresql://" in line
+    with pytest.raises(ConfigError):
+        database_url(Settings(DATASYNC_ENV="aws"))
+    assert database_url(Settings(DATASYNC_ENV="local")) is None  # local: SQLite files
+    dsn = "postgresql://db/datasync"
+    assert database_url(Settings(DATASYNC_ENV="aws", DATABASE_URL=dsn)) == dsn
+
+
+def test_the_consumer_long_polls_as_long_as_its_setting_says_and_stops_on_sigterm(
+    sqs, queues, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("DATASYNC_ENV", "local")
+    monkeypatch.setenv("DATASYNC_STORE_DIR", str(tmp_path / "stores"))
+    monkeypatch.setenv("DATASYNC_QUEUE_URL", queues["queue"])
+    monkeypatch.setenv("DATASYNC_RECEIVE_WAIT_SECONDS", "1")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    received = []
+    real_receive = ConsumerWorker.poll_once
+
+    def poll_once(self):
+        received.append(self.wait_seconds)
+        return real_receive(self)
+
+    monkeypatch.setattr(ConsumerWorker, "poll_once", poll_once)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert main(["--destination", "crm"]) == exit_codes.OK
+    finally:
+        timer.cancel()
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert received and set(received) == {1}
+    assert time.monotonic() - started < 1 + 3, "a stop waits at most one long poll"
 
 
 def test_run_stops_between_batches(worker, sqs, queues):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from datasync.contract import Destination, DestinationRecord
+from datasync.core.queues import failure_reason, string_values
 from datasync.core.stores.merge import StoredState, merge, public_view
 
 Outcome = Literal["applied", "unchanged", "duplicate"]
@@ -69,7 +70,7 @@ class SqlStore:
         except Exception as exc:  # noqa: BLE001 - reported per record, the batch goes on
             self._sql("ROLLBACK TO SAVEPOINT record")
             self._sql("RELEASE SAVEPOINT record")
-            return RecordResult(record, error=f"{type(exc).__name__}: {exc}")
+            return RecordResult(record, error=failure_reason(exc, string_values(record.fields)))
         self._sql("RELEASE SAVEPOINT record")
         return RecordResult(record, outcome=outcome)
 
