@@ -1,13 +1,17 @@
 """``datasync``: run the local stack and look inside it.
 
 datasync up [--infra-only]          the whole pipeline locally (what `make run` runs)
-datasync get <destination> <id>     a stored record as JSON (exit 3 if absent)
+datasync get <destination> <id>     a stored record as JSON (exit 3 if absent, erased or
+                                    not subscribed; --internal: versions and tombstone too)
 datasync status [--json]            queue depth, in-flight, DLQ depth, applied events
 datasync dlq <destination>          what is in a DLQ, and why (does not consume)
 datasync dlq <destination> --redrive  send DLQ messages back (safe to repeat)
 datasync replay [--minutes N]       replay archived events onto the bus (consumers dedupe)
 datasync schemas [--write]          check (or rewrite) the contract's JSON Schemas
 datasync package-lambda             build the Lambda zip Terraform deploys
+
+Exit codes (datasync.core.exit_codes): 0 done, 1 ran but did not succeed, 2 usage error,
+3 absent, 4 AWS or the emulator unreachable, 5 misconfigured (the message says what to set).
 """
 
 from __future__ import annotations
@@ -20,11 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from datasync.contract import DESTINATIONS
+from datasync.core import exit_codes
 from datasync.settings import ConfigError, Settings
-
-EXIT_NOT_FOUND = 3
-EXIT_CONFIG = 2
-EXIT_UNAVAILABLE = 4
 
 
 def _settings() -> Settings:
@@ -49,25 +50,42 @@ def _store(settings: Settings, destination: str) -> Any:
 
 def cmd_get(args: argparse.Namespace) -> int:
     settings = _settings()
-    key = args.user_id
-    if args.destination == "analytics":
-        from datasync.core.transforms import pseudonym
-
-        if settings.analytics_hash_key is None:
-            raise ConfigError(
-                "DATASYNC_ANALYTICS_HASH_KEY is needed to find a user's analytics events"
-            )
-        key = pseudonym(args.user_id, settings.analytics_hash_key.get_secret_value().encode())
     store = _store(settings, args.destination)
     try:
-        record = store.get(key)
+        view, why = _lookup(store, settings, args)
     finally:
         store.close()
-    if record is None:
-        print(f"datasync: no {args.destination} record for {args.user_id}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    print(json.dumps(record, indent=2, sort_keys=True))
-    return 0
+    if view is None:
+        hint = "" if why == "no record" else " (--internal shows what is stored)"
+        print(f"datasync: no {args.destination} record for {args.user_id}: {why}{hint}",
+              file=sys.stderr)  # fmt: skip
+        return exit_codes.ABSENT
+    print(json.dumps(view, indent=2, sort_keys=True))
+    return exit_codes.OK
+
+
+def _lookup(store: Any, settings: Settings, args: argparse.Namespace) -> tuple[Any, str]:
+    """(what to print, "") or (None, why the user is absent to the person asking)."""
+    from datasync.core.stores.merge import absence, internal_view, public_view
+
+    if store.kind == "log":  # analytics: the pseudonymous events, found by the pseudonym
+        view = store.get(_analytics_subject(settings, args.user_id))
+        return (view, "") if view else (None, "no record")
+    state = store.state(args.user_id)
+    if state is None:
+        return None, "no record"
+    if args.internal:
+        return internal_view(args.user_id, state), ""
+    why = absence(args.destination, state)
+    return (None, why) if why else (public_view(args.user_id, state), "")
+
+
+def _analytics_subject(settings: Settings, user_id: str) -> str:
+    from datasync.core.transforms import pseudonym
+
+    if settings.analytics_hash_key is None:
+        raise ConfigError("DATASYNC_ANALYTICS_HASH_KEY is needed to find a user's analytics events")
+    return pseudonym(user_id, settings.analytics_hash_key.get_secret_value().encode())
 
 
 def _queue_depth(sqs: Any, url: str) -> dict[str, int]:
@@ -105,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = collect_status(_settings())
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
-        return 0
+        return exit_codes.OK
     print(f"{'destination':<12} {'visible':>8} {'in-flight':>10} {'dlq':>6} {'applied':>8}")
     for destination, entry in status.items():
         queue = entry.get("queue", {})
@@ -113,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{destination:<12} {queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>10} "
             f"{entry.get('dlq_depth', '-'):>6} {entry['applied_events']:>8}"
         )
-    return 0
+    return exit_codes.OK
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -128,7 +146,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     sqs = _sqs(settings)
     if not args.redrive:
         print(json.dumps(peek(sqs, dlq_url), indent=2))
-        return 0
+        return exit_codes.OK
     buffer_url = settings.buffer_queue_url_for(args.destination)
     report = redrive(
         sqs,
@@ -146,7 +164,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 1 if report.failed else 0
+    return exit_codes.FAILED if report.failed else exit_codes.OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -184,10 +202,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     {"replay": name, "state": state["State"], "reason": state.get("StateReason")}
                 )
             )
-            return 0 if state["State"] == "COMPLETED" else 1
+            return exit_codes.OK if state["State"] == "COMPLETED" else exit_codes.FAILED
         time.sleep(2)
     print(f"datasync: replay {name} still running after {args.timeout}s", file=sys.stderr)
-    return 1
+    return exit_codes.FAILED
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -196,16 +214,16 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     if args.write:
         for path in write_schemas():
             print(f"wrote {path}")
-        return 0
+        return exit_codes.OK
     stale = stale_schemas()
     if stale:
         print(
             f"datasync: stale schemas: {', '.join(stale)}; run `datasync schemas --write`",
             file=sys.stderr,
         )
-        return 1
+        return exit_codes.FAILED
     print("schemas match the models")
-    return 0
+    return exit_codes.OK
 
 
 def cmd_package_lambda(args: argparse.Namespace) -> int:
@@ -213,7 +231,7 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
 
     path = build_lambda_package(args.target, Path(args.out), architecture=args.architecture)
     print(path)
-    return 0
+    return exit_codes.OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -233,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="print a stored record")
     get.add_argument("destination", choices=DESTINATIONS)
     get.add_argument("user_id")
+    get.add_argument(
+        "--internal",
+        action="store_true",
+        help="show the stored state as is: per-field versions, the tombstone of an erased user",
+    )
     get.set_defaults(func=cmd_get)
 
     status = commands.add_parser("status", help="queues, DLQs and applied events per destination")
@@ -276,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"datasync: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exit_codes.CONFIG
     except (BotoCoreError, ClientError) as exc:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
         print(
@@ -284,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "Is `make run` running (or are your AWS credentials and region set)?",
             file=sys.stderr,
         )
-        return EXIT_UNAVAILABLE
+        return exit_codes.UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -22,9 +22,8 @@ from datasync.contract import (
     UserDeleted,
     UserUpdated,
 )
+from datasync.contract.consent import marketing_fields
 from datasync.contract.events import format_time
-
-MARKETING_FIELDS = ("email", "name", "country")
 
 
 def pseudonym(user_id: str, key: bytes) -> str:
@@ -57,19 +56,12 @@ def to_marketing(event: AnyEvent) -> list[DestinationRecord]:
     user_id = str(event.user_id)
     if isinstance(event, UserDeleted):
         return [_record(event, "marketing", user_id, "delete", {})]
-    fields = event.data.changed() if isinstance(event, UserUpdated) else _profile(event)
-    opt_in = fields.get("marketing_opt_in")
-    if opt_in is False:
-        # An explicit "no" (at registration or later) is a removal. It is not a terminal
-        # delete: the user may opt in again later.
-        removal = {"subscribed": False, **{name: None for name in MARKETING_FIELDS}}
-        return [_record(event, "marketing", user_id, "upsert", removal)]
-    contact = {name: fields[name] for name in MARKETING_FIELDS if name in fields}
-    if opt_in is True:
-        contact["subscribed"] = True
-    if not contact:
+    changed = event.data.changed() if isinstance(event, UserUpdated) else _profile(event)
+    # The consent rules (datasync.contract.consent): a "no" is a removal, not a terminal delete.
+    fields = marketing_fields(changed)
+    if fields is None:
         return []
-    return [_record(event, "marketing", user_id, "upsert", contact)]
+    return [_record(event, "marketing", user_id, "upsert", fields)]
 
 
 def make_analytics_transform(hash_key: bytes) -> Callable[[AnyEvent], list[DestinationRecord]]:

@@ -3,9 +3,16 @@ import uuid
 
 import pytest
 
-from apps.cli.main import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, main
+from apps.cli.main import main
+from datasync.contract import parse_event
+from datasync.core.exit_codes import ABSENT, CONFIG, UNAVAILABLE, USAGE
 from datasync.core.stores import open_store
+from datasync.core.transforms import to_crm, to_marketing
 from tests.builders import record
+from tests.conftest import load_event
+
+EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_UNAVAILABLE = ABSENT, CONFIG, UNAVAILABLE
+USER = "0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b"  # the user of tests/fixtures/events
 
 
 @pytest.fixture
@@ -18,18 +25,70 @@ def local_settings(tmp_path, monkeypatch):
     return tmp_path / "stores"
 
 
-def test_get_prints_the_record_as_json(local_settings, capsys):
-    user_id = str(uuid.uuid4())
-    store = open_store("crm", store_dir=local_settings)
-    store.apply([record(key=user_id, at=1, name="Ada")])
+def apply_events(store_dir, transform, destination, *names, **data):
+    """The fixture events, through a destination's transform, into its store."""
+    store = open_store(destination, store_dir=store_dir)
+    for name in names:
+        raw = load_event(name)
+        raw["data"].update(data if name == "user_created" else {})
+        store.apply(transform(parse_event(raw)))
     store.close()
-    assert main(["get", "crm", user_id]) == 0
-    assert json.loads(capsys.readouterr().out)["name"] == "Ada"
+
+
+def test_get_prints_the_record_as_json_without_internals(local_settings, capsys):
+    apply_events(local_settings, to_crm, "crm", "user_created", "user_updated")
+    assert main(["get", "crm", USER]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == "Augusta Ada King" and shown["email"] == "ada.lovelace@example.com"
+    assert "_versions" not in shown and "deleted" not in shown
+
+
+def test_get_internal_shows_the_versions(local_settings, capsys):
+    apply_events(local_settings, to_crm, "crm", "user_created")
+    assert main(["get", "crm", USER, "--internal"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["_versions"]["name"].startswith("2026-11-20T09:15:02.123456Z#")
 
 
 def test_get_exits_3_with_a_message_when_absent(local_settings, capsys):
     assert main(["get", "marketing", str(uuid.uuid4())]) == EXIT_NOT_FOUND
     assert "no marketing record" in capsys.readouterr().err
+
+
+def test_an_erased_user_is_absent_and_the_tombstone_only_internal(local_settings, capsys):
+    apply_events(local_settings, to_crm, "crm", "user_created", "user_deleted")
+    assert main(["get", "crm", USER]) == ABSENT
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"no crm record for {USER}: erased at 2026-11-23T17:45:10.500000Z" in captured.err
+    assert main(["get", "crm", USER, "--internal"]) == 0
+    tombstone = json.loads(capsys.readouterr().out)
+    assert tombstone["deleted"] is True and tombstone["deleted_version"].startswith("2026-11-23T17:45:10.500000Z#")
+    assert "email" not in tombstone
+
+
+def test_a_contact_who_never_opted_in_is_absent_from_marketing(local_settings, capsys):
+    apply_events(local_settings, to_marketing, "marketing", "user_created", marketing_opt_in=False)
+    assert main(["get", "marketing", USER]) == ABSENT
+    assert f"no marketing record for {USER}: not subscribed" in capsys.readouterr().err
+    assert main(["get", "marketing", USER, "--internal"]) == 0
+    assert json.loads(capsys.readouterr().out)["subscribed"] is False
+
+
+def test_a_contact_who_opted_out_is_absent_and_one_who_opted_in_present(local_settings, capsys):
+    apply_events(local_settings, to_marketing, "marketing", "user_created")
+    assert main(["get", "marketing", USER]) == 0
+    assert json.loads(capsys.readouterr().out)["subscribed"] is True
+    apply_events(local_settings, to_marketing, "marketing", "user_opted_out")
+    assert main(["get", "marketing", USER]) == ABSENT
+    assert "not subscribed" in capsys.readouterr().err
+
+
+def test_a_usage_error_and_a_config_error_have_different_exit_codes(local_settings, capsys):
+    with pytest.raises(SystemExit) as usage:
+        main(["get", "nowhere", USER])
+    assert usage.value.code == USAGE == 2
+    assert main(["dlq", "crm"]) == CONFIG != USAGE
 
 
 def test_get_analytics_looks_up_the_pseudonym(local_settings, capsys):

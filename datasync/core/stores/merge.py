@@ -5,6 +5,10 @@ State is merged field by field, last writer wins per field, where "last" is the 
 times, and the result is the same: an older update never overwrites a newer value, two
 partial updates to different fields both survive, and a delete is final (erasure must not
 be undone by a late update).
+
+What a reader sees is decided here too: an erased user, and a marketing contact who is not
+subscribed, are absent to the person asking (``absence``); the versions and the tombstone are
+internals (``internal_view``), shown only on request.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasync.contract import Destination, DestinationRecord
-from datasync.core.transforms import MARKETING_FIELDS
+from datasync.contract.consent import enforce, is_subscribed
 
 
 @dataclass(frozen=True)
@@ -38,21 +42,36 @@ def merge(current: StoredState, record: DestinationRecord) -> StoredState | None
         if record.version > versions.get(name, ""):
             fields[name] = value
             versions[name] = record.version
-    fields = _apply_policy(record.destination, fields)
+    if record.destination == "marketing":
+        fields = enforce(fields)  # contact details only while subscribed, in any arrival order
     if fields == current.fields and versions == current.versions:
         return None
     return StoredState(fields=fields, versions=versions)
 
 
-def _apply_policy(destination: Destination, fields: dict[str, Any]) -> dict[str, Any]:
-    # Marketing may hold contact details only while the person has not said no.
-    if destination == "marketing" and fields.get("subscribed") is False:
-        return {**fields, **{name: None for name in MARKETING_FIELDS}}
-    return fields
+def erased_at(state: StoredState) -> str | None:
+    """When the user was erased: the time part of the delete's version (time#event_id)."""
+    return state.deleted_version.split("#", 1)[0] if state.deleted_version else None
+
+
+def absence(destination: Destination, state: StoredState | None) -> str | None:
+    """Why a key is absent to the person asking, or None when it is present."""
+    if state is None:
+        return "no record"
+    if state.deleted:
+        return f"erased at {erased_at(state)}"
+    if destination == "marketing" and not is_subscribed(state.fields):
+        return "not subscribed"
+    return None
 
 
 def public_view(key: str, state: StoredState) -> dict[str, Any]:
-    """What `datasync get` shows: the values, plus the version each came from."""
+    """What `datasync get` shows of a present key: its values, no internals."""
+    return {"key": key, **state.fields}
+
+
+def internal_view(key: str, state: StoredState) -> dict[str, Any]:
+    """The stored state as is: values, the version each came from, the tombstone."""
     if state.deleted:
         return {"key": key, "deleted": True, "deleted_version": state.deleted_version}
     return {"key": key, "deleted": False, **state.fields, "_versions": state.versions}

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from datasync.contract import Destination, DestinationRecord
 from datasync.core.queues import failure_reason, string_values
-from datasync.core.stores.merge import StoredState, merge, public_view
+from datasync.core.stores.merge import StoredState, internal_view, merge
 
 Outcome = Literal["applied", "unchanged", "duplicate"]
 
@@ -135,7 +135,11 @@ class SqlStore:
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored view of one key (user id; the pseudonym for analytics), or None."""
+        """The stored view of one key (user id; the pseudonym for analytics), or None.
+
+        State stores answer with the internals (versions, tombstone): ``merge.absence`` and
+        ``merge.public_view`` turn a ``state`` into what the person asking sees.
+        """
         if self.kind == "log":
             rows = self._sql(
                 f"SELECT event_id, version, fields FROM {self._prefix}_log WHERE subject = ?"
@@ -148,13 +152,20 @@ class SqlStore:
                 "subject": key,
                 "events": [{"event_id": r[0], **json.loads(r[2])} for r in rows],
             }
+        state = self.state(key)
+        return None if state is None else internal_view(key, state)
+
+    def state(self, key: str) -> StoredState | None:
+        """The merged state of one key of a state store (crm, marketing), or None."""
+        if self.kind == "log":
+            raise TypeError(f"the {self.destination} store is a log, not state")
         row = self._sql(
             f"SELECT fields, versions, deleted_version FROM {self._prefix}_records WHERE key = ?",
             (key,),
         ).fetchone()
         if row is None:
             return None
-        return public_view(key, StoredState(json.loads(row[0]), json.loads(row[1]), row[2]))
+        return StoredState(json.loads(row[0]), json.loads(row[1]), row[2])
 
     def applied_count(self) -> int:
         return int(self._sql(f"SELECT count(*) FROM {self._prefix}_applied_events").fetchone()[0])
