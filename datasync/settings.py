@@ -70,6 +70,34 @@ class Settings(_DestinationQueueUrls):
     event_bus_arn: str | None = Field(None, validation_alias="DATASYNC_EVENT_BUS_ARN")
     archive_arn: str | None = Field(None, validation_alias="DATASYNC_ARCHIVE_ARN")
 
+    # API publishing: the budget bounds a whole publish (attempts and backoff); one attempt's
+    # worst case, connect + read timeout, must fit in it. The breaker opens after that many
+    # publishes in a row failed, for the cool-down, then lets one probe through.
+    publish_budget_seconds: float = Field(
+        2.0, gt=0, le=30, validation_alias="DATASYNC_PUBLISH_BUDGET_SECONDS"
+    )
+    publish_connect_timeout_seconds: float = Field(
+        0.3, gt=0, validation_alias="DATASYNC_PUBLISH_CONNECT_TIMEOUT_SECONDS"
+    )
+    publish_read_timeout_seconds: float = Field(
+        0.8, gt=0, validation_alias="DATASYNC_PUBLISH_READ_TIMEOUT_SECONDS"
+    )
+    breaker_failures: int = Field(5, ge=1, validation_alias="DATASYNC_BREAKER_FAILURES")
+    breaker_cooldown_seconds: float = Field(
+        5.0, gt=0, validation_alias="DATASYNC_BREAKER_COOLDOWN_SECONDS"
+    )
+    # API per-key rate limit, a token bucket per worker process (0 turns it off).
+    api_rate_limit: float = Field(500, ge=0, validation_alias="DATASYNC_API_RATE_LIMIT")
+    api_rate_limit_burst: int = Field(1000, ge=1, validation_alias="DATASYNC_API_RATE_LIMIT_BURST")
+    # API server (gunicorn): bind, size, and how long one request may take to arrive.
+    api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
+    api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
+    gunicorn_workers: int = Field(2, ge=1, validation_alias="GUNICORN_WORKERS")
+    gunicorn_threads: int = Field(8, ge=1, validation_alias="GUNICORN_THREADS")
+    api_request_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, validation_alias="DATASYNC_API_REQUEST_TIMEOUT_SECONDS"
+    )
+
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
     queue_url: str | None = Field(None, validation_alias="DATASYNC_QUEUE_URL")
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")

@@ -11,53 +11,95 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from apps.api.auth import ApiKeys
-from apps.api.errors import register_error_handlers
+from apps.api.errors import MAX_BODY_BYTES, register_error_handlers
 from apps.api.openapi import build_openapi
+from apps.api.ratelimit import RateLimiter
+from apps.api.readiness import Readiness
 from apps.api.routes import health, users
 from datasync.contract.events import is_valid_correlation_id
 from datasync.core.aws import client
-from datasync.core.bus import EventPublisher
+from datasync.core.bus import CircuitBreaker, EventPublisher
 from datasync.core.logging import configure_logging
-from datasync.settings import Settings
+from datasync.settings import ConfigError, Settings
 
-MAX_BODY_BYTES = 64 * 1024
 logger = logging.getLogger("datasync.api")
+
+# On every response: JSON is never to be sniffed as HTML, framed, cached or given a referrer,
+# and a browser that renders it anyway may load nothing.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 @dataclass
 class ApiState:
     publisher: Any
     api_keys: ApiKeys
+    rate_limiter: RateLimiter
+    readiness: Readiness
     openapi: dict[str, Any]
-    ready: bool = False
-    ready_checked_at: float = float("-inf")
 
 
 def create_app(settings: Settings | None = None, publisher: Any = None) -> Flask:
     """Build the app. Tests pass a fake publisher; production builds the EventBridge one."""
     settings = settings or Settings.load()
     configure_logging("datasync-api", settings.log_level)
-    api_keys = ApiKeys(settings.api_key_list())  # raises ConfigError outside local mode
+    try:
+        api_keys = ApiKeys(settings.api_key_list())  # raises ConfigError outside local mode
+    except ValueError as exc:
+        raise ConfigError(f"DATASYNC_API_KEYS: {exc}") from None
     if publisher is None:
-        events = client(
-            "events",
-            region=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            read_timeout=5,
-            max_attempts=2,
-        )
-        publisher = EventPublisher(events, settings.event_bus_name)
+        publisher = build_publisher(settings)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # No implicit OPTIONS answers: the OpenAPI document lists every method the API serves.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["datasync"] = ApiState(publisher, api_keys, build_openapi())
+    app.extensions["datasync"] = ApiState(
+        publisher=publisher,
+        api_keys=api_keys,
+        rate_limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_limit_burst),
+        readiness=Readiness(publisher),
+        openapi=build_openapi(),
+    )
     app.register_blueprint(users)
     app.register_blueprint(health)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)
     return app
+
+
+def build_publisher(settings: Settings) -> EventPublisher:
+    """The EventBridge publisher: no SDK retries, so that the budget bounds the whole publish."""
+    attempt = settings.publish_connect_timeout_seconds + settings.publish_read_timeout_seconds
+    if attempt > settings.publish_budget_seconds:
+        raise ConfigError(
+            "DATASYNC_PUBLISH_CONNECT_TIMEOUT_SECONDS + DATASYNC_PUBLISH_READ_TIMEOUT_SECONDS "
+            f"({attempt:g}s) must not exceed DATASYNC_PUBLISH_BUDGET_SECONDS "
+            f"({settings.publish_budget_seconds:g}s): lower the timeouts or raise the budget"
+        )
+    events = client(
+        "events",
+        region=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url,
+        connect_timeout=settings.publish_connect_timeout_seconds,
+        read_timeout=settings.publish_read_timeout_seconds,
+        attempts=1,
+    )
+    return EventPublisher(
+        events,
+        settings.event_bus_name,
+        budget_seconds=settings.publish_budget_seconds,
+        attempt_timeout=attempt,
+        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
+    )
 
 
 def _start_request() -> None:
@@ -68,6 +110,7 @@ def _start_request() -> None:
 
 def _finish_request(response: Response) -> Response:
     response.headers["X-Correlation-ID"] = g.get("correlation_id", "")
+    response.headers.update(SECURITY_HEADERS)
     if request.path not in ("/healthz", "/readyz"):
         # Route template, not the URL: ids in paths are fine, but bodies never get logged.
         logger.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, Response, g, json, request
@@ -10,16 +11,17 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from apps.api.schemas import FieldError, Problem
-from datasync.core.bus import PublishError
+from datasync.core.bus import CIRCUIT_OPEN, PublishError
 
 logger = logging.getLogger("datasync.api")
 
 PROBLEM_JSON = "application/problem+json"
-RETRY_AFTER_SECONDS = 2
+MAX_BODY_KIB = 64
+MAX_BODY_BYTES = MAX_BODY_KIB * 1024
 _DETAILS = {
     404: "No such resource. See /openapi.json for the routes this API serves.",
     405: "This method is not allowed here; the Allow header lists the ones that are.",
-    413: "The request body is larger than 64 KiB.",
+    413: f"The request body is larger than {MAX_BODY_KIB} KiB.",
 }
 
 
@@ -88,13 +90,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(PublishError)
     def _bus_unavailable(exc: PublishError) -> Response:
-        logger.error("event not accepted by the bus", extra={"code": exc.code, "error": str(exc)})
+        if exc.code != CIRCUIT_OPEN:  # while the circuit is open, the request line says it all
+            logger.error(
+                "event not accepted by the bus", extra={"code": exc.code, "error": str(exc)}
+            )
         return problem(
             503,
             "Event bus unavailable",
-            "The event was not accepted; nothing was published. Retry with the same "
-            "Idempotency-Key to avoid duplicates.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            "The event was not accepted; nothing was published. Retry after Retry-After "
+            "seconds with the same Idempotency-Key to avoid duplicates.",
+            headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
 
     @app.errorhandler(HTTPException)
@@ -108,3 +113,8 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         logger.exception("unhandled error")
         return problem(500, "Internal Server Error", "An unexpected error occurred.")
+
+
+def retry_after_header(seconds: float) -> str:
+    """Retry-After is whole seconds, at least 1: a 0 would invite an immediate retry storm."""
+    return str(max(1, math.ceil(seconds)))

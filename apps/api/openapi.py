@@ -1,4 +1,8 @@
-"""OpenAPI 3.1 document, generated from the pydantic models the API really uses."""
+"""OpenAPI 3.1 document, generated from the pydantic models and patterns the API really uses.
+
+Every status an operation can answer is listed with its headers; schemathesis checks the
+running server against this document in `make test` (tests/integration/test_api_schemathesis.py).
+"""
 
 from __future__ import annotations
 
@@ -6,67 +10,116 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from apps.api.schemas import Accepted, Problem
+from apps.api.errors import MAX_BODY_KIB
+from apps.api.routes import IDEMPOTENCY_KEY_PATTERN
+from apps.api.schemas import Accepted, HealthStatus, Problem, ReadyStatus
 from datasync import __version__
 from datasync.contract import UserChanges, UserProfile
+from datasync.contract.events import CORRELATION_ID_PATTERN
 
 REF = "#/components/schemas/{model}"
+HEADER = "#/components/headers/{name}"
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Correlation-ID": {
+        "description": "The request's correlation id: the one sent, or a new one",
+        "required": True,
+        "schema": {"type": "string", "pattern": CORRELATION_ID_PATTERN},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+    },
+    "WWW-Authenticate": {
+        "description": "The authentication scheme to use",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
 
 
-def _problem(description: str) -> dict[str, Any]:
+def _headers(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": HEADER.format(name=name)} for name in ("X-Correlation-ID", *names)}
+
+
+def _json(model: str, description: str, *headers: str) -> dict[str, Any]:
     return {
         "description": description,
+        "headers": _headers(*headers),
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
+    }
+
+
+def _problem(description: str, *headers: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _headers(*headers),
         "content": {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}},
     }
 
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Same key, same ids: a retried request is not duplicated downstream. "
+    "1-255 visible ASCII characters, no spaces; anything else is answered 400.",
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+}
+CORRELATION_ID = {
+    "name": "X-Correlation-ID",
+    "in": "header",
+    "required": False,
+    "description": "Carried through every log line and queue message of this event. A value "
+    f"that does not match {CORRELATION_ID_PATTERN} is not an error: it is replaced by a new "
+    "id, which the X-Correlation-ID response header returns.",
+    "schema": {"type": "string"},
+}
+USER_ID = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "description": "A UUID in its canonical hyphenated form; anything else is answered 422",
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
 def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -> dict[str, Any]:
+    responses = {
+        "202": _json("Accepted", "The event bus accepted the event"),
+        "400": _problem("Malformed JSON, or a bad Idempotency-Key"),
+        "401": _problem(
+            "Missing or wrong API key (in either header), or two different keys",
+            "WWW-Authenticate",
+        ),
+        "408": _problem("The request body did not arrive in time"),
+        "413": _problem(f"Body over {MAX_BODY_KIB} KiB"),
+        "415": _problem("Body is not application/json"),
+        "422": _problem("Validation failed; `errors` lists each field"),
+        "429": _problem("This API key is over its request rate", "Retry-After"),
+        "503": _problem(
+            "The event bus did not accept the event (nothing was published); retry after "
+            "Retry-After seconds with the same Idempotency-Key",
+            "Retry-After",
+        ),
+    }
     operation: dict[str, Any] = {
         "summary": summary,
         "security": [{"bearer": []}, {"apiKey": []}],
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": "Same key, same event id: retries are not duplicated downstream",
-                "schema": {"type": "string", "maxLength": 255},
-            },
-            {
-                "name": "X-Correlation-ID",
-                "in": "header",
-                "required": False,
-                "description": "Propagated to every log line and queue message of this event",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
-            },
-        ],
-        "responses": {
-            "202": {
-                "description": "The event bus accepted the event",
-                "content": {"application/json": {"schema": {"$ref": REF.format(model="Accepted")}}},
-            },
-            "400": _problem("Malformed JSON or bad header"),
-            "401": _problem("Missing or invalid API key"),
-            "413": _problem("Body over 64 KiB"),
-            "415": _problem("Body is not application/json"),
-            "422": _problem("Validation failed; `errors` lists each field"),
-            "503": _problem("The event bus did not accept the event; retry after Retry-After"),
-        },
+        "parameters": [IDEMPOTENCY_KEY, CORRELATION_ID],
+        "responses": responses,
     }
     if with_path_id:
-        operation["parameters"].append(
-            {
-                "name": "user_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "format": "uuid"},
-            }
-        )
+        operation["parameters"] = [*operation["parameters"], USER_ID]
     if body_model:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": REF.format(model=body_model)}}},
         }
+    else:  # no body is read: its size and type cannot matter
+        for status in ("408", "413", "415"):
+            del responses[status]
     return operation
 
 
@@ -77,13 +130,19 @@ def build_openapi() -> dict[str, Any]:
             (UserChanges, "validation"),
             (Accepted, "serialization"),
             (Problem, "serialization"),
+            (HealthStatus, "serialization"),
+            (ReadyStatus, "serialization"),
         ],
         ref_template=REF,
     )
-    probe = {"responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "datasync API", "version": __version__},
+        "info": {
+            "title": "datasync API",
+            "version": __version__,
+            "description": "Every response carries X-Correlation-ID and the security headers "
+            "(nosniff, no-store, a CSP that allows nothing, DENY framing, no referrer).",
+        },
         "paths": {
             "/v1/users": {
                 "post": _write_operation("Register a user (UserCreated)", "UserProfile", False)
@@ -92,11 +151,37 @@ def build_openapi() -> dict[str, Any]:
                 "patch": _write_operation("Change a user (UserUpdated)", "UserChanges", True),
                 "delete": _write_operation("Erase a user (UserDeleted)", None, True),
             },
-            "/healthz": {"get": {"summary": "Process is alive", **probe}},
-            "/readyz": {"get": {"summary": "Event bus is reachable", **probe}},
+            "/healthz": {
+                "get": {
+                    "summary": "The process is alive (never touches the bus)",
+                    "responses": {"200": _json("HealthStatus", "Alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Ready for traffic: the bus answers and the breaker is closed",
+                    "responses": {
+                        "200": _json("ReadyStatus", "Ready"),
+                        "503": _json("ReadyStatus", "Not ready; `reason` says why"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "headers": _headers(),
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "components": {
             "schemas": schemas["$defs"],
+            "headers": HEADERS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
+import re
 import uuid
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
+from werkzeug.exceptions import ClientDisconnected
 
-from apps.api.errors import ApiError, FieldError
-from apps.api.schemas import Accepted
+from apps.api.errors import ApiError, FieldError, retry_after_header
+from apps.api.schemas import Accepted, HealthStatus, ReadyStatus
 from datasync.contract import (
     AnyEvent,
     UserChanges,
@@ -32,8 +33,11 @@ health = Blueprint("health", __name__)
 # Namespace for deterministic ids derived from Idempotency-Key (fixed forever: changing it
 # would give a retried request a new event id and so a duplicate downstream).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("8f2d3c4e-6a1b-5c7d-9e0f-1a2b3c4d5e6f")
-MAX_IDEMPOTENCY_KEY = 255
-READINESS_CACHE_SECONDS = 5.0
+# Visible ASCII, no spaces: HTTP strips a header value's outer spaces, so a key with spaces
+# could not round-trip exactly. The OpenAPI document publishes these same patterns.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+# The canonical, hyphenated form only (uuid.UUID alone would also take braces, urn:, no hyphens).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 @users.post("")
@@ -66,19 +70,15 @@ def delete_user(user_id: str) -> tuple[Response, int]:
 
 @health.get("/healthz")
 def healthz() -> Response:
-    return jsonify(status="ok")
+    return jsonify(HealthStatus().model_dump())  # never touches the bus: the process is alive
 
 
 @health.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    state = current_app.extensions["datasync"]
-    now = time.monotonic()
-    if now - state.ready_checked_at > READINESS_CACHE_SECONDS:
-        state.ready = state.publisher.is_reachable()
-        state.ready_checked_at = now
-    if state.ready:
-        return jsonify(status="ready"), 200
-    return jsonify(status="unavailable", reason="event bus not reachable"), 503
+    reason = current_app.extensions["datasync"].readiness.check()
+    if reason is None:
+        return jsonify(ReadyStatus(status="ready").model_dump(exclude_none=True)), 200
+    return jsonify(ReadyStatus(status="unavailable", reason=reason).model_dump()), 503
 
 
 @health.get("/openapi.json")
@@ -88,40 +88,52 @@ def openapi() -> Response:
 
 # -- helpers -------------------------------------------------------------------------------
 def _authenticate() -> str:
-    caller = current_app.extensions["datasync"].api_keys.authenticate()
+    state = current_app.extensions["datasync"]
+    caller = state.api_keys.authenticate()
     g.caller = caller
+    wait = state.rate_limiter.acquire(caller)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "Too Many Requests",
+            "This API key is over its request rate; retry after Retry-After seconds.",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return caller
 
 
 def _body(model: type[M]) -> M:
-    if not request.is_json:
+    if request.mimetype != "application/json":
         raise ApiError(415, "Unsupported Media Type", "Send the body as application/json.")
+    try:
+        body = request.get_data(cache=False)
+    except ClientDisconnected:  # the body stopped short: too slow (the server gave up) or gone
+        raise ApiError(408, "Request Timeout", "The request body did not arrive in time.") from None
     # Validating the raw bytes lets pydantic report malformed JSON (400) and field errors
     # (422) in one pass; the 64 KiB limit (413) applies while reading.
-    return model.model_validate_json(request.get_data(cache=False) or b"")
+    return model.model_validate_json(body or b"")
 
 
 def _path_uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
+    if re.fullmatch(UUID_PATTERN, value) is None:
         raise ApiError(
             422,
             "Invalid request",
             "The user id in the path is not a UUID.",
             [FieldError(field="path.user_id", message="must be a UUID", type="uuid_parsing")],
-        ) from None
+        )
+    return uuid.UUID(value)
 
 
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+    if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is None:
         raise ApiError(
             400,
             "Bad Idempotency-Key",
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.",
+            "Idempotency-Key must be 1-255 visible ASCII characters (no spaces).",
         )
     return key
 

@@ -30,3 +30,12 @@ class Problem(BaseModel):
     instance: str | None = None
     correlation_id: str | None = None
     errors: list[FieldError] | None = None
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["ready", "unavailable"]
+    reason: str | None = Field(None, description="why not ready (only when unavailable)")

@@ -16,20 +16,26 @@ API_KEY = "unit-test-key"
 
 
 class FakePublisher:
-    """Records published events; can be told to refuse them like an unavailable bus."""
+    """Records published events; can be told to refuse them like an unavailable bus.
+
+    The API sees what it sees of the real EventPublisher: publish(), is_reachable(), circuit.
+    """
 
     def __init__(self):
         self.events = []
-        self.refuse = False
+        self.refusal: PublishError | None = None
         self.reachable = True
+        self.circuit = "closed"
+        self.probes = 0
 
     def publish(self, event):
-        if self.refuse:
-            raise PublishError("bus unavailable after 3 attempts: ThrottlingException")
+        if self.refusal is not None:
+            raise self.refusal
         self.events.append(event)
         return "entry-id"
 
     def is_reachable(self):
+        self.probes += 1
         return self.reachable
 
 

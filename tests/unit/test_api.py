@@ -1,14 +1,18 @@
+import io
 import json
 import uuid
 
 import pytest
 from openapi_spec_validator import validate
 
-from apps.api.app import create_app
+from apps.api.app import SECURITY_HEADERS, create_app
+from apps.api.ratelimit import RateLimiter
 from datasync.contract import UserCreated, UserDeleted, UserUpdated
+from datasync.core.bus import CIRCUIT_OPEN, PublishError
 from datasync.settings import ConfigError, Settings
+from tests.unit.conftest import API_KEY
 
-PROFILE = {"email": "ada@example.com", "name": "Ada", "marketing_opt_in": True, "country": "gb"}
+PROFILE = {"email": "ada@example.com", "name": "Ada", "marketing_opt_in": True, "country": "GB"}
 USER_ID = "0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b"
 
 
@@ -54,6 +58,18 @@ def test_x_api_key_header_works_too(client, publisher):
     assert response.status_code == 202
 
 
+@pytest.mark.parametrize("key", ["other-key", API_KEY])
+def test_every_configured_key_is_valid_at_once(client, key):
+    """Rotation without downtime: the old and the new key both work while clients move."""
+    response = client.delete(f"/v1/users/{USER_ID}", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 202
+
+
+def test_the_same_key_in_both_headers_is_fine(client):
+    headers = {"Authorization": f"Bearer {API_KEY}", "X-API-Key": API_KEY}
+    assert client.delete(f"/v1/users/{USER_ID}", headers=headers).status_code == 202
+
+
 def test_correlation_id_is_propagated_into_the_event(client, auth, publisher):
     response = client.post(
         "/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "trace-42"}
@@ -62,12 +78,13 @@ def test_correlation_id_is_propagated_into_the_event(client, auth, publisher):
     assert publisher.events[0].correlation_id == "trace-42"
 
 
-def test_an_unsafe_correlation_id_is_replaced(client, auth, publisher):
-    response = client.post(
-        "/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": "bad id\t!"}
-    )
-    assert response.headers["X-Correlation-ID"] != "bad id\t!"
-    assert publisher.events[0].correlation_id == response.headers["X-Correlation-ID"]
+@pytest.mark.parametrize("offered", ["bad id\t!", "x" * 129, "", "a\u00e9"])
+def test_an_unsafe_correlation_id_is_replaced_as_documented(client, auth, publisher, offered):
+    response = client.post("/v1/users", json=PROFILE, headers={**auth, "X-Correlation-ID": offered})
+    assert response.status_code == 202
+    replaced = response.headers["X-Correlation-ID"]
+    assert replaced != offered and len(replaced) == 32
+    assert publisher.events[0].correlation_id == replaced
 
 
 def test_idempotency_key_gives_the_same_ids_on_retry(client, auth, publisher):
@@ -106,13 +123,67 @@ def test_without_idempotency_key_every_request_is_a_new_event(client, auth):
         {"Authorization": "Bearer wrong"},
         {"X-API-Key": "wrong"},
         {"Authorization": "Basic dTpw"},
+        {"Authorization": ""},
+        {"X-API-Key": ""},
+        # a wrong credential is not rescued by a right one in the other header
+        {"Authorization": "Bearer wrong", "X-API-Key": API_KEY},
+        {"Authorization": "Basic dTpw", "X-API-Key": API_KEY},
+        {"Authorization": f"Bearer {API_KEY}", "X-API-Key": "wrong"},
+        {"Authorization": "Bearer", "X-API-Key": API_KEY},
+        # two valid keys: which caller is it?
+        {"Authorization": f"Bearer {API_KEY}", "X-API-Key": "other-key"},
     ],
 )
 def test_missing_or_wrong_key_is_401(client, headers, publisher):
     response = client.post("/v1/users", json=PROFILE, headers=headers)
-    assert_problem(response, 401)
+    body = assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert publisher.events == []
+    assert "wrong" not in body["detail"] and API_KEY not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("keys", ["has space", "a,", "caf\u00e9"])
+def test_keys_that_cannot_be_sent_in_a_header_are_refused_at_start(publisher, keys):
+    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"{keys},good-key")
+    if keys == "a,":  # an empty entry is simply skipped
+        create_app(settings, publisher=publisher)
+        return
+    with pytest.raises(ConfigError, match="DATASYNC_API_KEYS"):
+        create_app(settings, publisher=publisher)
+
+
+def test_a_key_over_its_rate_is_429_with_retry_after_and_others_are_not(app, publisher):
+    clock = FakeClock()
+    app.extensions["datasync"].rate_limiter = RateLimiter(rate=2, burst=2, clock=clock)
+    client = app.test_client()
+    url = f"/v1/users/{USER_ID}"
+    statuses = [client.delete(url, headers={"X-API-Key": API_KEY}).status_code for _ in range(2)]
+    limited = client.delete(url, headers={"X-API-Key": API_KEY})
+    assert statuses == [202, 202]
+    assert_problem(limited, 429)
+    assert limited.headers["Retry-After"] == "1"  # half a second, rounded up to whole seconds
+    assert len(publisher.events) == 2  # the limited request published nothing
+    assert client.delete(url, headers={"X-API-Key": "other-key"}).status_code == 202
+    clock.now += 0.5
+    assert client.delete(url, headers={"X-API-Key": API_KEY}).status_code == 202
+
+
+def test_the_rate_limit_refills_at_its_rate_up_to_the_burst():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=10, burst=3, clock=clock)
+    assert [limiter.acquire("k") for _ in range(3)] == [0, 0, 0]
+    assert limiter.acquire("k") == pytest.approx(0.1)
+    clock.now += 60  # a long pause refills to the burst, not beyond
+    assert [limiter.acquire("k") for _ in range(4)][-1] == pytest.approx(0.1)
+    assert RateLimiter(rate=0, burst=1).acquire("k") == 0  # 0 turns it off
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
 
 
 def test_invalid_body_is_422_with_field_errors_and_no_echo_of_input(client, auth):
@@ -136,8 +207,24 @@ def test_patch_with_nothing_to_change_is_422(client, auth):
     assert_problem(client.patch(f"/v1/users/{USER_ID}", json={}, headers=auth), 422)
 
 
-def test_non_uuid_user_id_is_422(client, auth):
-    body = assert_problem(client.delete("/v1/users/not-a-uuid", headers=auth), 422)
+@pytest.mark.parametrize("field", ["email", "name", "marketing_opt_in"])
+def test_patch_setting_a_required_field_to_null_is_422_on_that_field(client, auth, field):
+    response = client.patch(f"/v1/users/{USER_ID}", json={field: None}, headers=auth)
+    body = assert_problem(response, 422)
+    assert [e["field"] for e in body["errors"]] == [f"body.{field}"]
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "not-a-uuid",
+        "0b9f5f7e1c2d4e3f9a8b7c6d5e4f3a2b",  # uuid.UUID() would take these three
+        "{0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b}",
+        "urn:uuid:0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b",
+    ],
+)
+def test_non_uuid_user_id_is_422(client, auth, user_id):
+    body = assert_problem(client.delete(f"/v1/users/{user_id}", headers=auth), 422)
     assert body["errors"][0]["field"] == "path.user_id"
 
 
@@ -159,7 +246,10 @@ def test_json_that_is_not_an_object_is_422(client, auth, payload):
     assert_problem(response, 422)
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/problem+json"],
+)
 def test_not_json_is_415(client, auth, content_type):
     headers = {**auth, **({"Content-Type": content_type} if content_type else {})}
     assert_problem(client.post("/v1/users", data=json.dumps(PROFILE), headers=headers), 415)
@@ -170,27 +260,77 @@ def test_body_over_64_kib_is_413(client, auth):
     assert_problem(client.post("/v1/users", json=big, headers=auth), 413)
 
 
+class StalledBody(io.RawIOBase):
+    """A 100-byte request body that never arrives: the server's socket read times out."""
+
+    def __init__(self):
+        self.position = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        self.position = 100 if whence == 2 else offset
+        return self.position
+
+    def tell(self):
+        return self.position
+
+    def readinto(self, buffer):
+        raise TimeoutError("timed out")
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408(client, auth, publisher):
+    response = client.post(
+        "/v1/users",
+        input_stream=StalledBody(),
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert_problem(response, 408)
+    assert publisher.events == []
+
+
 def test_unknown_route_is_404(client):
     assert_problem(client.get("/v2/nothing"), 404)
 
 
-def test_wrong_method_is_405_with_allow(client, auth):
-    response = client.put(f"/v1/users/{USER_ID}", json=PROFILE, headers=auth)
+@pytest.mark.parametrize("method", ["put", "options"])
+def test_wrong_method_is_405_with_allow(client, auth, method):
+    response = getattr(client, method)(f"/v1/users/{USER_ID}", json=PROFILE, headers=auth)
     assert_problem(response, 405)
-    assert "PATCH" in response.headers["Allow"]
+    assert set(response.headers["Allow"].split(", ")) == {"PATCH", "DELETE"}
 
 
-def test_bad_idempotency_key_is_400(client, auth):
-    assert_problem(
-        client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "x" * 300}), 400
-    )
+@pytest.mark.parametrize("key", ["x" * 256, "", "with space", "caf\u00e9", "tab\tkey"])
+def test_bad_idempotency_key_is_400(client, auth, key, publisher):
+    response = client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": key})
+    assert_problem(response, 400)
+    assert publisher.events == []
 
 
-def test_bus_refusal_is_503_with_retry_after_and_no_202(client, auth, publisher):
-    publisher.refuse = True
+def test_the_longest_idempotency_key_is_fine(client, auth):
+    headers = {**auth, "Idempotency-Key": "~" * 255}
+    assert client.post("/v1/users", json=PROFILE, headers=headers).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "refusal, retry_after",
+    [
+        (PublishError("bus unavailable after 2 attempts: InternalFailure"), "1"),
+        (PublishError("circuit open", code=CIRCUIT_OPEN, retry_after=3.2), "4"),
+        (PublishError("bus refused the event: AccessDenied", retryable=False), "1"),
+    ],
+)
+def test_bus_refusal_is_503_with_retry_after_and_no_202(
+    client, auth, publisher, refusal, retry_after
+):
+    publisher.refusal = refusal
     response = client.post("/v1/users", json=PROFILE, headers=auth)
     body = assert_problem(response, 503)
-    assert int(response.headers["Retry-After"]) > 0
+    assert response.headers["Retry-After"] == retry_after
     assert "Idempotency-Key" in body["detail"]
 
 
@@ -209,12 +349,58 @@ def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_follows_the_bus(app, publisher):
+def test_healthz_answers_while_the_bus_is_down(client, publisher):
+    publisher.reachable, publisher.circuit = False, "open"
+    assert client.get("/healthz").status_code == 200
+    assert publisher.probes == 0  # never touches the bus
+
+
+def test_readyz_follows_the_bus_and_caches_the_probe(app, publisher):
+    clock = FakeClock()
+    readiness = app.extensions["datasync"].readiness
+    readiness.clock = clock
+    client = app.test_client()
     publisher.reachable = False
-    assert app.test_client().get("/readyz").status_code == 503
+    assert client.get("/readyz").get_json() == {
+        "status": "unavailable",
+        "reason": "event bus not reachable",
+    }
     publisher.reachable = True
-    app.extensions["datasync"].ready_checked_at = float("-inf")  # skip the cache
-    assert app.test_client().get("/readyz").status_code == 200
+    assert client.get("/readyz").status_code == 503  # cached
+    assert publisher.probes == 1
+    clock.now += readiness.cache_seconds + 0.1
+    assert client.get("/readyz").status_code == 200
+    assert publisher.probes == 2
+
+
+def test_readyz_is_not_ready_while_the_circuit_is_open_without_probing(client, publisher):
+    publisher.circuit = "open"
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "circuit" in response.get_json()["reason"]
+    assert publisher.probes == 0
+    publisher.circuit = "half_open"  # the cool-down is over: readiness probes the bus again
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("post", "/v1/users", 202),
+        ("post", "/v1/users", 401),
+        ("get", "/healthz", 200),
+        ("get", "/readyz", 200),
+        ("get", "/openapi.json", 200),
+        ("get", "/nothing", 404),
+        ("put", "/v1/users", 405),
+    ],
+)
+def test_every_response_carries_the_security_headers(client, auth, method, path, status):
+    headers = auth if status != 401 else {}
+    response = getattr(client, method)(path, json=PROFILE, headers=headers)
+    assert response.status_code == status
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_openapi_is_valid_and_generated_from_the_models(client):
