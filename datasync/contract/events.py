@@ -13,22 +13,25 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
     field_serializer,
+    field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
+from datasync.contract.consent import opt_in_problem
 from datasync.contract.countries import ISO_3166_ALPHA2
 
 SCHEMA_VERSION = 1
@@ -38,46 +41,104 @@ EventType = Literal["UserCreated", "UserUpdated", "UserDeleted"]
 MAX_ATTRIBUTES = 20
 CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 
+# Text a person typed may hold any script, but no control characters: C0, DEL, C1, the
+# line/paragraph separators and the bidirectional overrides and isolates that make text
+# display in another order than it is stored ("Trojan Source"). Names also may not start or
+# end with white space. These patterns are what the validators use *and* what the published
+# schemas say, in a syntax that Python, Rust (pydantic-core) and JSON Schema read alike.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_SPACE = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+NAME_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?$"
+TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
+# Emails are ASCII only: no look-alike letters from other scripts (a Cyrillic "а" in
+# "pаypal.com"), and every destination can store and send them. An internationalised domain
+# is accepted in its ASCII (xn--) form.
+EMAIL_PATTERN = r"^[!-~]+$"
+MAX_EMAIL_LENGTH = 254
+
 
 def format_time(value: datetime) -> str:
     """UTC, fixed width, so that string order is time order."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
 def _known_country(value: str) -> str:
     if value not in ISO_3166_ALPHA2:
-        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code")
+        raise ValueError("not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")
     return value
 
 
-def _small_map(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > MAX_ATTRIBUTES:
-        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes are allowed")
-    return value
+def _valid_email(value: str) -> str:
+    if re.fullmatch(EMAIL_PATTERN, value) is None:
+        raise ValueError(
+            "value is not a valid email address: use ASCII only (an internationalised "
+            "domain in its xn-- form)"
+        )
+    try:
+        return validate_email(value, check_deliverability=False, allow_smtputf8=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+
+
+def _matches(pattern: str, problem: str) -> AfterValidator:
+    """Check ``pattern`` with a message a person can act on (not the pattern itself)."""
+
+    def check(value: str) -> str:
+        if re.fullmatch(pattern, value) is None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
 
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=MAX_EMAIL_LENGTH),
+    AfterValidator(_valid_email),
+    Field(json_schema_extra={"format": "email", "pattern": EMAIL_PATTERN}),
+]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    _matches(NAME_PATTERN, "no control characters, and no white space at either end"),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
 Country = Annotated[
     str,
-    BeforeValidator(_upper),
     StringConstraints(pattern=r"^[A-Z]{2}$"),
     AfterValidator(_known_country),
-    Field(description="ISO 3166-1 alpha-2 code, e.g. DE", examples=["DE"]),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": sorted(ISO_3166_ALPHA2),
+            "description": "ISO 3166-1 alpha-2 code, upper case, e.g. DE",
+            "examples": ["DE"],
+        }
+    ),
 ]
-AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
-AttributeValue = Annotated[str, StringConstraints(max_length=256)]
+ATTRIBUTE_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+AttributeKey = Annotated[str, StringConstraints(pattern=ATTRIBUTE_KEY_PATTERN)]
+AttributeValue = Annotated[
+    str, StringConstraints(max_length=256), _matches(TEXT_PATTERN, "no control characters")
+]
 Attributes = Annotated[
     dict[AttributeKey, AttributeValue],
-    AfterValidator(_small_map),
-    Field(description=f"Flat string map, at most {MAX_ATTRIBUTES} entries"),
+    Field(max_length=MAX_ATTRIBUTES),
+    # Keys are constrained by propertyNames (pydantic would write patternProperties, which
+    # leaves any other key unconstrained, unlike the validator).
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": f"Flat string map, at most {MAX_ATTRIBUTES} entries",
+            "maxProperties": MAX_ATTRIBUTES,
+            "propertyNames": {"pattern": ATTRIBUTE_KEY_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": 256, "pattern": TEXT_PATTERN},
+        }
+    ),
 ]
 CorrelationId = Annotated[str, StringConstraints(pattern=CORRELATION_ID_PATTERN)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
@@ -90,37 +151,57 @@ class _Strict(BaseModel):
 class UserProfile(_Strict):
     """The fields a client sends to register a user (``POST /v1/users``)."""
 
-    email: EmailStr
+    email: Email
     name: Name
     marketing_opt_in: bool = False
     country: Country | None = None
     attributes: Attributes | None = None
 
 
+def _changes_schema(schema: dict[str, Any]) -> None:
+    """What the validators of UserChanges check, said in JSON Schema."""
+    for prop in schema["properties"].values():
+        prop.pop("default", None)  # an absent field is "unchanged", not a default value
+    schema["minProperties"] = 1
+    schema["if"] = {
+        "properties": {"marketing_opt_in": {"const": True}},
+        "required": ["marketing_opt_in"],
+    }
+    schema["then"] = {"required": ["email", "name"]}
+
+
 class UserChanges(_Strict):
     """A partial update (``PATCH /v1/users/{id}``): only the fields sent are changed.
 
-    ``country`` and ``attributes`` may be sent as ``null`` to clear them. Opting in to
-    marketing needs ``email`` and ``name`` in the same request, because the marketing
-    destination forgets contact details when a user opts out and cannot recover them
-    from a partial update.
+    ``country`` and ``attributes`` may be sent as ``null`` to clear them; ``email``, ``name``
+    and ``marketing_opt_in`` may not (leave a field out to keep it). Opting in to marketing
+    needs ``email`` and ``name`` in the same request, because the marketing destination
+    forgets contact details when a user opts out and cannot recover them from a partial update.
     """
 
-    email: EmailStr | None = None
-    name: Name | None = None
-    marketing_opt_in: bool | None = None
+    model_config = ConfigDict(json_schema_extra=_changes_schema)
+
+    # SkipJsonSchema: None is only the "not sent" marker in Python, never a valid value.
+    email: Email | SkipJsonSchema[None] = None
+    name: Name | SkipJsonSchema[None] = None
+    marketing_opt_in: bool | SkipJsonSchema[None] = None
     country: Country | None = None
     attributes: Attributes | None = None
+
+    @field_validator("email", "name", "marketing_opt_in", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null: leave the field out to keep its value")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> UserChanges:
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
-        for required in ("email", "name", "marketing_opt_in"):
-            if required in self.model_fields_set and getattr(self, required) is None:
-                raise ValueError(f"{required} cannot be null")
-        if self.marketing_opt_in and not {"email", "name"} <= self.model_fields_set:
-            raise ValueError("marketing_opt_in=true needs email and name in the same request")
+        problem = opt_in_problem(self.model_fields_set, self.marketing_opt_in)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_serializer(mode="wrap")
