@@ -35,6 +35,36 @@ locals {
 
 resource "aws_cloudwatch_event_bus" "this" {
   name = "${var.name_prefix}-bus"
+  # null: EventBridge encrypts events at rest with an AWS-owned key.
+  kms_key_identifier = var.event_bus_kms_key_arn
+}
+
+# Only the API may publish. An identity policy alone would let any principal of the account with
+# a broad policy (events:* on *) publish too, so this is an explicit Deny for every IAM principal
+# that is not one of the API's roles. AWS service principals are exempt: they do not publish here
+# on anyone's behalf, and archive replay must keep working.
+resource "aws_cloudwatch_event_bus_policy" "this" {
+  count = var.create_event_bus_policy ? 1 : 0
+
+  event_bus_name = aws_cloudwatch_event_bus.this.name
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "OnlyTheApiPublishes"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "events:PutEvents"
+        Resource  = aws_cloudwatch_event_bus.this.arn
+        # With no API roles given there is nothing to except: every IAM principal is denied.
+        Condition = merge(
+          { BoolIfExists = { "aws:PrincipalIsAWSService" = "false" } },
+          length(var.api_principal_arns) > 0 ? { ArnNotEquals = { "aws:PrincipalArn" = var.api_principal_arns } } : {},
+        )
+      },
+    ]
+  })
 }
 
 resource "aws_cloudwatch_event_archive" "this" {
@@ -72,6 +102,7 @@ module "destination" {
 
   lambda_package_path        = var.lambda_package_path
   lambda_runtime             = var.lambda_runtime
+  lambda_architecture        = var.lambda_architecture
   lambda_memory_mb           = var.lambda_memory_mb
   lambda_timeout_seconds     = var.lambda_timeout_seconds
   lambda_maximum_concurrency = var.lambda_maximum_concurrency

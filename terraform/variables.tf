@@ -66,6 +66,17 @@ variable "lambda_runtime" {
   }
 }
 
+variable "lambda_architecture" {
+  description = "Instruction set of the transform functions: \"x86_64\" or \"arm64\". The package must be built for it (`datasync package-lambda --target aws --architecture <the same value>`, which names the zip lambda-aws-<architecture>-<hash>.zip); a package whose name carries the other architecture is refused at plan time."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "The lambda_architecture must be \"x86_64\" or \"arm64\"."
+  }
+}
+
 variable "lambda_memory_mb" {
   description = "Memory size (MB) of the transform functions."
   type        = number
@@ -130,6 +141,38 @@ variable "buffer_batching_window_seconds" {
   validation {
     condition     = var.buffer_batching_window_seconds >= 0 && var.buffer_batching_window_seconds <= 300
     error_message = "The buffer_batching_window_seconds must be between 0 and 300."
+  }
+}
+
+################################################################################
+# Event bus: who may publish, encryption
+################################################################################
+
+variable "api_principal_arns" {
+  description = "IAM role ARNs of the API workload (its IRSA or EKS Pod Identity role, with api_policy_arn attached): the only IAM principals the event bus policy lets call PutEvents. Empty (the default) denies PutEvents to every IAM principal, so nothing can publish (the API answers 503) until it is set: the bus fails closed. AWS services acting on the bus (archive replay) are not affected."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.api_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
+    error_message = "Every api_principal_arns entry must be an IAM role ARN without wildcards, e.g. \"arn:aws:iam::123456789012:role/datasync-api\"."
+  }
+}
+
+variable "create_event_bus_policy" {
+  description = "Attach the event bus policy that limits PutEvents to api_principal_arns. Only an emulator that cannot store bus policies should turn it off (local/endpoint_override.tf does, for MiniStack)."
+  type        = bool
+  default     = true
+}
+
+variable "event_bus_kms_key_arn" {
+  description = "ARN of a customer-managed KMS key that encrypts the events on the bus. null (the default) uses an AWS-owned key. The key policy must let events.amazonaws.com call kms:DescribeKey, kms:GenerateDataKey and kms:Decrypt (condition it on this bus's ARN). The archive keeps using an AWS-owned key: the AWS provider 5.x cannot set an archive's key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.event_bus_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.event_bus_kms_key_arn))
+    error_message = "The event_bus_kms_key_arn must be null or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias."
   }
 }
 

@@ -8,6 +8,9 @@ the handler:
   whatever runtime the function declares).
 boto3 is not bundled: Lambda's Python runtimes (and the emulator environment) provide it.
 Builds are cached by a hash of their inputs, so `make run` rebuilds only after a change.
+An ``aws`` zip is named ``lambda-aws-<architecture>-<hash>.zip``: Terraform refuses to deploy it
+with a different ``lambda_architecture`` (the function would run it and fail to import
+pydantic-core).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def _pip_install(target: Target, into: Path, python_version: str, architecture: 
         str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--no-compile", "--target", str(into), "--requirement", str(LOCK_FILE), *platform_args,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - pip of a known interpreter, fixed arguments
     if result.returncode != 0:
         raise RuntimeError(
             f"pip could not install the Lambda dependencies:\n{result.stderr[-3000:]}"
@@ -105,12 +108,19 @@ def build_lambda_package(
 ) -> Path:
     """Build (or reuse) the zip for ``target``; returns its path."""
     if target == "local":
+        # The emulator runs handlers with its own interpreter, whatever the function declares.
         python_version = architecture = "host"
+        name = "lambda-local"
+    else:
+        if architecture not in AWS_PLATFORMS:
+            choices = ", ".join(AWS_PLATFORMS)
+            raise ValueError(f"unknown Lambda architecture {architecture!r}: use one of {choices}")
+        name = f"lambda-aws-{architecture}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"lambda-{target}-{_fingerprint(target, python_version, architecture)}.zip"
+    path = out_dir / f"{name}-{_fingerprint(target, python_version, architecture)}.zip"
     if path.exists():
         return path
-    for stale in out_dir.glob(f"lambda-{target}-*.zip"):
+    for stale in out_dir.glob(f"{name}-*.zip"):
         stale.unlink()
     with tempfile.TemporaryDirectory(prefix="datasync-lambda-") as tmp:
         site = Path(tmp) / "site"

@@ -163,6 +163,7 @@ run "transform_function" {
       aws_lambda_function.transform.function_name == "datasync-crm-transform" &&
       aws_lambda_function.transform.handler == "lambdas.handler.handle" &&
       aws_lambda_function.transform.runtime == "python3.12" &&
+      aws_lambda_function.transform.architectures == tolist(["x86_64"]) &&
       aws_lambda_function.transform.memory_size == 256 &&
       aws_lambda_function.transform.timeout == 30 &&
       aws_lambda_function.transform.filename == "tests/fixtures/lambda-stub.zip" &&
@@ -236,6 +237,86 @@ run "transform_function" {
     )
     error_message = "Failed asynchronous invocations must end in the DLQ."
   }
+}
+
+run "arm64_package_deploys_as_arm64" {
+  command = apply
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    lambda_architecture = "arm64"
+    lambda_package_path = "tests/fixtures/lambda-aws-arm64-stub.zip"
+  }
+
+  assert {
+    condition     = aws_lambda_function.transform.architectures == tolist(["arm64"]) && output.function_architecture == "arm64"
+    error_message = "lambda_architecture = \"arm64\" must make the function run on arm64."
+  }
+}
+
+run "x86_64_package_deploys_as_x86_64" {
+  command = plan
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    lambda_architecture = "x86_64"
+    lambda_package_path = "tests/fixtures/lambda-aws-x86_64-stub.zip"
+  }
+
+  assert {
+    condition     = aws_lambda_function.transform.architectures == tolist(["x86_64"])
+    error_message = "An x86_64 package must deploy as x86_64."
+  }
+}
+
+run "arm64_package_is_refused_on_x86_64" {
+  command = plan
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    lambda_architecture = "x86_64"
+    lambda_package_path = "tests/fixtures/lambda-aws-arm64-stub.zip"
+  }
+
+  expect_failures = [aws_lambda_function.transform]
+}
+
+run "x86_64_package_is_refused_on_arm64" {
+  command = plan
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    lambda_architecture = "arm64"
+    lambda_package_path = "tests/fixtures/lambda-aws-x86_64-stub.zip"
+  }
+
+  expect_failures = [aws_lambda_function.transform]
+}
+
+run "rejects_unknown_architecture" {
+  command = plan
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    lambda_architecture = "aarch64"
+  }
+
+  expect_failures = [var.lambda_architecture]
 }
 
 run "secret_environment_is_added" {

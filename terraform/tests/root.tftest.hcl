@@ -12,8 +12,10 @@ mock_provider "aws" {
 variables {
   lambda_package_path = "tests/fixtures/lambda-stub.zip"
   analytics_hash_key  = "0123456789abcdef-test-key"
-  # Explicit, so the tests also pass with local/endpoint_override.tf copied in (it turns alarms off).
-  create_alarms = true
+  # Explicit, so the tests also pass with local/endpoint_override.tf copied in (it turns alarms and
+  # the bus policy off).
+  create_alarms           = true
+  create_event_bus_policy = true
 }
 
 override_resource {
@@ -242,6 +244,111 @@ run "each_function_policy_references_only_its_own_resources" {
   }
 }
 
+run "only_the_api_may_publish_to_the_bus" {
+  command = apply
+
+  variables {
+    api_principal_arns = ["arn:aws:iam::123456789012:role/datasync-api", "arn:aws:iam::123456789012:role/eks/datasync-api-blue"]
+  }
+
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_bus_policy.this[0].policy) == {
+      Version = "2012-10-17"
+      Statement = [{
+        Sid       = "OnlyTheApiPublishes"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "events:PutEvents"
+        Resource  = "arn:aws:events:us-east-1:123456789012:event-bus/datasync-bus"
+        Condition = {
+          BoolIfExists = { "aws:PrincipalIsAWSService" = "false" }
+          ArnNotEquals = { "aws:PrincipalArn" = ["arn:aws:iam::123456789012:role/datasync-api", "arn:aws:iam::123456789012:role/eks/datasync-api-blue"] }
+        }
+      }]
+    }
+    error_message = "The bus policy must deny PutEvents to every IAM principal except the API roles (and grant nothing)."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_bus_policy.this[0].event_bus_name == aws_cloudwatch_event_bus.this.name
+    error_message = "The policy must be attached to the datasync bus."
+  }
+}
+
+run "without_api_roles_nobody_may_publish" {
+  command = apply
+
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_bus_policy.this[0].policy).Statement == [{
+      Sid       = "OnlyTheApiPublishes"
+      Effect    = "Deny"
+      Principal = "*"
+      Action    = "events:PutEvents"
+      Resource  = "arn:aws:events:us-east-1:123456789012:event-bus/datasync-bus"
+      Condition = { BoolIfExists = { "aws:PrincipalIsAWSService" = "false" } }
+    }]
+    error_message = "With api_principal_arns empty the bus must deny PutEvents to every IAM principal (fail closed)."
+  }
+}
+
+run "bus_policy_can_be_left_to_an_emulator" {
+  command = apply
+
+  variables {
+    create_event_bus_policy = false
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_event_bus_policy.this) == 0
+    error_message = "create_event_bus_policy = false must create no bus policy."
+  }
+}
+
+run "bus_uses_an_aws_owned_key_by_default" {
+  command = apply
+
+  assert {
+    condition     = aws_cloudwatch_event_bus.this.kms_key_identifier == null
+    error_message = "Without event_bus_kms_key_arn the bus must use EventBridge's AWS-owned key."
+  }
+}
+
+run "bus_can_use_a_customer_managed_key" {
+  command = apply
+
+  variables {
+    event_bus_kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_bus.this.kms_key_identifier == "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    error_message = "event_bus_kms_key_arn must become the bus's kms_key_identifier."
+  }
+}
+
+run "architecture_reaches_every_function" {
+  command = apply
+
+  variables {
+    lambda_architecture = "arm64"
+    lambda_package_path = "tests/fixtures/lambda-aws-arm64-stub.zip"
+  }
+
+  assert {
+    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : module.destination[d].function_architecture == "arm64"])
+    error_message = "lambda_architecture must reach every transform function."
+  }
+}
+
+run "functions_default_to_x86_64" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : module.destination[d].function_architecture == "x86_64"])
+    error_message = "The transform functions must default to x86_64 (the default package architecture)."
+  }
+}
+
 run "only_the_analytics_function_sees_the_hash_key" {
   command = apply
 
@@ -418,6 +525,38 @@ run "rejects_maximum_concurrency_below_two" {
     lambda_maximum_concurrency = 1
   }
   expect_failures = [var.lambda_maximum_concurrency]
+}
+
+run "rejects_unknown_architecture" {
+  command = plan
+  variables {
+    lambda_architecture = "amd64"
+  }
+  expect_failures = [var.lambda_architecture]
+}
+
+run "rejects_api_principal_with_a_wildcard" {
+  command = plan
+  variables {
+    api_principal_arns = ["arn:aws:iam::123456789012:role/*"]
+  }
+  expect_failures = [var.api_principal_arns]
+}
+
+run "rejects_api_principal_that_is_not_a_role" {
+  command = plan
+  variables {
+    api_principal_arns = ["arn:aws:iam::123456789012:user/alice"]
+  }
+  expect_failures = [var.api_principal_arns]
+}
+
+run "rejects_kms_alias_for_the_bus" {
+  command = plan
+  variables {
+    event_bus_kms_key_arn = "alias/datasync"
+  }
+  expect_failures = [var.event_bus_kms_key_arn]
 }
 
 run "rejects_visibility_timeout_above_twelve_hours" {

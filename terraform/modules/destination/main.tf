@@ -9,6 +9,11 @@ locals {
   dlq_name          = "${var.name}-dlq"
   buffer_queue_name = "${var.name}-buffer"
 
+  # `datasync package-lambda --target aws` names its zips lambda-aws-<architecture>-<hash>.zip;
+  # compiled wheels (pydantic-core) only import on that architecture. null when the name does
+  # not say (emulator packages, which run on the emulator's own interpreter, and custom builds).
+  package_architecture = try(regex("-(x86_64|arm64)-", basename(var.lambda_package_path))[0], null)
+
   # The queue policies are set inline on the queues (one CreateQueue call each) rather than with
   # aws_sqs_queue_policy: the AWS provider waits for every SQS attribute change to propagate
   # (about 25 s per resource), so a separate policy resource would add a whole extra wait to
@@ -203,6 +208,7 @@ resource "aws_lambda_function" "transform" {
   source_code_hash = filebase64sha256(var.lambda_package_path)
   handler          = "lambdas.handler.handle"
   runtime          = var.lambda_runtime
+  architectures    = [var.lambda_architecture]
   memory_size      = var.lambda_memory_mb
   timeout          = var.lambda_timeout_seconds
 
@@ -211,6 +217,13 @@ resource "aws_lambda_function" "transform" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.package_architecture == null || local.package_architecture == var.lambda_architecture
+      error_message = "The package ${basename(var.lambda_package_path)} was built for ${coalesce(local.package_architecture, "?")}, but lambda_architecture is ${var.lambda_architecture}: its compiled dependencies would not import. Build it with `datasync package-lambda --target aws --architecture ${var.lambda_architecture}`, or set lambda_architecture to match the package."
+    }
+  }
 
   depends_on = [
     aws_cloudwatch_log_group.transform,

@@ -53,6 +53,11 @@ output "function_arn" {
   value       = aws_lambda_function.transform.arn
 }
 
+output "function_architecture" {
+  description = "Instruction set the transform function runs on (x86_64 or arm64)."
+  value       = one(aws_lambda_function.transform.architectures)
+}
+
 output "function_environment_variable_names" {
   description = "Names of the environment variables set on the transform function (values omitted: some are secret)."
   value       = nonsensitive(sort(keys(local.function_environment)))

@@ -127,6 +127,17 @@ variable "lambda_runtime" {
   default     = "python3.12"
 }
 
+variable "lambda_architecture" {
+  description = "Instruction set of the function (\"x86_64\" or \"arm64\"); a package whose file name carries an architecture (lambda-aws-<architecture>-<hash>.zip) must carry this one."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "The lambda_architecture must be \"x86_64\" or \"arm64\"."
+  }
+}
+
 variable "lambda_memory_mb" {
   description = "Lambda memory size (MB)."
   type        = number
