@@ -9,7 +9,7 @@ run in the project's .venv and call the checkers through subprocess:
   TriggerAuthentications;
 - kubernetes-validate, checkov, hadolint, shellcheck and check-jsonschema as CLIs.
 
-The chart is rendered once per session for every case (default values, each charts/datasync/ci
+The chart is rendered once per session for every case (the minimal values, each charts/datasync/ci
 file, the variants and the invalid inputs of k8s_support.py), in one subprocess.
 """
 
@@ -23,11 +23,11 @@ import yaml
 
 from tests.k8s.k8s_support import (
     CHART,
-    INVALID,
     KUBE_VERSION,
     NAMESPACE,
     RELEASE,
     helm_tool,
+    invalid_cases,
     lint_cases,
     parse_manifests,
     positive_cases,
@@ -42,7 +42,7 @@ def render_results() -> dict[str, dict[str, Any]]:
         name: {"values": values, "lint": name in lint_cases()}
         for name, values in positive_cases().items()
     }
-    for name, (values, _) in INVALID.items():
+    for name, (values, _) in invalid_cases().items():
         cases[name] = {"values": values, "lint": False}
     return helm_tool(
         "render",

@@ -30,8 +30,19 @@ CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
 # checkov checks the chart may waive, each with its reason in a checkov.io/skipN annotation.
 ALLOWED_CHECKOV_WAIVERS = {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_8", "CKV_K8S_9"}
 
-# Values rendered besides the default values and the charts/datasync/ci files.
+# The chart's default values plus the one thing they cannot have: a database for the consumers.
+# The default values alone must not render (INVALID below): a consumer without a database used to
+# fall back to SQLite on its pod's emptyDir, which KEDA's scale-in wipes.
+DATABASE_URL = "postgresql://datasync@db.internal:5432/datasync"
+MINIMAL: dict[str, Any] = {"secrets": {"databaseUrl": DATABASE_URL}}
+
+# Values rendered besides the minimal values and the charts/datasync/ci files.
 VARIANTS: dict[str, dict[str, Any]] = {
+    # The documented dev-only way to run without a database: SQLite on an emptyDir, local mode.
+    "variant-dev-ephemeral-sqlite": {
+        "config": {"env": "local"},
+        "devOnly": {"ephemeralSqliteStores": True},
+    },
     # Without KEDA the consumer Deployments must carry replicas themselves.
     "variant-no-keda": {"keda": {"enabled": False}},
     # Without the HPA the API Deployment carries replicaCount.
@@ -50,8 +61,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Values the schema must reject: case -> (values, text the error must contain).
+# Values the schema must reject: case -> (values, text the error must contain). Apart from the
+# database cases, each has a database, so it fails for its own reason alone.
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    # Without a database the error lists the three ways out (see test_k8s_chart.py).
+    "invalid-default-values": ({}, "/secrets/databaseUrl"),
+    "invalid-empty-database-url": ({"secrets": {"databaseUrl": ""}}, "/secrets/databaseUrl"),
+    "invalid-dev-sqlite-outside-local-mode": (
+        {"devOnly": {"ephemeralSqliteStores": True}},
+        "/config/env",
+    ),
     "invalid-unknown-top-level-key": ({"replicas": 3}, "replicas"),
     "invalid-unknown-nested-key": ({"api": {"autoscaling": {"targetCPU": 50}}}, "targetCPU"),
     "invalid-unknown-consumer-key": (
@@ -68,6 +87,13 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         "roleArn",
     ),
 }
+
+
+def with_database(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` plus MINIMAL's database URL, unless they say something about it themselves."""
+    if "databaseUrl" in values.get("secrets", {}) or "devOnly" in values:
+        return values
+    return {**values, "secrets": {**MINIMAL["secrets"], **values.get("secrets", {})}}
 
 
 def tool(name: str) -> Path:
@@ -109,15 +135,24 @@ def load_yaml(path: Path) -> Any:
 
 
 def positive_cases() -> dict[str, dict[str, Any]]:
-    cases: dict[str, dict[str, Any]] = {"default": {}}
+    cases: dict[str, dict[str, Any]] = {"minimal": MINIMAL}
     for path in CI_VALUES:
         cases[f"ci-{path.stem}"] = load_yaml(path) or {}
-    cases.update(VARIANTS)
+    cases.update({name: with_database(values) for name, values in VARIANTS.items()})
     return cases
 
 
+def invalid_cases() -> dict[str, tuple[dict[str, Any], str]]:
+    """INVALID, each given a database unless the case is about the database."""
+    database_cases = ("invalid-default-values", "invalid-empty-database-url")
+    return {
+        name: (values if name in database_cases else with_database(values), expected)
+        for name, (values, expected) in INVALID.items()
+    }
+
+
 def lint_cases() -> list[str]:
-    return ["default"] + [f"ci-{p.stem}" for p in CI_VALUES]
+    return ["minimal"] + [f"ci-{p.stem}" for p in CI_VALUES]
 
 
 def parse_manifests(files: dict[str, str]) -> list[dict[str, Any]]:

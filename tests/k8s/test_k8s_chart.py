@@ -111,13 +111,50 @@ def test_values_schema_rejects(case: str, render_results: dict[str, dict[str, An
     assert "schema" in result["error"] and expected in result["error"], result["error"]
 
 
+def test_default_values_fail_and_name_every_way_to_give_the_consumers_a_database(
+    render_results: dict[str, dict[str, Any]],
+) -> None:
+    """Without a database KEDA's scale-in would wipe SQLite stores on emptyDirs: no render,
+    and the error lists what to set (Helm prints each alternative of the schema's anyOf)."""
+    error = render_results["invalid-default-values"]["error"]
+    assert error is not None, "the chart's default values rendered without a database"
+    for way_out in (
+        "at '/secrets/databaseUrl': minLength",  # a PostgreSQL DSN in the chart's Secret
+        "at '/secrets/create': value must be false",  # or a Secret of your own (DATABASE_URL)
+        "at '/devOnly/ephemeralSqliteStores': value must be true",  # or the dev-only setting
+    ):
+        assert way_out in error, error
+    outside_local = render_results["invalid-dev-sqlite-outside-local-mode"]["error"]
+    assert "at '/config/env': value must be 'local'" in outside_local, outside_local
+
+
+def test_the_dev_only_setting_renders_sqlite_emptydirs_and_warns(
+    manifests: dict[str, list], render_results: dict[str, dict[str, Any]]
+) -> None:
+    case = "variant-dev-ephemeral-sqlite"
+    assert positive_cases()[case]["devOnly"] == {"ephemeralSqliteStores": True}
+    assert "databaseUrl" not in positive_cases()[case].get("secrets", {})
+    (config,) = of_kind(manifests[case], "ConfigMap")
+    assert config["data"]["DATASYNC_ENV"] == "local"
+    notes = render_results[case]["manifests"]["datasync/templates/NOTES.txt"]
+    assert "WARNING: devOnly.ephemeralSqliteStores is on" in notes
+    minimal_notes = render_results["minimal"]["manifests"]["datasync/templates/NOTES.txt"]
+    assert "ephemeralSqliteStores" not in minimal_notes
+
+
+# Conditions over values the structural schema already describes (and closes): they must not
+# close objects themselves, or a partial description would reject every other key.
+CONDITION_KEYWORDS = {"allOf", "anyOf", "oneOf", "not", "if", "then", "else"}
+
+
 def _schema_objects(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]]:
     found = []
     if isinstance(node, dict):
         if "properties" in node:
             found.append((path, node))
         for key, value in node.items():
-            found.extend(_schema_objects(value, f"{path}.{key}"))
+            if key not in CONDITION_KEYWORDS:
+                found.extend(_schema_objects(value, f"{path}.{key}"))
     elif isinstance(node, list):
         for index, value in enumerate(node):
             found.extend(_schema_objects(value, f"{path}[{index}]"))
@@ -178,7 +215,7 @@ def test_core_manifests_validate_against_kubernetes_schemas(manifest_dir: Path) 
 
 
 def test_kubernetes_validate_catches_a_typo(tmp_path: Path, manifests: dict[str, list]) -> None:
-    deployment = copy.deepcopy(strip_private(api_deployment(manifests["default"])))
+    deployment = copy.deepcopy(strip_private(api_deployment(manifests["minimal"])))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(deployment))
@@ -247,7 +284,7 @@ def test_checkov_passes_with_documented_waivers_only(manifest_dir: Path) -> None
     assert proc.returncode == 0
 
 
-@pytest.mark.parametrize("case", ["default", "variant-digest"])
+@pytest.mark.parametrize("case", ["minimal", "variant-digest"])
 def test_checkov_waivers_follow_the_image_settings(case: str, manifests: dict[str, list]) -> None:
     for doc in of_kind(manifests[case], "Deployment"):
         annotations = doc["metadata"].get("annotations") or {}
@@ -290,16 +327,29 @@ def test_security_context_everywhere(case: str, manifests: dict[str, list]) -> N
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_consumer_store_dir_is_a_writable_emptydir(case: str, manifests: dict[str, list]) -> None:
+def test_consumers_store_in_the_database_unless_dev_sqlite_is_chosen(
+    case: str, manifests: dict[str, list]
+) -> None:
+    dev = bool(positive_cases()[case].get("devOnly", {}).get("ephemeralSqliteStores"))
     deployments = consumer_deployments(manifests[case])
     assert deployments
     for doc in deployments:
+        name = doc["metadata"]["name"]
         spec = doc["spec"]["template"]["spec"]
         container = spec["containers"][0]
-        store = env_of(container)["DATASYNC_STORE_DIR"]["value"]
+        env = env_of(container)
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
-        assert store in mounts and "emptyDir" in volumes[mounts[store]], doc["metadata"]["name"]
+        database = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        if not dev:
+            # A pod without DATABASE_URL does not start, and has nowhere to keep SQLite files.
+            assert database.get("optional", False) is False, name
+            assert "DATASYNC_STORE_DIR" not in env, name
+            assert set(volumes) == {"tmp"} and set(mounts) == {"/tmp"}, name
+            continue
+        assert database["optional"] is True, name
+        store = env["DATASYNC_STORE_DIR"]["value"]
+        assert store in mounts and "emptyDir" in volumes[mounts[store]], name
         assert volumes[mounts[store]]["emptyDir"].get("sizeLimit")
 
 
@@ -376,7 +426,7 @@ def test_consumers_drain_before_they_are_killed(case: str, manifests: dict[str, 
         spec = doc["spec"]["template"]["spec"]
         assert spec["terminationGracePeriodSeconds"] > DRAIN_SECONDS, doc["metadata"]["name"]
         assert not spec["containers"][0].get("lifecycle"), "SIGTERM drains; no preStop sleep"
-    if case == "default":
+    if case == "minimal":
         assert {
             d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in consumers
         } == {90}
@@ -416,7 +466,7 @@ def test_queue_url_is_defined_once_per_consumer(case: str, manifests: dict[str, 
         urls = [e for e in container["env"] if e["name"] == "DATASYNC_QUEUE_URL"]
         assert len(urls) == 1 and "value" in urls[0], urls
         url = urls[0]["value"]
-        if case in MAIN_CASES and case != "default":
+        if case in MAIN_CASES and case != "minimal":
             assert url.startswith(("http://", "https://")), url
             assert rendered_text.count(url) == 1, f"{url} appears more than once"
         if case == "variant-no-keda":
@@ -450,7 +500,7 @@ def test_scaled_objects(case: str, manifests: dict[str, list]) -> None:
             assert ".svc.cluster.local" in meta["awsEndpoint"], "KEDA runs in another namespace"
         else:
             assert "awsEndpoint" not in meta
-    if case == "default":
+    if case == "minimal":
         assert {o["spec"]["minReplicaCount"] for o in scaled} == {0}
 
 
@@ -551,7 +601,7 @@ def test_network_policies(case: str, manifests: dict[str, list]) -> None:
 
 
 def test_helm_test_pod_calls_the_api_healthz(manifests: dict[str, list]) -> None:
-    docs = manifests["default"]
+    docs = manifests["minimal"]
     (pod,) = of_kind(docs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["__template"].endswith("templates/tests/test-api-healthz.yaml")
@@ -563,7 +613,7 @@ def test_helm_test_pod_calls_the_api_healthz(manifests: dict[str, list]) -> None
 
 
 def test_prometheus_is_off_by_default(manifests: dict[str, list]) -> None:
-    docs = manifests["default"]
+    docs = manifests["minimal"]
     assert not of_kind(docs, "ServiceMonitor")
     for doc in consumer_deployments(docs):
         assert "prometheus.io/scrape" not in (
@@ -592,7 +642,7 @@ def test_a_consumer_entry_can_be_switched_off(manifests: dict[str, list]) -> Non
 
 
 def test_notes_warn_about_missing_queue_urls(render_results: dict[str, dict]) -> None:
-    notes = render_results["default"]["manifests"]["datasync/templates/NOTES.txt"]
+    notes = render_results["minimal"]["manifests"]["datasync/templates/NOTES.txt"]
     assert notes.count("queueUrl is empty") == 3
     kind_notes = render_results[kind_case()]["manifests"]["datasync/templates/NOTES.txt"]
     assert "queueUrl is empty" not in kind_notes
