@@ -16,7 +16,8 @@ from typing import Any
 
 from datasync.core.queues import SQS_BATCH_LIMIT, string_attributes
 
-FAILURE_ATTRIBUTES = ("failure_reason", "failure_stage", "failed_at")
+# Set by dead_letter(); dropped on redrive, so a message that fails again gets fresh ones.
+FAILURE_ATTRIBUTES = ("failure_reason", "failure_stage", "failed_at", "failure_receive_count")
 
 
 def describe(message: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def describe(message: dict[str, Any]) -> dict[str, Any]:
         "message_id": message["MessageId"],
         "reason": attributes.get("failure_reason", "moved by the queue's redrive policy"),
         "stage": attributes.get("failure_stage"),
+        "receive_count": attributes.get("failure_receive_count"),
         "event_id": attributes.get("event_id"),
         "correlation_id": attributes.get("correlation_id"),
         "sent_at": message.get("Attributes", {}).get("SentTimestamp"),

@@ -9,7 +9,8 @@ from datasync.core.exit_codes import ABSENT, CONFIG, UNAVAILABLE, USAGE
 from datasync.core.stores import open_store
 from datasync.core.transforms import to_crm, to_marketing
 from tests.builders import record
-from tests.conftest import load_event
+from tests.conftest import FIXTURES, load_event
+from tests.unit.conftest import drain
 
 EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_UNAVAILABLE = ABSENT, CONFIG, UNAVAILABLE
 USER = "0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b"  # the user of tests/fixtures/events
@@ -63,7 +64,9 @@ def test_an_erased_user_is_absent_and_the_tombstone_only_internal(local_settings
     assert f"no crm record for {USER}: erased at 2026-11-23T17:45:10.500000Z" in captured.err
     assert main(["get", "crm", USER, "--internal"]) == 0
     tombstone = json.loads(capsys.readouterr().out)
-    assert tombstone["deleted"] is True and tombstone["deleted_version"].startswith("2026-11-23T17:45:10.500000Z#")
+    assert tombstone["deleted"] is True and tombstone["deleted_version"].startswith(
+        "2026-11-23T17:45:10.500000Z#"
+    )
     assert "email" not in tombstone
 
 
@@ -133,3 +136,32 @@ def test_an_unreachable_endpoint_is_a_clear_error_not_a_traceback(
 
 def test_schemas_check_passes_on_the_committed_files(capsys):
     assert main(["schemas"]) == 0
+
+
+def test_dlq_shows_why_and_redrive_sends_each_message_back_without_its_failure(
+    local_settings, sqs, queues, monkeypatch, capsys
+):
+    from datasync.core.queues import dead_letter
+
+    buffer = sqs.create_queue(QueueName="dest-buffer")["QueueUrl"]
+    for name, url in (("QUEUE", queues["queue"]), ("DLQ", queues["dlq"]), ("BUFFER_QUEUE", buffer)):
+        monkeypatch.setenv(f"DATASYNC_CRM_{name}_URL", url)
+    record_body = (FIXTURES / "messages" / "crm_upsert.json").read_text()
+    event_body = (FIXTURES / "events" / "eventbridge_user_created.json").read_text()
+    for body in (record_body, event_body):
+        dead_letter(sqs, queues["dlq"], body, reason="store was down", stage="consume",
+                    receive_count=5)  # fmt: skip
+    assert main(["dlq", "crm"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(m["reason"], m["stage"], m["receive_count"]) for m in shown] == [
+        ("store was down", "consume", "5")
+    ] * 2
+    assert main(["dlq", "crm", "--redrive"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "to_buffer_queue": 1, "to_queue": 1, "failed": []
+    }  # fmt: skip
+    [to_queue] = drain(sqs, queues["queue"])
+    [to_buffer] = drain(sqs, buffer)
+    assert (to_queue["Body"], to_buffer["Body"]) == (record_body, event_body)
+    assert not any(a.startswith("failure_") for a in to_queue.get("MessageAttributes", {}))
+    assert drain(sqs, queues["dlq"]) == []
