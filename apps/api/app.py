@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from apps.api.auth import ApiKeys
 from apps.api.errors import MAX_BODY_BYTES, register_error_handlers
+from apps.api.headers import SECURITY_HEADERS
 from apps.api.openapi import build_openapi
 from apps.api.ratelimit import RateLimiter
 from apps.api.readiness import Readiness
@@ -23,17 +24,6 @@ from datasync.core.logging import configure_logging
 from datasync.settings import ConfigError, Settings
 
 logger = logging.getLogger("datasync.api")
-
-# On every response: JSON is never to be sniffed as HTML, framed, cached or given a referrer,
-# and a browser that renders it anyway may load nothing.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""gunicorn settings, from the environment (defaults suit a 2-core machine or a small pod).
+"""gunicorn settings, from datasync.settings (defaults suit a 2-core machine or a small pod).
 
 Threads, not processes, carry concurrency: a request spends its time waiting on
 EventBridge, so a few workers with many threads keep p99 low with little memory.
@@ -6,10 +6,16 @@ EventBridge, so a few workers with many threads keep p99 low with little memory.
 
 import os
 
-bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '8080')}"
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "gthread"
+from datasync.settings import Settings
+
+_settings = Settings.load()
+
+bind = f"{_settings.api_host}:{_settings.api_port}"
+workers = _settings.gunicorn_workers
+threads = _settings.gunicorn_threads
+# gthread with a deadline for each request to arrive: a client that trickles bytes cannot
+# hold a thread longer than DATASYNC_API_REQUEST_TIMEOUT_SECONDS (apps/api/gunicorn_worker.py).
+worker_class = "apps.api.gunicorn_worker.DeadlineThreadWorker"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
@@ -17,7 +23,36 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 accesslog = None  # the app logs one structured line per request instead
 errorlog = "-"
-loglevel = os.environ.get("DATASYNC_LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
+# gunicorn's own lines as JSON, like the app's (one formatter: datasync.core.logging).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "datasync.core.logging.JsonFormatter", "service": "datasync-api"}
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": _settings.log_level.upper(), "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {
+            "level": _settings.log_level.upper(),
+            "handlers": ["stderr"],
+            "propagate": False,
+        },
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+}
 # gunicorn 27's runtime control socket lives under $HOME; we do not use it, and the
 # container's root filesystem is read-only.
 control_socket_disable = True
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Hand the request deadline to the worker (gunicorn has no setting for it)."""
+    worker.request_timeout = _settings.api_request_timeout_seconds

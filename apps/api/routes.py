@@ -107,8 +107,16 @@ def _body(model: type[M]) -> M:
         raise ApiError(415, "Unsupported Media Type", "Send the body as application/json.")
     try:
         body = request.get_data(cache=False)
-    except ClientDisconnected:  # the body stopped short: too slow (the server gave up) or gone
-        raise ApiError(408, "Request Timeout", "The request body did not arrive in time.") from None
+    except ClientDisconnected as exc:
+        # werkzeug raises this from inside the stream's own error: a TimeoutError there means
+        # the server gave up waiting (gunicorn_worker.RequestTimeout), else the body ended early.
+        if isinstance(exc.__context__, TimeoutError):
+            raise ApiError(
+                408, "Request Timeout", "The request body did not arrive in time."
+            ) from None
+        raise ApiError(
+            400, "Incomplete body", "The request body ended before its Content-Length."
+        ) from None
     # Validating the raw bytes lets pydantic report malformed JSON (400) and field errors
     # (422) in one pass; the 64 KiB limit (413) applies while reading.
     return model.model_validate_json(body or b"")

@@ -5,7 +5,8 @@ import uuid
 import pytest
 from openapi_spec_validator import validate
 
-from apps.api.app import SECURITY_HEADERS, create_app
+from apps.api.app import create_app
+from apps.api.headers import SECURITY_HEADERS
 from apps.api.ratelimit import RateLimiter
 from datasync.contract import UserCreated, UserDeleted, UserUpdated
 from datasync.core.bus import CIRCUIT_OPEN, PublishError
@@ -263,8 +264,9 @@ def test_body_over_64_kib_is_413(client, auth):
 class StalledBody(io.RawIOBase):
     """A 100-byte request body that never arrives: the server's socket read times out."""
 
-    def __init__(self):
+    def __init__(self, error=TimeoutError):
         self.position = 0
+        self.error = error
 
     def readable(self):
         return True
@@ -280,16 +282,21 @@ class StalledBody(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer):
-        raise TimeoutError("timed out")
+        if self.error is None:
+            return 0  # the client went away
+        raise self.error("timed out")
 
 
-def test_a_body_that_does_not_arrive_in_time_is_408(client, auth, publisher):
+@pytest.mark.parametrize("error, status", [(TimeoutError, 408), (None, 400)])
+def test_a_body_that_does_not_arrive_in_time_is_408_one_cut_short_400(
+    client, auth, publisher, error, status
+):
     response = client.post(
         "/v1/users",
-        input_stream=StalledBody(),
+        input_stream=StalledBody(error),
         headers={**auth, "Content-Type": "application/json"},
     )
-    assert_problem(response, 408)
+    assert_problem(response, status)
     assert publisher.events == []
 
 
