@@ -1,0 +1,55 @@
+"""Settings of `datasync up` (the local stack), read from the environment in one place.
+
+The API, consumers and Lambdas have their own settings (datasync/settings.py, lambdas/config.py);
+these are only the knobs of the local stack: where it keeps its state, which ports it uses,
+and which emulator it talks to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Local consumers long-poll for this long (unless DATASYNC_RECEIVE_WAIT_SECONDS is set): a
+# consumer stops within one wait of SIGTERM, so 5 s keeps `make run`'s stop well inside its
+# 30 s budget. Empty receives cost nothing on the emulator, and MiniStack re-scans a waiting
+# queue every 100 ms whatever the wait, so a shorter wait adds one request per 5 s per thread.
+LOCAL_RECEIVE_WAIT_SECONDS = 5
+
+
+class CliSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    var_dir: Path = Field(ROOT / "var", validation_alias="DATASYNC_VAR_DIR")
+    emulator_host: str = Field("127.0.0.1", validation_alias="DATASYNC_EMULATOR_HOST")
+    emulator_port: int = Field(4566, ge=1, le=65535, validation_alias="DATASYNC_EMULATOR_PORT")
+    api_port: int = Field(8080, ge=1, le=65535, validation_alias="API_PORT")
+    # A LocalStack-compatible emulator someone else runs: no MiniStack is started then.
+    external_endpoint: str | None = Field(None, validation_alias="DATASYNC_AWS_ENDPOINT_URL")
+    consumer_concurrency: int = Field(4, ge=1, validation_alias="DATASYNC_CONSUMER_CONCURRENCY")
+    ministack_venv: Path = Field(
+        ROOT / ".tools" / "ministack", validation_alias="DATASYNC_MINISTACK_VENV"
+    )
+    ministack_log_level: str = Field("WARNING", validation_alias="MINISTACK_LOG_LEVEL")
+    terraform_mirror: Path | None = Field(None, validation_alias="DATASYNC_TERRAFORM_MIRROR")
+    receive_wait_seconds: int = Field(
+        LOCAL_RECEIVE_WAIT_SECONDS, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
+    )
+
+    @field_validator("external_endpoint", "terraform_mirror", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def ministack_executable(self) -> Path:
+        return self.ministack_venv / "bin" / "ministack"
+
+
+def cli_settings() -> CliSettings:
+    """The settings as the environment says now (tests change it between calls)."""
+    return CliSettings()
