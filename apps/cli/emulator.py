@@ -1,14 +1,19 @@
-"""The embedded AWS emulator (MiniStack): start it, wait for health, stop it and its children.
+"""The embedded AWS emulator (MiniStack): start it, wait for health, stop it so it saves its state.
 
 MiniStack lives in its own virtual environment (it pins botocore exactly, which would fight
 the project's boto3). It runs Python Lambda handlers as local processes with that
 environment's interpreter, so that venv also has boto3 - like AWS's Python runtimes.
+
+Persistence (``PERSIST_STATE=1``, ``STATE_DIR``): MiniStack 1.5.33 loads its state at start-up
+and writes it only on a graceful shutdown (the ASGI lifespan shutdown that SIGTERM triggers
+through hypercorn), in about 2 s. A SIGKILLed MiniStack loses everything since it started, so it
+is stopped with SIGTERM and given time; its Lambda workers (its own children, reading events on
+stdin) exit when it does.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,9 +23,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.cli.paths import MINISTACK_VENV
+from apps.cli.processes import spawn
+from apps.cli.settings import CliSettings
+from apps.cli.supervisor import StopLatch, Stoppable, StopRequested, group_stoppable
 
 HEALTH_PATH = "/_localstack/health"  # served by MiniStack and LocalStack alike
+# hypercorn waits up to 3 s for open requests (consumers' long polls), then MiniStack saves.
+STOP_SECONDS = 8
 
 
 class EmulatorError(RuntimeError):
@@ -31,24 +40,24 @@ class EmulatorError(RuntimeError):
 class Emulator:
     url: str
     process: subprocess.Popen[bytes] | None = None  # None: someone else runs it (LocalStack)
+    state_dir: Path | None = None  # where MiniStack keeps its state between runs
 
-    def stop(self, timeout: float = 10) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # MiniStack's Lambda workers are its children: signal the whole process group.
-        _signal_group(self.process, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(self.process, signal.SIGKILL)
-            self.process.wait(5)
+    def stoppable(self) -> Stoppable | None:
+        if self.process is None:
+            return None
+        # SIGTERM to MiniStack alone: it saves its state, and its Lambda workers see their
+        # stdin close and exit; the group gets SIGKILL only as the last resort.
+        return group_stoppable("the emulator", self.process)
+
+    def saved_since(self, moment: float) -> bool:
+        """Did MiniStack write its state files after ``moment`` (time.time())?"""
+        if self.state_dir is None:
+            return False
+        return any(p.stat().st_mtime >= moment for p in self.state_dir.glob("*.json"))
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
+def has_saved_state(state_dir: Path) -> bool:
+    return any(state_dir.glob("*.json"))
 
 
 def is_healthy(url: str) -> bool:
@@ -65,12 +74,23 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start_ministack(host: str, port: int, log_path: Path, timeout: float = 60) -> Emulator:
-    executable = MINISTACK_VENV / "bin" / "ministack"
+def start_ministack(
+    settings: CliSettings,
+    log_path: Path,
+    state_dir: Path,
+    *,
+    env: dict[str, str],
+    latch: StopLatch,
+    timeout: float = 60,
+) -> Emulator:
+    """Start MiniStack with its state in ``state_dir``; ``env`` is the base environment."""
+    executable = settings.ministack_executable
     if not executable.exists():
         raise EmulatorError(
-            f"MiniStack is not installed at {MINISTACK_VENV}: run `make tools` (or `make run`)"
+            f"MiniStack is not installed at {settings.ministack_venv}: run `make tools` "
+            "(or `make run`)"
         )
+    port = settings.emulator_port
     if port_in_use("127.0.0.1", port):
         raise EmulatorError(
             f"port {port} is already in use: is another `make run` (or LocalStack) running? "
@@ -78,39 +98,44 @@ def start_ministack(host: str, port: int, log_path: Path, timeout: float = 60) -
             "LocalStack-compatible emulator with DATASYNC_AWS_ENDPOINT_URL=http://host:port"
         )
     url = f"http://127.0.0.1:{port}"
-    env = {
+    child_env = {
         key: value
-        for key, value in os.environ.items()
+        for key, value in env.items()
         if not key.startswith(("AWS_", "DATASYNC_", "VIRTUAL_ENV"))
     }
-    env.update(
+    child_env.update(
         {
             # Handlers are started as `python3`: make that MiniStack's interpreter.
-            "PATH": f"{MINISTACK_VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "PATH": f"{settings.ministack_venv / 'bin'}:{child_env.get('PATH', '')}",
             "GATEWAY_PORT": str(port),
-            "BIND_HOST": host,
+            "BIND_HOST": settings.emulator_host,
             "AWS_ENDPOINT_URL": url,
             "LAMBDA_EXECUTOR": "local",
-            "LOG_LEVEL": env.get("MINISTACK_LOG_LEVEL", "WARNING"),
+            "LOG_LEVEL": settings.ministack_log_level,
+            "PERSIST_STATE": "1",
+            "STATE_DIR": str(state_dir),
+            # Not used here: skip their imports and listeners (IoT would bind port 8883).
+            "IOT_MTLS_ENABLED": "0",
+            "SFTP_ENABLED": "0",
         }
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own pinned executable
-            [str(executable)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    emulator = Emulator(url, process)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    process = spawn([str(executable)], log_path=log_path, env=child_env)
+    emulator = Emulator(url, process, state_dir)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not latch.requested:
         if process.poll() is not None:
             raise EmulatorError(f"MiniStack exited with code {process.returncode}; see {log_path}")
         if is_healthy(url):
             return emulator
-        time.sleep(0.25)
-    emulator.stop()
+        latch.wait(0.2)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if latch.requested:
+        raise StopRequested(latch.reason)
     raise EmulatorError(f"MiniStack did not become healthy in {timeout:.0f}s; see {log_path}")

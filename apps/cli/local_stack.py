@@ -1,41 +1,69 @@
-"""`make run`: the whole pipeline on this machine, in the foreground.
+"""`make run`: the whole pipeline on this machine, in the foreground, supervised.
 
-Steps: start the emulator (MiniStack on 127.0.0.1:4566 unless DATASYNC_AWS_ENDPOINT_URL
-names another, e.g. LocalStack), build the Lambda zip, apply ``terraform/`` to the emulator,
-write ``var/local/datasync.env`` from the outputs, start the API (gunicorn) and one
-consumer per destination. Ctrl-C or SIGTERM stops everything that was started, in reverse
-order, consumers first finishing their batch.
+Steps: start the emulator (MiniStack on 127.0.0.1:4566, with the state it saved when it was
+last stopped, unless DATASYNC_AWS_ENDPOINT_URL names another emulator, e.g. LocalStack), build
+the Lambda zip, bring ``terraform/`` up to date in the emulator (or skip Terraform when nothing
+changed since the last apply and every resource is still there), write
+``var/local/datasync.env`` from the outputs, start the API (gunicorn) and one consumer per
+destination, then supervise: a child that exits is restarted with backoff.
+
+Only a stop request (SIGINT, SIGTERM, SIGHUP) or the emulator dying ends the run. The stop is
+ordered and bounded (30 s): the API and consumers first, in parallel (consumers finish the batch
+in hand), then the emulator, which saves its state - queued messages included - for the next run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.cli.emulator import Emulator, start_ministack
+from apps.cli.deployment import buffered_messages, missing_resources
+from apps.cli.emulator import STOP_SECONDS as EMULATOR_STOP_SECONDS
+from apps.cli.emulator import Emulator, has_saved_state, port_in_use, start_ministack
 from apps.cli.lambda_package import build_lambda_package
-from apps.cli.paths import ROOT, var_dir, venv_bin
-from apps.cli.terraform import TerraformStack, prepare_workdir
+from apps.cli.paths import ROOT, venv_bin
+from apps.cli.processes import ProcessFile, exit_description, spawn, stop_leftovers
+from apps.cli.settings import CliSettings, cli_settings
+from apps.cli.supervisor import (
+    StopLatch,
+    StopRequested,
+    Supervised,
+    group_stoppable,
+    stop_together,
+)
+from apps.cli.terraform import TerraformStack, forget_state, inputs_fingerprint, prepare_workdir
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
     QUEUE_KINDS,
+    Settings,
     queue_setting_name,
 )
 
-STOP_TIMEOUT_SECONDS = 40  # consumers may be inside a 20 s long poll, then finish a batch
+# The whole stop fits in 30 s (28 plus reaping): the apps get up to 18 (a consumer's long poll,
+# 5 s locally, plus the batch in hand), the Lambdas what is left but the emulator's 8, the
+# emulator (saving its state takes 0.1-3 s, longer while Lambdas still run) the rest.
+STOP_SECONDS = 28
+APPS_STOP_SECONDS = 18
+API_READY_SECONDS = 30
+
+
+def show(text: str, *, file: Any = None) -> None:
+    """Print; a closed terminal (SIGHUP) must not break the stop."""
+    try:
+        print(text, file=file or sys.stdout, flush=True)
+    except OSError:
+        pass
 
 
 def say(message: str) -> None:
-    print(f"datasync: {message}", flush=True)
+    show(f"datasync: {message}")
 
 
 @dataclass
@@ -47,15 +75,20 @@ class StackConfig:
     external_endpoint: str | None = None  # a LocalStack-compatible emulator someone else runs
     stream_terraform: bool = True
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
+    consumer_concurrency: int = 4
+    receive_wait_seconds: int = 5
 
     @classmethod
     def from_environment(cls) -> StackConfig:
+        settings = cli_settings()
         return cls(
-            var_dir=var_dir(),
-            emulator_port=int(os.environ.get("DATASYNC_EMULATOR_PORT", "4566")),
-            emulator_host=os.environ.get("DATASYNC_EMULATOR_HOST", "127.0.0.1"),
-            api_port=int(os.environ.get("API_PORT", "8080")),
-            external_endpoint=os.environ.get("DATASYNC_AWS_ENDPOINT_URL") or None,
+            var_dir=settings.var_dir,
+            emulator_port=settings.emulator_port,
+            emulator_host=settings.emulator_host,
+            api_port=settings.api_port,
+            external_endpoint=settings.external_endpoint,
+            consumer_concurrency=settings.consumer_concurrency,
+            receive_wait_seconds=settings.receive_wait_seconds,
         )
 
     @property
@@ -78,52 +111,127 @@ class StackConfig:
     def pid_file(self) -> Path:
         return self.local_dir / "processes.json"
 
+    @property
+    def emulator_state_dir(self) -> Path:
+        return self.local_dir / "emulator"
+
+    @property
+    def terraform_dir(self) -> Path:
+        return self.local_dir / "terraform"
+
+    def settings(self) -> CliSettings:
+        """The CLI settings with this config's choices (tests build configs by hand)."""
+        return cli_settings().model_copy(
+            update={
+                "var_dir": self.var_dir,
+                "emulator_port": self.emulator_port,
+                "emulator_host": self.emulator_host,
+            }
+        )
+
 
 @dataclass
 class LocalStack:
     config: StackConfig
+    latch: StopLatch = field(default_factory=StopLatch)  # not installed: never asks to stop
     emulator: Emulator | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    apps: dict[str, Supervised] = field(default_factory=dict)
 
     # -- infrastructure ---------------------------------------------------------------------
     def start_infra(self) -> dict[str, Any]:
         cfg = self.config
         cfg.logs_dir.mkdir(parents=True, exist_ok=True)
-        stop_leftovers(cfg.pid_file)
+        stop_leftovers(ProcessFile(cfg.pid_file), say)
         if cfg.external_endpoint:
             say(f"using the emulator at {cfg.external_endpoint} (DATASYNC_AWS_ENDPOINT_URL)")
             self.emulator = Emulator(cfg.external_endpoint)
         else:
-            say(f"starting MiniStack on {cfg.emulator_host}:{cfg.emulator_port} ...")
+            self._reconcile_saved_state()
+            restoring = has_saved_state(cfg.emulator_state_dir)
+            say(
+                f"starting MiniStack on {cfg.emulator_host}:{cfg.emulator_port}"
+                + (f" with its saved state ({cfg.emulator_state_dir})" if restoring else "")
+                + " ..."
+            )
             started = time.monotonic()
             self.emulator = start_ministack(
-                cfg.emulator_host, cfg.emulator_port, cfg.logs_dir / "ministack.log"
-            )
+                cfg.settings(), cfg.logs_dir / "ministack.log", cfg.emulator_state_dir,
+                env=dict(os.environ), latch=self.latch,
+            )  # fmt: skip
             self._record_pids()
             say(f"MiniStack is up ({time.monotonic() - started:.1f}s)")
         target = "aws" if cfg.external_endpoint else "local"
         say(f"building the Lambda package ({target}) ...")
         package = build_lambda_package(target, cfg.build_dir or cfg.var_dir / "build")  # type: ignore[arg-type]
         say(f"Lambda package: {package}")
-        say("applying terraform/ to the emulator (about a minute: SQS queues settle slowly) ...")
-        started = time.monotonic()
-        workdir = prepare_workdir(cfg.local_dir / "terraform", self.emulator.url)
-        stack = TerraformStack(workdir, stream=cfg.stream_terraform)
-        stack.init()
-        self.outputs = stack.apply(
-            {
-                "lambda_package_path": str(package),
-                "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
-                # The override turns alarms off for re-applied emulator stacks (MiniStack reads
-                # alarms back incompletely, so every re-plan shows a diff). We apply to a fresh
-                # emulator every time, so create them and exercise that part of the config too.
-                "create_alarms": "true",
-            }
-        )
-        say(f"terraform applied ({time.monotonic() - started:.0f}s)")
+        self.outputs = self._bring_terraform_up_to_date(package)
         self.write_env_file()
         return self.outputs
+
+    def _reconcile_saved_state(self) -> None:
+        """Emulator state and Terraform state must describe the same thing, or neither is used."""
+        cfg = self.config
+        stack_record = cfg.terraform_dir / "applied.json"
+        if not has_saved_state(cfg.emulator_state_dir):
+            if stack_record.exists():
+                say(
+                    "the emulator saved no state last time (it was killed, not stopped): "
+                    "applying terraform/ to an empty emulator"
+                )
+            forget_state(cfg.terraform_dir)
+        elif not stack_record.exists():
+            say(
+                "the emulator's saved state has no finished Terraform apply to match: "
+                "starting from an empty emulator"
+            )
+            shutil.rmtree(cfg.emulator_state_dir)
+            forget_state(cfg.terraform_dir)
+
+    def _bring_terraform_up_to_date(self, package: Path) -> dict[str, Any]:
+        assert self.emulator is not None
+        cfg = self.config
+        started = time.monotonic()
+        workdir = prepare_workdir(cfg.terraform_dir, self.emulator.url)
+        stack = TerraformStack(workdir, stream=cfg.stream_terraform)
+        variables = {
+            "lambda_package_path": str(package),
+            "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
+            # The override turns alarms off (MiniStack reads them back incompletely, so every
+            # plan shows a diff). We keep them on to exercise that part of the configuration:
+            # restarts with nothing changed skip Terraform, and a changed input re-applies them.
+            "create_alarms": "true",
+        }
+        applied = stack.applied()
+        why = self._why_apply(applied, inputs_fingerprint(workdir, variables), package)
+        if why is None:
+            assert applied is not None
+            say(
+                "terraform/: nothing changed since the last apply and the emulator has every "
+                f"resource (checked in {time.monotonic() - started:.1f}s): not running terraform"
+            )
+            return applied.outputs
+        say(f"applying terraform/ to the emulator: {why} ...")
+        stack.init(self.latch)
+        outputs = stack.apply(variables, self.latch)
+        say(f"terraform applied ({time.monotonic() - started:.0f}s)")
+        return outputs
+
+    def _why_apply(self, applied: Any, fingerprint: str, package: Path) -> str | None:
+        """Why Terraform must run, or None when it provably has nothing to do."""
+        if self.config.external_endpoint:
+            return "an external emulator (its state is not ours to trust)"
+        if applied is None:
+            return "first apply (about a minute: SQS queues settle slowly)"
+        if applied.fingerprint is None:
+            return "the last apply did not finish"
+        if applied.fingerprint != fingerprint:
+            return "terraform/ or the Lambda package changed since the last apply"
+        assert self.emulator is not None
+        missing = missing_resources(self.emulator.url, applied.outputs, package)
+        if missing:
+            return f"the emulator lacks {', '.join(missing[:3])}"
+        return None
 
     def app_environment(self) -> dict[str, str]:
         """Settings for the API, consumers and CLI, derived from the Terraform outputs."""
@@ -158,96 +266,153 @@ class LocalStack:
 
     # -- applications -----------------------------------------------------------------------
     def start_apps(self) -> None:
+        cfg = self.config
+        if port_in_use("127.0.0.1", cfg.api_port):
+            raise RuntimeError(
+                f"port {cfg.api_port} is already in use: is another `make run` running? "
+                "Stop it, or pick another port with API_PORT"
+            )
         base = {k: v for k, v in os.environ.items() if not k.startswith("DATASYNC_QUEUE")}
         base.update(self.app_environment())
-        base["DATASYNC_ENV_FILE"] = str(self.config.env_file)
-        api_env = {**base, "API_HOST": "127.0.0.1", "API_PORT": str(self.config.api_port)}
-        self._spawn(
-            "api",
-            [
-                venv_bin("gunicorn"),
-                "--config",
-                "python:apps.api.gunicorn_conf",
-                "apps.api.wsgi:app",
-            ],
-            api_env,
-        )
+        base["DATASYNC_ENV_FILE"] = str(cfg.env_file)
+        base["DATASYNC_RECEIVE_WAIT_SECONDS"] = str(cfg.receive_wait_seconds)
+        api_env = {**base, "API_HOST": "127.0.0.1", "API_PORT": str(cfg.api_port)}
+        api = [venv_bin("gunicorn"), "--config", "python:apps.api.gunicorn_conf"]
+        api.append("apps.api.wsgi:app")
+        self._supervise("api", api, api_env)
         for destination in self.outputs["queue_urls"]:
-            self._spawn(
-                f"consumer-{destination}",
-                [
-                    venv_bin("datasync-consumer"),
-                    "--destination",
-                    destination,
-                    "--concurrency",
-                    os.environ.get("DATASYNC_CONSUMER_CONCURRENCY", "4"),
-                ],
-                base,
-            )
-
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log_path = self.config.logs_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            self.processes[name] = subprocess.Popen(  # noqa: S603 - our own executables
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=ROOT, start_new_session=True,
-            )  # fmt: skip
+            consumer = [
+                venv_bin("datasync-consumer"), "--destination", destination,
+                "--concurrency", str(cfg.consumer_concurrency),
+            ]  # fmt: skip
+            self._supervise(f"consumer-{destination}", consumer, base)
         self._record_pids()
+
+    def _supervise(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = self.config.logs_dir / f"{name}.log"
+
+        def start() -> Any:
+            return spawn(command, log_path=log, env=env, cwd=ROOT)
+
+        app = Supervised(name, start, say, log_hint=f"; log: {log}")
+        app.launch()
+        self.apps[name] = app
 
     def _record_pids(self) -> None:
         """Remember what we started, so a run after a hard kill can clean up (stop_leftovers)."""
-        groups = [p.pid for p in self.processes.values()]
+        running = [(name, app.process.pid) for name, app in self.apps.items() if app.process]
         if self.emulator and self.emulator.process:
-            groups.append(self.emulator.process.pid)
-        self.config.pid_file.write_text(json.dumps({"process_groups": groups}))
+            running.append(("emulator", self.emulator.process.pid))
+        ProcessFile(self.config.pid_file).write(running)
 
-    def wait_for_api(self, timeout: float = 30) -> None:
-        import urllib.request
-
+    def wait_for_api(self, timeout: float = API_READY_SECONDS) -> None:
         url = f"http://127.0.0.1:{self.config.api_port}/readyz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.check_processes()
+            if self.latch.requested:
+                raise StopRequested(self.latch.reason)
+            self._fail_if_exited()
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
                         return
             except OSError:
                 pass
-            time.sleep(0.3)
+            self.latch.wait(0.3)
         log = self.config.logs_dir / "api.log"
         raise RuntimeError(f"the API did not become ready in {timeout:.0f}s; see {log}")
 
-    def check_processes(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
+    def _fail_if_exited(self) -> None:
+        """While starting, a child that exits is a configuration problem, not a crash to retry."""
+        for name, app in self.apps.items():
+            if app.process is not None and app.process.poll() is not None:
                 log = self.config.logs_dir / f"{name}.log"
-                raise RuntimeError(f"{name} exited with code {process.returncode}; see {log}")
-        if self.emulator and self.emulator.process and self.emulator.process.poll() is not None:
-            raise RuntimeError(f"the emulator exited; see {self.config.logs_dir / 'ministack.log'}")
+                description = exit_description(app.process.returncode)
+                raise RuntimeError(f"{name} exited while starting ({description}); see {log}")
+        if reason := self.emulator_exit():
+            raise RuntimeError(reason)
+
+    def emulator_exit(self) -> str | None:
+        process = self.emulator.process if self.emulator else None
+        if process is None or process.poll() is None:
+            return None
+        log = self.config.logs_dir / "ministack.log"
+        if process.returncode == 0:  # someone stopped it: it saved its state first
+            return f"the emulator was stopped (exit code 0, state saved); see {log}"
+        return (
+            f"the emulator exited ({exit_description(process.returncode)}); what it held since "
+            f"it started is lost; see {log}"
+        )
+
+    def supervise(self, interval: float = 0.5) -> tuple[str, int]:
+        """Keep the apps running until a stop request or the emulator's death: (why, exit code)."""
+        while not self.latch.requested:
+            if reason := self.emulator_exit():
+                return reason, 1
+            if any(app.check() for app in self.apps.values()):
+                self._record_pids()
+            self.latch.wait(interval)
+        return self.latch.reason, 0
 
     # -- stopping ---------------------------------------------------------------------------
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for name, process in self.processes.items():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in time; killing it")
-                process.kill()
-                process.wait(5)
-        self.processes.clear()
-        if self.emulator:
-            self.emulator.stop()
-        self.config.pid_file.unlink(missing_ok=True)
+        """Stop everything in order within STOP_SECONDS; further signals cannot interrupt it."""
+        started = time.monotonic()
+        deadline = started + STOP_SECONDS
+        apps = [group_stoppable(n, a.process) for n, a in self.apps.items() if a.process]
+        if apps:
+            say(
+                f"stopping the API and {len(apps) - 1} consumers "
+                "(consumers finish the batch in hand) ..."
+            )
+            report = stop_together(
+                apps, APPS_STOP_SECONDS, wait=self.latch.wait, say=say,
+                hurry=lambda: self.latch.hurry,
+            )  # fmt: skip
+            say(f"API and consumers stopped ({report.seconds:.1f}s)")
+        self.apps.clear()
+        if self.emulator is not None and self.emulator.process is not None:
+            if reason := self.emulator_exit():
+                say(reason)
+            else:
+                self._let_lambdas_finish(deadline - EMULATOR_STOP_SECONDS)
+                self._stop_emulator(max(EMULATOR_STOP_SECONDS, deadline - time.monotonic()))
+        ProcessFile(self.config.pid_file).remove()
+        say(f"stopped in {time.monotonic() - started:.1f}s")
+
+    def _let_lambdas_finish(self, until: float) -> None:
+        """Wait (bounded) for the buffer queues to empty: a Lambda batch cut off by the stop
+        would come back only after the buffer queue's visibility timeout (180 s)."""
+        assert self.emulator is not None
+        if not self.outputs or self.latch.hurry:
+            return
+        waiting = buffered_messages(self.emulator.url, self.outputs)
+        if waiting:
+            say(f"letting the Lambdas finish the {waiting} events in the buffer queues ...")
+        while waiting and time.monotonic() < until and not self.latch.hurry:
+            self.latch.wait(0.25)
+            waiting = buffered_messages(self.emulator.url, self.outputs)
+        if waiting:
+            say(f"{waiting} events still in the buffer queues; they stay there for the next run")
+
+    def _stop_emulator(self, budget: float) -> None:
+        assert self.emulator is not None
+        emulator = self.emulator.stoppable()
+        assert emulator is not None
+        say("stopping the emulator (it saves its state for the next run) ...")
+        asked_at = time.time()
+        report = stop_together([emulator], budget, wait=self.latch.wait, say=say)
+        if self.emulator.saved_since(asked_at):
+            where = self.config.emulator_state_dir
+            say(f"emulator stopped ({report.seconds:.1f}s); state saved in {where}")
+        else:
+            say(f"emulator stopped ({report.seconds:.1f}s) WITHOUT saving its state")
 
     def summary(self) -> str:
         cfg = self.config
         assert self.emulator is not None
-        key = "(your DATASYNC_API_KEYS)" if os.environ.get("DATASYNC_API_KEYS") else LOCAL_API_KEY
+        custom_keys = Settings().api_keys.get_secret_value()
+        key = "(your DATASYNC_API_KEYS)" if custom_keys else LOCAL_API_KEY
         return "\n".join(
             [
                 "",
@@ -266,71 +431,35 @@ class LocalStack:
                 '"marketing_opt_in": true}\'',
                 "        .venv/bin/datasync get crm <user_id>     .venv/bin/datasync status",
                 "",
-                "Ctrl-C stops everything.",
+                "Ctrl-C (or SIGTERM, SIGHUP) stops everything; the emulator keeps its state",
+                "(queued events too) for the next run; `make clean-state` forgets it.",
             ]
         )
 
 
-def stop_leftovers(pid_file: Path) -> None:
-    """Stop the processes of an earlier run that was killed before it could clean up."""
-    try:
-        groups = json.loads(pid_file.read_text())["process_groups"]
-    except (OSError, ValueError, KeyError):
-        return
-    alive = [g for g in groups if _group_alive(g)]
-    if alive:
-        say(f"stopping {len(alive)} process group(s) left by an earlier run that was killed")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for group in alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, sig)
-        deadline = time.monotonic() + 10
-        while any(_group_alive(g) for g in alive) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    pid_file.unlink(missing_ok=True)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def run_foreground(infra_only: bool = False) -> int:
-    """Start the stack and block until Ctrl-C / SIGTERM; always clean up."""
-    stack = LocalStack(StackConfig.from_environment())
-
-    def on_sigterm(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # one shutdown path for Ctrl-C and SIGTERM
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # Python keeps SIGINT ignored if it inherited it ignored (a job started in the background
-    # by a non-interactive shell): install the handler so Ctrl-C always means "stop".
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Start the stack, supervise it until a stop request, always stop it in order."""
+    latch = StopLatch().install()
+    stack = LocalStack(StackConfig.from_environment(), latch=latch)
+    started = time.monotonic()
+    code = 0
     try:
         stack.start_infra()
-        if not infra_only:
-            stack.start_apps()
-            say("starting the API and consumers ...")
-            stack.wait_for_api()
-            print(stack.summary(), flush=True)
-        else:
+        if infra_only:
             say(f"infrastructure is up; settings in {stack.config.env_file}. Ctrl-C stops it.")
-        while True:
-            stack.check_processes()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        return 0
+        else:
+            say("starting the API and consumers ...")
+            stack.start_apps()
+            stack.wait_for_api()
+            show(stack.summary())
+        say(f"up in {time.monotonic() - started:.1f}s")
+        reason, code = stack.supervise()
+        say(f"stopping: {reason}")
+    except StopRequested as stop:
+        say(f"stopping: {stop} while starting")
     except Exception as exc:  # noqa: BLE001 - report, then clean up
-        print(f"datasync: error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        show(f"datasync: error: {exc}", file=sys.stderr)
+        code = 1
     finally:
-        # A second Ctrl-C or SIGTERM (e.g. from a wrapper that forwards signals) must not
-        # abort the cleanup half-way and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        say("stopping ...")
         stack.stop()
-        say("stopped")
+    return code

@@ -1,9 +1,18 @@
-"""Running the project's Terraform from Python (python-terraform wraps the CLI binary).
+"""Running the project's Terraform from Python (python-terraform builds the command lines).
 
 Each stack applies from its own working copy of ``terraform/`` (under ``var/`` for
 `make run`, a temp dir for tests), so runs never share state. For an emulator, the copy
 gets ``terraform/local/endpoint_override.tf`` with the emulator's URL filled in: Terraform
 merges ``*_override.tf`` files into the provider block, so main.tf stays AWS-only.
+
+The working copy keeps its ``terraform.tfstate`` between runs (the emulator keeps its state
+too), and ``applied.json`` records what the last *successful* apply was given (a fingerprint of
+the configuration and variables) and what it output, so a restart with nothing changed need not
+run Terraform at all.
+
+Terraform runs as a child of its own (python-terraform's ``cmd(synchronous=False)`` would pass
+``-synchronous=false`` to the binary: 0.10.1 pops that option only after building the command
+line), so a stop request interrupts a long apply with SIGINT, Terraform's graceful stop.
 
 Provider installation: on a normal machine Terraform downloads hashicorp/aws from the
 registry (cached in ``var/terraform/plugin-cache``). Offline machines point
@@ -13,20 +22,31 @@ registry (cached in ``var/terraform/plugin-cache``). Offline machines point
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from python_terraform import Terraform
+from python_terraform import IsFlagged, Terraform
 
-from apps.cli.paths import TERRAFORM_DIR, var_dir
+from apps.cli.paths import TERRAFORM_DIR
+from apps.cli.processes import spawn
+from apps.cli.settings import cli_settings
+from apps.cli.supervisor import StopLatch, StopRequested
 
 OVERRIDE_SOURCE = TERRAFORM_DIR / "local" / "endpoint_override.tf"
 OVERRIDE_PLACEHOLDER_URL = "http://127.0.0.1:4566"
 MIRROR_SETTING = "DATASYNC_TERRAFORM_MIRROR"
+# After SIGINT Terraform finishes the operations in progress and writes its state.
+INTERRUPT_SECONDS = 15
+STATE_FILES = ("terraform.tfstate", "terraform.tfstate.backup", "applied.json")
 
 
 class TerraformError(RuntimeError):
@@ -45,16 +65,17 @@ def require_terraform() -> str:
 
 def cli_environment() -> dict[str, str]:
     """Environment variables that tell Terraform where providers come from."""
-    config_dir = var_dir() / "terraform"
+    settings = cli_settings()
+    config_dir = settings.var_dir / "terraform"
     config_dir.mkdir(parents=True, exist_ok=True)
-    mirror = os.environ.get(MIRROR_SETTING)
+    mirror = settings.terraform_mirror
     if mirror:
-        if not Path(mirror).is_dir():
+        if not mirror.is_dir():
             raise TerraformError(f"{MIRROR_SETTING}={mirror} is not a directory")
         config = config_dir / "mirror.tfrc"
         config.write_text(
             "provider_installation {\n"
-            f'  filesystem_mirror {{\n    path    = "{Path(mirror).resolve()}"\n'
+            f'  filesystem_mirror {{\n    path    = "{mirror.resolve()}"\n'
             '    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
             '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n'
         )
@@ -83,9 +104,13 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
 
 
 def prepare_workdir(workdir: Path, endpoint_url: str | None) -> Path:
-    """Copy the root module (and modules/) into ``workdir``; add the endpoint override."""
+    """Copy the root module (and modules/) into ``workdir``; add the endpoint override.
+
+    Terraform's state in ``workdir`` is kept: it describes what the emulator (which keeps its
+    state too) already has, so the next apply only changes what changed.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in list(workdir.glob("*.tf")) + list(workdir.glob("terraform.tfstate*")):
+    for stale in workdir.glob("*.tf"):
         stale.unlink()
     shutil.rmtree(workdir / "modules", ignore_errors=True)
     for source in TERRAFORM_DIR.glob("*.tf"):
@@ -99,6 +124,32 @@ def prepare_workdir(workdir: Path, endpoint_url: str | None) -> Path:
     return workdir
 
 
+def forget_state(workdir: Path) -> None:
+    """Drop Terraform's state and the applied record (the emulator starts empty)."""
+    for name in STATE_FILES:
+        (workdir / name).unlink(missing_ok=True)
+
+
+def inputs_fingerprint(workdir: Path, variables: dict[str, str]) -> str:
+    """Everything an apply depends on: the configuration as copied, and the variables.
+
+    The Lambda package's path carries a hash of its content, so new code is a new fingerprint.
+    """
+    digest = hashlib.sha256(json.dumps(variables, sort_keys=True).encode())
+    for path in sorted(workdir.glob("*.tf")) + sorted((workdir / "modules").rglob("*.tf")):
+        digest.update(str(path.relative_to(workdir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the last successful apply was given (fingerprint) and what it output."""
+
+    fingerprint: str | None  # None: an apply started after it and did not finish
+    outputs: dict[str, Any]
+
+
 class TerraformStack:
     """init / apply / output on one working copy; ``stream`` prints Terraform's progress."""
 
@@ -109,30 +160,81 @@ class TerraformStack:
         self._tf = Terraform(working_dir=str(workdir))
         self._env = cli_environment()
 
-    def _run(self, what: str, call: Any, **kwargs: Any) -> None:
-        kwargs["capture_output"] = not self.stream
-        with _environment(self._env):
-            code, out, err = call(**kwargs)
+    @property
+    def record_path(self) -> Path:
+        return self.workdir / "applied.json"
+
+    def applied(self) -> Applied | None:
+        try:
+            data = json.loads(self.record_path.read_text())
+            return Applied(data["fingerprint"], data["outputs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _record(self, applied: Applied) -> None:
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": applied.fingerprint, "outputs": applied.outputs}))
+        tmp.replace(self.record_path)
+
+    def _run(self, what: str, latch: StopLatch, **options: Any) -> None:
+        """Run ``terraform <what>``; SIGINT it (then SIGKILL) if a stop is requested."""
+        command = self._tf.generate_cmd_string(what, **options)
+        log = None if self.stream else self.workdir / f"terraform-{what}.log"
+        if log:
+            log.write_bytes(b"")
+        try:
+            process = spawn(
+                command, log_path=log, env={**os.environ, **self._env}, cwd=self.workdir,
+                death_signal=signal.SIGINT,
+            )  # fmt: skip
+            code = self._wait(process, latch)
+        finally:
+            self._tf.temp_var_files.clean_up()  # -var-file written for the variables
+        if code is None:
+            raise StopRequested(latch.reason)
         if code != 0:
-            details = f"\n{(err or '')[-4000:]}{(out or '')[-2000:]}" if not self.stream else ""
+            details = f"\n{log.read_text()[-6000:]}" if log else ""
             raise TerraformError(
                 f"terraform {what} failed (exit {code}) in {self.workdir}{details}"
             )
 
-    def init(self) -> None:
+    @staticmethod
+    def _wait(process: subprocess.Popen[bytes], latch: StopLatch) -> int | None:
+        """The exit code, or None when a stop request interrupted Terraform."""
+        while process.poll() is None:
+            if latch.requested:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(INTERRUPT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                return None
+            latch.wait(0.5)
+        return process.returncode
+
+    def init(self, latch: StopLatch) -> None:
         try:
-            self._run("init", self._tf.init, reconfigure=False, upgrade=False)
+            self._run("init", latch, input=False, no_color=IsFlagged)
         except TerraformError as exc:
-            if os.environ.get(MIRROR_SETTING):
+            if cli_settings().terraform_mirror:
                 raise
             raise TerraformError(
                 f"{exc}\nIf this machine cannot reach the Terraform registry, point "
                 f"{MIRROR_SETTING} at a provider mirror (see README, 'Terraform providers')."
             ) from None
 
-    def apply(self, variables: dict[str, str]) -> dict[str, Any]:
-        self._run("apply", self._tf.apply, skip_plan=True, var=variables, parallelism=20)
-        return self.outputs()
+    def apply(self, variables: dict[str, str], latch: StopLatch) -> dict[str, Any]:
+        """Apply, then record what it was given; an unfinished apply leaves no fingerprint."""
+        previous = self.applied()
+        self._record(Applied(None, previous.outputs if previous else {}))
+        self._run(
+            "apply", latch, var=variables, parallelism=20, input=False, no_color=IsFlagged,
+            auto_approve=IsFlagged,
+        )  # fmt: skip
+        outputs = self.outputs()
+        self._record(Applied(inputs_fingerprint(self.workdir, variables), outputs))
+        return outputs
 
     def outputs(self) -> dict[str, Any]:
         with _environment(self._env):

@@ -1,29 +1,270 @@
-import json
-import subprocess
-import time
+"""The local stack's pieces that need no emulator: children that cannot outlive the supervisor,
+cleanup after a hard kill, which state a restart may trust, the ordered stop, and settings."""
 
-from apps.cli.local_stack import _group_alive, stop_leftovers
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from apps.cli.emulator import Emulator
+from apps.cli.local_stack import LocalStack, StackConfig
+from apps.cli.processes import ProcessFile, Started, group_alive, spawn, start_time, stop_leftovers
+from apps.cli.supervisor import StopLatch, Supervised
+from apps.cli.terraform import TerraformStack, inputs_fingerprint, prepare_workdir
 from tests.pipeline import wait_until
 
 
-def test_a_run_after_a_hard_kill_stops_what_the_killed_run_left(tmp_path, capsys):
-    # An orphaned process group (a parent with a child), like the ones a killed run leaves.
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+# -- children cannot outlive the supervisor --------------------------------------------------
+SUPERVISOR = textwrap.dedent(
+    """
+    import signal, sys, time
+    from pathlib import Path
+    from apps.cli.processes import spawn
+    # the child writes its pid, then waits; SIGTERM (the parent-death signal) ends it
+    child = spawn([sys.executable, "-c", "import time; time.sleep(60)"], log_path=None,
+                  death_signal=signal.SIGTERM)
+    Path(sys.argv[1]).write_text(str(child.pid))
+    time.sleep(60)
+    """
+)
+
+
+def test_a_child_dies_with_its_supervisor_even_when_the_supervisor_is_sigkilled(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file)])
+    try:
+        child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=10))
+        assert pid_alive(child)
+        assert os.getpgid(child) == child  # a session of its own: group signals miss it
+        supervisor.kill()
+        supervisor.wait(5)
+        wait_until(lambda: not pid_alive(child), timeout=5, what="the orphan to get SIGTERM")
+    finally:
+        supervisor.kill()
+        if pid_file.exists():
+            subprocess.run(["kill", "-KILL", pid_file.read_text()], capture_output=True)
+
+
+def test_children_run_in_a_session_of_their_own(tmp_path):
+    child = spawn(["sleep", "30"], log_path=tmp_path / "sleep.log")
+    try:
+        assert os.getsid(child.pid) == child.pid != os.getsid(0)
+    finally:
+        child.kill()
+        child.wait()
+
+
+# -- cleanup after a hard kill ---------------------------------------------------------------
+def orphan_group() -> int:
+    """An orphaned process group (a parent with a child), like the ones a killed run leaves."""
     launcher = "setsid sh -c 'sleep 60 & sleep 60' > /dev/null 2>&1 & echo $!"
     group = int(
         subprocess.run(["sh", "-c", launcher], capture_output=True, text=True, check=True).stdout
     )
-    wait_until(lambda: _group_alive(group), timeout=5, what="the leftover group")
-    pid_file = tmp_path / "processes.json"
-    pid_file.write_text(json.dumps({"process_groups": [group, 999999]}))
+    wait_until(lambda: group_alive(group) and start_time(group), timeout=5, what="the group")
+    return group
+
+
+def test_a_run_after_a_hard_kill_stops_what_the_killed_run_left(tmp_path):
+    group = orphan_group()
+    process_file = ProcessFile(tmp_path / "processes.json")
+    process_file.write([("consumer-crm", group), ("api", 999_999_999)])
+    lines = []
 
     started = time.monotonic()
-    stop_leftovers(pid_file)
+    stop_leftovers(process_file, lines.append)
 
-    assert not _group_alive(group)
+    assert not group_alive(group)
     assert time.monotonic() - started < 5  # stopped by SIGTERM, no need for the SIGKILL round
-    assert not pid_file.exists()
-    assert "left by an earlier run" in capsys.readouterr().out
+    assert not process_file.path.exists()
+    assert lines == [
+        "stopping what an earlier run (killed before it could clean up) left: consumer-crm"
+    ]
+
+
+def test_a_pid_reused_by_another_program_is_left_alone(tmp_path):
+    group = orphan_group()
+    try:
+        process_file = ProcessFile(tmp_path / "processes.json")
+        wrong_start = start_time(group) - 1  # the recorded process started at another time
+        process_file.path.write_text(
+            json.dumps({"processes": [{"name": "api", "pid": group, "start_time": wrong_start}]})
+        )
+        stop_leftovers(process_file, print)
+        assert group_alive(group)
+    finally:
+        os.killpg(group, signal.SIGKILL)
 
 
 def test_nothing_to_do_without_a_process_file(tmp_path):
-    stop_leftovers(tmp_path / "missing.json")
+    stop_leftovers(ProcessFile(tmp_path / "missing.json"), print)
+    assert Started("x", 999_999_999, None).still_running() is False
+
+
+# -- which saved state a restart may trust ---------------------------------------------------
+def stack_with_state(tmp_path, *, emulator_state: bool, applied: bool) -> LocalStack:
+    config = StackConfig(var_dir=tmp_path)
+    config.emulator_state_dir.mkdir(parents=True)
+    config.terraform_dir.mkdir(parents=True)
+    if emulator_state:
+        (config.emulator_state_dir / "sqs.json").write_text("{}")
+    (config.terraform_dir / "terraform.tfstate").write_text("{}")
+    if applied:
+        (config.terraform_dir / "applied.json").write_text('{"fingerprint": "x", "outputs": {}}')
+    return LocalStack(config)
+
+
+def test_both_states_are_kept_when_they_belong_together(tmp_path):
+    stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
+    stack._reconcile_saved_state()
+    assert (stack.config.emulator_state_dir / "sqs.json").exists()
+    assert (stack.config.terraform_dir / "terraform.tfstate").exists()
+
+
+def test_an_emulator_that_saved_nothing_makes_terraform_start_over(tmp_path, capsys):
+    stack = stack_with_state(tmp_path, emulator_state=False, applied=True)
+    stack._reconcile_saved_state()
+    assert not (stack.config.terraform_dir / "terraform.tfstate").exists()
+    assert not (stack.config.terraform_dir / "applied.json").exists()
+    assert "saved no state last time" in capsys.readouterr().out
+
+
+def test_an_apply_that_never_finished_makes_both_start_over(tmp_path, capsys):
+    stack = stack_with_state(tmp_path, emulator_state=True, applied=False)
+    stack._reconcile_saved_state()
+    assert not stack.config.emulator_state_dir.exists()
+    assert not (stack.config.terraform_dir / "terraform.tfstate").exists()
+    assert "no finished Terraform apply" in capsys.readouterr().out
+
+
+def test_the_fingerprint_changes_with_the_configuration_and_the_variables(tmp_path):
+    workdir = prepare_workdir(tmp_path / "tf", "http://127.0.0.1:4999")
+    variables = {"lambda_package_path": "/b/lambda-local-aaaa.zip", "create_alarms": "true"}
+    same = inputs_fingerprint(workdir, variables)
+    assert inputs_fingerprint(prepare_workdir(workdir, "http://127.0.0.1:4999"), variables) == same
+    assert inputs_fingerprint(workdir, {**variables, "lambda_package_path": "/b/x.zip"}) != same
+    module = workdir / "modules" / "destination" / "main.tf"
+    module.write_text(module.read_text() + "# changed\n")
+    assert inputs_fingerprint(workdir, variables) != same
+
+
+def test_prepare_workdir_keeps_terraform_state(tmp_path):
+    workdir = prepare_workdir(tmp_path / "tf", None)
+    (workdir / "terraform.tfstate").write_text('{"version": 4}')
+    prepare_workdir(workdir, "http://127.0.0.1:4999")
+    assert (workdir / "terraform.tfstate").read_text() == '{"version": 4}'
+
+
+class FakeTerraform:
+    """A Terraform process that only stops when interrupted."""
+
+    def __init__(self):
+        self.returncode = None
+        self.signals = []
+
+    def poll(self):
+        return self.returncode
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+        self.returncode = 1
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+
+def test_a_stop_request_interrupts_terraform_gracefully():
+    latch = StopLatch()
+    latch.record(signal.SIGTERM)
+    process = FakeTerraform()
+    assert TerraformStack._wait(process, latch) is None  # type: ignore[arg-type]
+    assert process.signals == [signal.SIGINT]  # Terraform's graceful stop, not SIGKILL
+
+
+# -- the ordered stop, with real processes standing in for the apps and the emulator ----------
+APP = textwrap.dedent(
+    """
+    import signal, sys, time
+    def stop(*_):
+        time.sleep(float(sys.argv[2]))  # "finishing the batch in hand"
+        open(sys.argv[1], "a").write(f"{sys.argv[3]} {time.monotonic()}\\n")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        time.sleep(0.05)
+    """
+)
+EMULATOR = textwrap.dedent(
+    """
+    import signal, sys, time
+    from pathlib import Path
+    def stop(*_):
+        Path(sys.argv[2], "sqs.json").write_text("{}")  # saving its state
+        open(sys.argv[1], "a").write(f"emulator {time.monotonic()}\\n")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def test_the_stop_takes_the_apps_down_first_then_lets_the_emulator_save(tmp_path, capsys):
+    config = StackConfig(var_dir=tmp_path)
+    config.logs_dir.mkdir(parents=True)
+    config.emulator_state_dir.mkdir(parents=True)
+    order = tmp_path / "order.log"
+    stack = LocalStack(config)
+    for name, seconds in (("api", "0.1"), ("consumer-crm", "0.6"), ("consumer-marketing", "0.3")):
+        command = [sys.executable, "-c", APP, str(order), seconds, name]
+        app = Supervised(name, lambda c=command: spawn(c, log_path=None), print)
+        app.launch()
+        stack.apps[name] = app
+    emulator = spawn(
+        [sys.executable, "-c", EMULATOR, str(order), str(config.emulator_state_dir)],
+        log_path=None,
+    )
+    stack.emulator = Emulator("http://127.0.0.1:1", emulator, config.emulator_state_dir)
+    time.sleep(0.3)  # let the children install their handlers
+
+    stack.stop()
+
+    stopped = [line.split()[0] for line in order.read_text().splitlines()]
+    assert stopped == ["api", "consumer-marketing", "consumer-crm", "emulator"]
+    out = capsys.readouterr().out
+    assert "state saved in" in out and "WITHOUT" not in out and "SIGKILL" not in out
+    assert all(a.poll() is not None for a in (emulator,))
+    assert stack.apps == {}
+
+
+# -- settings --------------------------------------------------------------------------------
+def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATASYNC_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("DATASYNC_EMULATOR_PORT", "4999")
+    monkeypatch.setenv("API_PORT", "8999")
+    monkeypatch.setenv("DATASYNC_CONSUMER_CONCURRENCY", "2")
+    monkeypatch.setenv("DATASYNC_AWS_ENDPOINT_URL", "")
+    config = StackConfig.from_environment()
+    assert (config.var_dir, config.emulator_port, config.api_port) == (tmp_path, 4999, 8999)
+    assert config.consumer_concurrency == 2 and config.external_endpoint is None
+    assert config.receive_wait_seconds == 5  # local consumers stop within 5 s of SIGTERM
+    monkeypatch.setenv("DATASYNC_EMULATOR_PORT", "99999")
+    with pytest.raises(ValueError, match="DATASYNC_EMULATOR_PORT"):
+        StackConfig.from_environment()
