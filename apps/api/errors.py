@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 from flask import Flask, Response, g, json, request
-from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -102,11 +101,6 @@ def register_error_handlers(app: Flask) -> None:
             "seconds with the same Idempotency-Key to avoid duplicates.",
             headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
-
-    @app.errorhandler(ParseException)
-    def _malformed_body(exc: ParseException) -> Response:
-        # gunicorn parses a chunked body while the app reads it (a bad chunk size, say).
-        return problem(400, "Malformed body", "The request body's chunked encoding is invalid.")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -94,6 +94,7 @@ def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -
             "WWW-Authenticate",
         ),
         "408": _problem("The request body did not arrive in time"),
+        "411": _problem("No Content-Length (a chunked body)"),
         "413": _problem(f"Body over {MAX_BODY_KIB} KiB"),
         "415": _problem("Body is not application/json"),
         "422": _problem("Validation failed; `errors` lists each field"),
@@ -118,7 +119,7 @@ def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -
             "content": {"application/json": {"schema": {"$ref": REF.format(model=body_model)}}},
         }
     else:  # no body is read: its size and type cannot matter
-        for status in ("408", "413", "415"):
+        for status in ("408", "411", "413", "415"):
             del responses[status]
     return operation
 

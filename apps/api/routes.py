@@ -105,6 +105,12 @@ def _authenticate() -> str:
 def _body(model: type[M]) -> M:
     if request.mimetype != "application/json":
         raise ApiError(415, "Unsupported Media Type", "Send the body as application/json.")
+    if request.content_length is None:
+        # A chunked body has no length up front, and werkzeug would cut one that is over the
+        # limit at the limit without a word (a 413 that never happens): refuse it instead.
+        raise ApiError(
+            411, "Length Required", "Send the body with a Content-Length header, not chunked."
+        )
     try:
         body = request.get_data(cache=False)
     except ClientDisconnected as exc:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictBool,
     StringConstraints,
     TypeAdapter,
     WithJsonSchema,
@@ -52,8 +53,14 @@ NAME_PATTERN = rf"^[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])?
 TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
 # Emails are ASCII only: no look-alike letters from other scripts (a Cyrillic "а" in
 # "pаypal.com"), and every destination can store and send them. An internationalised domain
-# is accepted in its ASCII (xn--) form.
-EMAIL_PATTERN = r"^[!-~]+$"
+# is accepted in its ASCII (xn--) form. email-validator also refuses a domain without a dot
+# and the special-use names (RFC 6761: .test, .localhost ...); the published pattern says so.
+_ANY_CASE = "|".join(
+    "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in name)
+    for name in SPECIAL_USE_DOMAIN_NAMES
+)
+ASCII_EMAIL = r"^[!-~]+$"
+EMAIL_PATTERN = rf"^(?![!-~]*[@.](?:{_ANY_CASE})$)[!-~]+@[!-~]+\.[!-~]+$"
 MAX_EMAIL_LENGTH = 254
 
 
@@ -69,7 +76,7 @@ def _known_country(value: str) -> str:
 
 
 def _valid_email(value: str) -> str:
-    if re.fullmatch(EMAIL_PATTERN, value) is None:
+    if re.fullmatch(ASCII_EMAIL, value) is None:
         raise ValueError(
             "value is not a valid email address: use ASCII only (an internationalised "
             "domain in its xn-- form)"
@@ -153,7 +160,7 @@ class UserProfile(_Strict):
 
     email: Email
     name: Name
-    marketing_opt_in: bool = False
+    marketing_opt_in: StrictBool = False
     country: Country | None = None
     attributes: Attributes | None = None
 
@@ -184,7 +191,7 @@ class UserChanges(_Strict):
     # SkipJsonSchema: None is only the "not sent" marker in Python, never a valid value.
     email: Email | SkipJsonSchema[None] = None
     name: Name | SkipJsonSchema[None] = None
-    marketing_opt_in: bool | SkipJsonSchema[None] = None
+    marketing_opt_in: StrictBool | SkipJsonSchema[None] = None
     country: Country | None = None
     attributes: Attributes | None = None
 

@@ -261,6 +261,16 @@ def test_body_over_64_kib_is_413(client, auth):
     assert_problem(client.post("/v1/users", json=big, headers=auth), 413)
 
 
+def test_a_body_without_content_length_is_411(client, auth, publisher):
+    response = client.post(
+        "/v1/users",
+        data=json.dumps(PROFILE),
+        headers={**auth, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
+    assert_problem(response, 411)
+    assert publisher.events == []
+
+
 class StalledBody(io.RawIOBase):
     """A 100-byte request body that never arrives: the server's socket read times out."""
 
