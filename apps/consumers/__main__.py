@@ -56,8 +56,25 @@ def database_url(settings: Settings) -> str | None:
     return url
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT. Installed first thing: KEDA may scale a pod in while it
+    is still starting, and that is a clean stop too (exit 0), not a kill."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info(
+            "stopping after the batch in hand", extra={"signal": signal.Signals(signum).name}
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop = stop_on_signals()
     try:
         settings = Settings.load()
     except ValidationError as exc:
@@ -97,20 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if settings.health_port:
         start_health_server(args.health_host, settings.health_port, args.destination, metrics)
-
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        logger.info(
-            "stopping after the batch in hand", extra={"signal": signal.Signals(signum).name}
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     logger.info(
         "consumer started", extra={"destination": args.destination, "threads": len(workers)}
     )
+    run_until_stopped(workers, stop)
+    logger.info("consumer stopped", extra={"counts": metrics.snapshot()})
+    return exit_codes.OK
+
+
+def run_until_stopped(workers: list[ConsumerWorker], stop: threading.Event) -> None:
     threads = [
         threading.Thread(target=w.run, args=(stop,), name=f"worker-{i}")
         for i, w in enumerate(workers)
@@ -121,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         thread.join()
     for worker in workers:
         worker.store.close()
-    logger.info("consumer stopped", extra={"counts": metrics.snapshot()})
-    return 0
 
 
 if __name__ == "__main__":

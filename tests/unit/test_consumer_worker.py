@@ -234,8 +234,27 @@ def test_an_unreachable_queue_is_waited_out_with_growing_jittered_pauses(store):
         assert step / 2 <= wait <= step, stop.waits
 
 
+@pytest.fixture
+def signal_handlers():
+    """main() installs SIGTERM/SIGINT handlers in this process: put pytest's back afterwards."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+@pytest.fixture
+def local_consumer_env(queues, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("DATASYNC_ENV", "local")
+    monkeypatch.setenv("DATASYNC_STORE_DIR", str(tmp_path / "stores"))
+    monkeypatch.setenv("DATASYNC_QUEUE_URL", queues["queue"])
+    monkeypatch.setenv("DATASYNC_RECEIVE_WAIT_SECONDS", "1")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
 def test_outside_local_mode_a_consumer_refuses_to_start_without_a_database(
-    monkeypatch, tmp_path, capsys
+    monkeypatch, tmp_path, capsys, signal_handlers
 ):
     monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
     monkeypatch.setenv("DATASYNC_ENV", "aws")
@@ -252,23 +271,16 @@ def test_outside_local_mode_a_consumer_refuses_to_start_without_a_database(
 
 
 def test_the_consumer_long_polls_as_long_as_its_setting_says_and_stops_on_sigterm(
-    sqs, queues, monkeypatch, tmp_path
+    sqs, local_consumer_env, monkeypatch, signal_handlers
 ):
-    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
-    monkeypatch.setenv("DATASYNC_ENV", "local")
-    monkeypatch.setenv("DATASYNC_STORE_DIR", str(tmp_path / "stores"))
-    monkeypatch.setenv("DATASYNC_QUEUE_URL", queues["queue"])
-    monkeypatch.setenv("DATASYNC_RECEIVE_WAIT_SECONDS", "1")
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     received = []
-    real_receive = ConsumerWorker.poll_once
+    real_poll = ConsumerWorker.poll_once
 
     def poll_once(self):
         received.append(self.wait_seconds)
-        return real_receive(self)
+        return real_poll(self)
 
     monkeypatch.setattr(ConsumerWorker, "poll_once", poll_once)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
     started = time.monotonic()
     timer.start()
@@ -276,10 +288,30 @@ def test_the_consumer_long_polls_as_long_as_its_setting_says_and_stops_on_sigter
         assert main(["--destination", "crm"]) == exit_codes.OK
     finally:
         timer.cancel()
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
     assert received and set(received) == {1}
     assert time.monotonic() - started < 1 + 3, "a stop waits at most one long poll"
+
+
+def test_a_sigterm_while_the_consumer_starts_is_a_clean_stop(
+    sqs, local_consumer_env, monkeypatch, signal_handlers
+):
+    signal.signal(signal.SIGTERM, lambda *_: None)  # what a too-late handler would leave
+    real_of_queue = RedriveTarget.of_queue
+
+    def scaled_in_while_starting(sqs, queue_url):
+        os.kill(os.getpid(), signal.SIGTERM)  # KEDA scales in before the workers run
+        return real_of_queue(sqs, queue_url)
+
+    monkeypatch.setattr(RedriveTarget, "of_queue", staticmethod(scaled_in_while_starting))
+    # If the stop went unseen, this later SIGTERM ends the test instead of a hang.
+    timer = threading.Timer(3, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert main(["--destination", "crm"]) == exit_codes.OK
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 2, "the SIGTERM during start-up was not seen"
 
 
 def test_run_stops_between_batches(worker, sqs, queues):
