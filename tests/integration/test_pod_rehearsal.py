@@ -250,7 +250,9 @@ def test_consumer_pod_applies_dead_letters_and_drains_on_sigterm(
     finally:
         _stop_within_grace(pod, consumer)
     _nothing_written_outside_volumes(images["consumers"], consumer)
-    assert "DATASYNC_STORE_DIR" not in consumer.env, "a pod with a database has no SQLite dir"
+    # With a database the pod gets no store dir or volume: nowhere to fall back to SQLite.
+    assert {v["name"] for v in pod["volumes"]} == {"tmp"}
+    assert "DATASYNC_STORE_DIR" not in {e["name"] for e in pod["containers"][0]["env"]}
 
 
 def test_the_emulator_answers_at_the_address_kind_pods_use(pipeline: Pipeline) -> None:
