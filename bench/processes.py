@@ -1,0 +1,81 @@
+"""Which kind of pipeline process a pid is, and what /proc says about its CPU and memory.
+
+Kinds are what a reader of the result cares about: the API (gunicorn master and workers),
+MiniStack itself, MiniStack's Lambda worker processes, the consumers, and the tool's own
+processes (load generator, monitor). Only /proc text is parsed here, so it is unit-testable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = ("api", "ministack", "lambda_workers", "consumers", "load_generator", "bench")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def classify_cmdline(argv: list[str]) -> str | None:
+    """The kind of a pipeline process from its command line, or None if it is not one."""
+    text = " ".join(argv)
+    if "ministack-lambda-" in text or text.endswith("_worker.py") or "/_worker.py" in text:
+        return "lambda_workers"
+    if "gunicorn" in text:
+        return "api"
+    if "datasync-consumer" in text or "apps.consumers" in text:
+        return "consumers"
+    if any(Path(arg).name == "ministack" for arg in argv[:2]):
+        return "ministack"
+    return None
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    pgid: int
+    cpu_seconds: float  # utime + stime of the process itself (not of reaped children)
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse /proc/<pid>/stat. The command name may contain spaces and parentheses."""
+    pid = int(text.split(" ", 1)[0])
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    ppid, pgid = int(rest[1]), int(rest[2])
+    utime, stime = int(rest[11]), int(rest[12])
+    return ProcStat(pid, ppid, pgid, (utime + stime) / CLOCK_TICKS)
+
+
+def parse_hwm_kib(status_text: str) -> int | None:
+    """VmHWM (peak resident set size) in KiB from /proc/<pid>/status, or None (kernel threads)."""
+    for line in status_text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        return parse_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None  # gone between listing and reading
+
+
+def read_hwm_kib(pid: int) -> int | None:
+    try:
+        return parse_hwm_kib(Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return None
+
+
+def read_cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]

@@ -1,0 +1,194 @@
+"""The result: required fields checked, targets of issue 8 compared, a short human summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PERCENTILES = ("p50", "p95", "p99")
+REQUIRED = (
+    "e2e_events_per_minute",
+    "e2e_latency_ms",
+    "api_requests_per_second",
+    "api_latency_ms",
+    "aws_calls_per_event",
+    "cost_per_million_events_usd",
+    "emulator_ceiling_events_per_second",
+    "peak_rss_mb",
+    "cores",
+    "parameters",
+)
+# The targets of issue 8, as (field, comparison, bound, what it means).
+TARGETS = (
+    ("e2e_events_per_minute", ">=", 30_000, "end to end >= 30,000 events/minute"),
+    ("pipeline_to_ceiling_ratio", ">=", 0.8, ">= 0.8 of the emulator ceiling"),
+    ("e2e_latency_ms.p95", "<=", 2000, "p95 202 -> applied <= 2 s"),
+    ("api_latency_ms.p99", "<=", 50, "API p99 <= 50 ms (at the offered rate)"),
+    ("cost_per_million_events_usd", "<=", 3.0, "<= $3 per million events"),
+)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate(result: dict[str, Any]) -> list[str]:
+    """What is missing or not sane in a result; [] when it is complete.
+
+    The accounting fields may be null only when the result says why (``accounting.skipped``).
+    """
+    problems = [f"missing {name}" for name in REQUIRED if name not in result]
+    skipped = bool((result.get("accounting") or {}).get("skipped"))
+    for name in (
+        "e2e_events_per_minute",
+        "api_requests_per_second",
+        "emulator_ceiling_events_per_second",
+    ):
+        if name in result and not (_number(result[name]) and result[name] > 0):
+            problems.append(f"{name} must be a positive number, got {result[name]!r}")
+    for name in ("e2e_latency_ms", "api_latency_ms"):
+        if name in result:
+            problems += _percentile_problems(name, result[name])
+    calls = result.get("aws_calls_per_event")
+    if "aws_calls_per_event" in result and not (calls is None and skipped):
+        if not (
+            isinstance(calls, dict)
+            and _number(calls.get("total"))
+            and calls["total"] > 0
+            and calls.get("by_operation")
+        ):
+            problems.append(
+                f"aws_calls_per_event needs a positive total and by_operation, got {calls!r}"
+            )
+    cost = result.get("cost_per_million_events_usd")
+    if "cost_per_million_events_usd" in result and not (cost is None and skipped):
+        if not (_number(cost) and cost > 0):
+            problems.append(f"cost_per_million_events_usd must be a positive number, got {cost!r}")
+    rss = result.get("peak_rss_mb")
+    if "peak_rss_mb" in result:
+        for kind in ("api", "consumers"):
+            if not (isinstance(rss, dict) and _number(rss.get(kind)) and rss[kind] > 0):
+                problems.append(f"peak_rss_mb.{kind} must be a positive number")
+    if "cores" in result and not (isinstance(result["cores"], int) and result["cores"] >= 1):
+        problems.append("cores must be a positive integer")
+    if "parameters" in result and not isinstance(result["parameters"], dict):
+        problems.append("parameters must be an object")
+    return problems
+
+
+def _percentile_problems(name: str, value: Any) -> list[str]:
+    if not isinstance(value, dict) or not all(_number(value.get(p)) for p in PERCENTILES):
+        return [f"{name} needs numeric p50, p95 and p99, got {value!r}"]
+    p50, p95, p99 = (value[p] for p in PERCENTILES)
+    if not 0 <= p50 <= p95 <= p99:
+        return [f"{name} percentiles must satisfy 0 <= p50 <= p95 <= p99, got {p50}, {p95}, {p99}"]
+    return []
+
+
+def lookup(result: dict[str, Any], dotted: str) -> Any:
+    value: Any = result
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for field, op, bound, meaning in TARGETS:
+        value = lookup(result, field)
+        met = None if not _number(value) else (value >= bound if op == ">=" else value <= bound)
+        rows.append(
+            {
+                "target": meaning,
+                "field": field,
+                "value": value,
+                "bound": f"{op} {bound}",
+                "met": met,
+            }
+        )
+    return rows
+
+
+def _p(d: dict[str, Any] | None) -> str:
+    if not d or d.get("p50") is None:
+        return "n/a"
+    return f"p50 {d['p50']:.0f} / p95 {d['p95']:.0f} / p99 {d['p99']:.0f} ms"
+
+
+def _api_lines(result: dict[str, Any]) -> list[str]:
+    api = result.get("api")
+    if not api:
+        return []
+    errors = {k: v for k, v in api.get("status_counts", {}).items() if k != "202"}
+    gen, e2e = api.get("generator", {}), api["e2e"]
+    return [
+        f"API       {api['offered_rate']:.0f} req/s offered for {api['seconds']:.0f} s "
+        f"(open loop): {api['served_requests_per_second']} req/s served, "
+        f"{_p(api.get('latency_ms'))}, errors: {errors or 'none'}",
+        f"          load generator {gen.get('cpu_ms_per_request')} ms CPU/request, "
+        f"send lag {_p(gen.get('send_lag_ms'))}",
+        f"E2E       API pass: {e2e['applied_everywhere']}/{e2e['events']} applied everywhere, "
+        f"202 -> applied {_p(e2e.get('latency_ms'))}",
+    ]
+
+
+def _throughput_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    burst, ceiling = result.get("burst"), result.get("ceiling")
+    if burst and ceiling:
+        lines.append(
+            f"          burst of {burst['events']} on the bus: {burst['events_per_second']} "
+            f"events/s ({result.get('e2e_events_per_minute')}/min); emulator ceiling "
+            f"{ceiling['events_per_second']} events/s;"
+            f" ratio {result.get('pipeline_to_ceiling_ratio')}"
+        )
+    for row in result.get("scaling") or []:
+        lines.append(
+            f"          scaling {row['events']:>6}: pipeline {row['pipeline_events_per_second']}"
+            f" events/s, ceiling {row['ceiling_events_per_second']}, ratio {row['ratio']}"
+        )
+    sustained = result.get("sustained")
+    if sustained:
+        lines.append(
+            f"          sustained {sustained['rate']:.0f}/s for {sustained['seconds']:.0f} s: "
+            f"{sustained['applied_everywhere']}/{sustained['events']} applied; last/first window:"
+            f" throughput {sustained['throughput_last_over_first']},"
+            f" p95 {sustained['p95_latency_last_over_first']}"
+        )
+    return lines
+
+
+def _aws_line(result: dict[str, Any]) -> str:
+    calls = result.get("aws_calls_per_event")
+    if not calls:
+        return f"AWS       not counted: {(result.get('accounting') or {}).get('skipped')}"
+    cost = result.get("cost") or {}
+    top = sorted(calls["by_operation"].items(), key=lambda kv: -kv[1]["calls"])[:6]
+    return (
+        f"AWS       {calls['total']} calls/event counted ("
+        + ", ".join(f"{k} {v['calls']:.2f}" for k, v in top)
+        + f"); ${result.get('cost_per_million_events_usd')} per million events"
+        f" ({cost.get('region')} list prices checked {cost.get('prices_checked')})"
+    )
+
+
+def _met(target: dict[str, Any]) -> str:
+    return {True: "yes", False: "NO", None: "n/a"}[target["met"]] + f" ({target['value']})"
+
+
+def summary(result: dict[str, Any]) -> str:
+    machine = result.get("machine") or {}
+    cpu = result.get("cpu_ms_per_event") or {}
+    rss = result.get("peak_rss_mb") or {}
+    lines = [
+        f"datasync bench: {result.get('cores')} cores, load average "
+        f"{machine.get('load_average_before')} before / {machine.get('load_average_after')} "
+        f"after; checkout {(result.get('checkout') or {}).get('commit')}",
+        *_api_lines(result),
+        *_throughput_lines(result),
+        _aws_line(result),
+        "CPU       ms per event: " + ", ".join(f"{k} {v}" for k, v in cpu.items()),
+        "Memory    peak RSS (sum of VmHWM): " + ", ".join(f"{k} {v} MB" for k, v in rss.items()),
+        "Targets   " + "; ".join(f"{t['target']}: {_met(t)}" for t in result.get("targets", [])),
+    ]
+    lines += [f"WARNING   {warning}" for warning in result.get("warnings", [])]
+    return "\n".join(lines)

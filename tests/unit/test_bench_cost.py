@@ -1,0 +1,133 @@
+"""bench/cost.py: dollars per million events from counted calls, line by line."""
+
+import pytest
+
+from bench.cost import Usage, calls_per_event, cost_per_million, load_prices
+
+PRICES = load_prices()
+
+
+def row(service, operation, calls, billed_units=None, entries=None, payload_bytes=0, caller="api"):
+    return {
+        "service": service,
+        "operation": operation,
+        "caller": caller,
+        "calls": calls,
+        "entries": entries if entries is not None else calls,
+        "billed_units": billed_units if billed_units is not None else calls,
+        "payload_bytes": payload_bytes,
+        "errors": 0,
+    }
+
+
+# What an accounting window of 1,000 events could count: an API that batches 10 entries per
+# PutEvents, Lambdas sending batches, consumers receiving and deleting, a few free calls.
+COUNTED = [
+    row("events", "PutEvents", 100, billed_units=1000, entries=1000, payload_bytes=540_000),
+    row("events", "DescribeEventBus", 2),
+    row("sqs", "SendMessageBatch", 300, entries=3000, caller="lambda_workers"),
+    row("sqs", "ReceiveMessage", 400, caller="consumers"),
+    row("sqs", "DeleteMessageBatch", 300, entries=3000, caller="consumers"),
+    row("unsigned", "GET /_localstack/health", 5, caller="supervisor"),
+]
+USAGE = Usage(
+    events=1000,
+    counted=COUNTED,
+    bus_targets_per_event=3,
+    lambda_invocations=300,
+    lambda_mean_duration_ms=20.4,
+    lambda_memory_mb=256,
+    lambda_architecture="x86_64",
+    lambda_log_bytes=300_000_000 // 1000,
+    archive_retention_days=30,
+    idle_calls_per_second={"sqs:ReceiveMessage": 0.6},
+)
+GIB = 1024**3
+
+
+def lines(cost):
+    return {line["item"]: line["usd"] for line in cost["lines"]}
+
+
+def test_each_line_is_quantity_times_list_price():
+    cost = cost_per_million(USAGE, PRICES)
+    by_item = lines(cost)
+    assert by_item["EventBridge custom events (PutEvents entries)"] == pytest.approx(
+        1.00
+    )  # entries, not calls
+    assert by_item["SQS: EventBridge deliveries to the buffer queues"] == pytest.approx(1.20)  # 3 M
+    assert by_item["SQS: event source mapping receives and deletes"] == pytest.approx(0.24)  # 0.6 M
+    assert by_item["SQS: calls of the API, Lambdas and consumers"] == pytest.approx(0.40)  # 1.0 M
+    assert by_item["Lambda requests"] == pytest.approx(0.06)  # 300 k invocations
+    # 300 k invocations x 21 ms (20.4 billed per whole ms) x 0.25 GB x $0.0000166667
+    assert by_item["Lambda compute"] == pytest.approx(
+        300_000 * 0.021 * 0.25 * 0.0000166667, abs=1e-4
+    )
+    assert by_item["CloudWatch Logs: Lambda log ingestion"] == pytest.approx(
+        0.3e9 / GIB * 0.50, abs=1e-4
+    )
+    archive = 540e6 / GIB * (0.10 + 0.023)
+    assert by_item["EventBridge archive (processing + storage for the retention)"] == pytest.approx(
+        archive, abs=1e-4
+    )
+    assert cost["per_million_events_usd"] == pytest.approx(sum(by_item.values()), abs=1e-3)
+    assert cost["per_million_events_usd"] == pytest.approx(3.128, abs=2e-3)
+
+
+def test_free_calls_are_listed_not_priced_and_health_checks_are_not_aws_calls():
+    cost = cost_per_million(USAGE, PRICES)
+    assert cost["not_priced"] == ["events:DescribeEventBus"]
+    without = cost_per_million(
+        Usage(**{**USAGE.__dict__, "counted": COUNTED[:1] + COUNTED[2:]}), PRICES
+    )
+    assert without["per_million_events_usd"] == cost["per_million_events_usd"]
+
+
+def test_the_cost_falls_when_the_counted_calls_fall():
+    """Halving the consumers' receives (say, fuller batches) must show in the total."""
+    fewer = [
+        r if r["operation"] != "ReceiveMessage" else {**r, "calls": 200, "billed_units": 200}
+        for r in COUNTED
+    ]
+    cheaper = cost_per_million(Usage(**{**USAGE.__dict__, "counted": fewer}), PRICES)
+    assert cost_per_million(USAGE, PRICES)["per_million_events_usd"] - cheaper[
+        "per_million_events_usd"
+    ] == pytest.approx(0.08, abs=1e-3)
+
+
+def test_idle_pipeline_costs_are_monthly_not_per_event():
+    fixed = cost_per_million(USAGE, PRICES)["fixed_monthly_usd"]
+    assert fixed["consumer_idle_polls_usd"] == pytest.approx(
+        0.6 * 30 * 24 * 3600 * 0.4e-6, abs=0.01
+    )
+    assert fixed["esm_idle_polls_usd"] == pytest.approx(
+        5 * 3 / 20 * 30 * 24 * 3600 * 0.4e-6, abs=0.01
+    )
+
+
+def test_calls_per_event_by_operation_and_caller():
+    calls = calls_per_event(COUNTED, events=1000)
+    assert calls["by_operation"]["events:PutEvents"] == {
+        "calls": 0.1,
+        "entries": 1.0,
+        "billed_units": 1.0,
+    }
+    assert calls["by_operation"]["sqs:ReceiveMessage"]["calls"] == 0.4
+    assert "unsigned:GET /_localstack/health" not in calls["by_operation"]
+    assert calls["total"] == pytest.approx(0.1 + 0.002 + 0.3 + 0.4 + 0.3)
+    assert calls["by_caller"] == {"api": 0.102, "consumers": 0.7, "lambda_workers": 0.3}
+
+
+def test_no_events_is_an_error_not_a_division():
+    with pytest.raises(ValueError, match="at least one"):
+        calls_per_event(COUNTED, events=0)
+    with pytest.raises(ValueError, match="at least one"):
+        cost_per_million(Usage(**{**USAGE.__dict__, "events": 0}), PRICES)
+
+
+def test_the_price_table_says_where_and_when():
+    assert PRICES["region"] == "us-east-1"
+    assert PRICES["checked"]
+    for name, price in PRICES["prices"].items():
+        assert price["source"].startswith("https://aws.amazon.com/"), name
+        assert price["usd"] > 0 and price["per"] >= 1, name

@@ -1,0 +1,86 @@
+"""bench/report.py: a result is complete and sane, targets are compared, the summary reads."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.lambdas import summarize_log_lines
+from bench.report import REQUIRED, summary, targets, validate
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
+
+
+@pytest.fixture
+def result():
+    """A result `make bench` wrote (time series cut short), from a run on a 2-core machine."""
+    return json.loads((FIXTURES / "result.json").read_text())
+
+
+def test_a_result_the_tool_wrote_is_complete(result):
+    assert validate(result) == []
+
+
+@pytest.mark.parametrize("field", REQUIRED)
+def test_each_required_field_is_checked(result, field):
+    del result[field]
+    assert f"missing {field}" in validate(result)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "complaint"),
+    [
+        ("e2e_events_per_minute", 0, "positive number"),
+        ("api_requests_per_second", None, "positive number"),
+        ("emulator_ceiling_events_per_second", -1.0, "positive number"),
+        ("api_latency_ms", {"p50": 10, "p95": 5, "p99": 20}, "p50 <= p95 <= p99"),
+        ("e2e_latency_ms", {"p50": 10, "p95": None, "p99": 20}, "numeric p50, p95 and p99"),
+        ("aws_calls_per_event", {"total": 0, "by_operation": {}}, "positive total"),
+        ("cost_per_million_events_usd", None, "positive number"),
+        ("peak_rss_mb", {"api": 120.0}, "peak_rss_mb.consumers"),
+        ("cores", 0, "positive integer"),
+    ],
+)
+def test_values_that_are_not_sane_are_reported(result, field, value, complaint):
+    result[field] = value
+    assert any(complaint in problem for problem in validate(result)), validate(result)
+
+
+def test_accounting_fields_may_be_null_only_when_the_result_says_why(result):
+    result["aws_calls_per_event"] = result["cost_per_million_events_usd"] = None
+    assert len(validate(result)) == 2
+    result["accounting"] = {"skipped": "--no-accounting (BENCH_ACCOUNTING=0)"}
+    assert validate(result) == []
+
+
+def test_targets_compare_against_the_issue_bounds(result):
+    better = copy.deepcopy(result)
+    better.update(e2e_events_per_minute=31_000, pipeline_to_ceiling_ratio=0.85,
+                  cost_per_million_events_usd=2.5)
+    better["e2e_latency_ms"]["p95"] = 1900
+    better["api_latency_ms"]["p99"] = 45
+    assert [t["met"] for t in targets(better)] == [True, True, True, True, True]
+    worse = copy.deepcopy(better)
+    worse.update(e2e_events_per_minute=29_999, cost_per_million_events_usd=3.01)
+    assert [t["met"] for t in targets(worse)] == [False, True, True, True, False]
+    worse["pipeline_to_ceiling_ratio"] = None  # no ceiling measured: neither met nor failed
+    assert targets(worse)[1]["met"] is None
+
+
+def test_the_summary_quotes_the_headline_figures(result):
+    text = summary({**result, "targets": targets(result)})
+    assert f"{result['api']['served_requests_per_second']} req/s served" in text
+    assert f"({result['e2e_events_per_minute']}/min)" in text
+    assert f"${result['cost_per_million_events_usd']} per million events" in text
+    assert "Targets" in text
+
+
+def test_lambda_invocations_and_log_bytes_from_the_emulators_log_lines():
+    lines = (FIXTURES / "lambda-log-lines.txt").read_text().splitlines()
+    stats = summarize_log_lines(lines)
+    reports = [line for line in lines if line.startswith("REPORT ")]
+    assert stats["invocations"] == len(reports) > 0
+    durations = [float(line.split("Duration: ")[1].split(" ms")[0]) for line in reports]
+    assert stats["mean_duration_ms"] == pytest.approx(sum(durations) / len(durations), abs=0.01)
+    assert stats["log_bytes"] == sum(len(line.encode()) + 26 for line in lines)
