@@ -41,12 +41,8 @@ from tests.pipeline import Pipeline, wait_until
 pytestmark = pytest.mark.integration
 
 MESSAGES = FIXTURES / "messages"
-# A valid record of each destination (and, on another destination's queue, a wrong one).
-GOOD_RECORD = {
-    "crm": "crm_upsert.json",
-    "marketing": "marketing_upsert.json",
-    "analytics": "analytics_append.json",
-}
+# <destination>_record.json: a valid record of each destination (and, on another
+# destination's queue, a wrong one).
 MALFORMED_RECORDS = {
     "wrong schema version": "record_wrong_schema_version.json",
     "missing fields": "record_missing_fields.json",
@@ -60,7 +56,7 @@ def tag() -> str:
 
 def fresh_record(destination: str, **changes: Any) -> DestinationRecord:
     """The destination's sample record with new ids (and ``changes``), so each test run is new."""
-    sample = DestinationRecord.from_json((MESSAGES / GOOD_RECORD[destination]).read_text())
+    sample = DestinationRecord.from_json((MESSAGES / f"{destination}_record.json").read_text())
     event_id = uuid.uuid4()
     key = str(event_id) if destination == "analytics" else str(uuid.uuid4())
     version = f"{sample.version.split('#')[0]}#{event_id}"

@@ -146,7 +146,7 @@ def test_dlq_shows_why_and_redrive_sends_each_message_back_without_its_failure(
     buffer = sqs.create_queue(QueueName="dest-buffer")["QueueUrl"]
     for name, url in (("QUEUE", queues["queue"]), ("DLQ", queues["dlq"]), ("BUFFER_QUEUE", buffer)):
         monkeypatch.setenv(f"DATASYNC_CRM_{name}_URL", url)
-    record_body = (FIXTURES / "messages" / "crm_upsert.json").read_text()
+    record_body = (FIXTURES / "messages" / "crm_record.json").read_text()
     event_body = (FIXTURES / "events" / "eventbridge_user_created.json").read_text()
     for body in (record_body, event_body):
         dead_letter(sqs, queues["dlq"], body, reason="store was down", stage="consume",

@@ -105,7 +105,7 @@ def test_on_its_last_delivery_a_failing_message_is_dead_lettered_with_the_reason
 
 
 def test_a_record_of_another_destination_goes_to_the_dlq_at_once(worker, sqs, queues, store):
-    marketing = (FIXTURES / "messages" / "marketing_upsert.json").read_text()
+    marketing = (FIXTURES / "messages" / "marketing_record.json").read_text()
     send(sqs, queues["queue"], marketing)
     worker.poll_once()
     [dead] = drain(sqs, queues["dlq"])
