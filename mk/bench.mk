@@ -1,0 +1,35 @@
+# `make bench`: the measuring instrument of issue 8 (bench/; method in BENCHMARKS.md).
+# Included by the root Makefile (`include mk/bench.mk`), which defines PYTHON and PIP_QUIET.
+#
+#   make bench                                  start a stack of its own, measure, stop it
+#   make bench BENCH_STACK=running              measure the running `make run` instead
+#   make bench BENCH_SCALING=1                  + bursts of 2,000 / 6,000 / 20,000 beside the ceiling
+#   make bench BENCH_SUSTAINED_SECONDS=600      + a 10-minute sustained run (BENCH_SUSTAINED_RATE)
+#   make bench BENCH_REPO=../old-checkout       measure another checkout with this tool
+#
+# Every knob is a BENCH_* variable read by `python -m bench` (see `python -m bench --help`):
+# BENCH_OUT (bench-result.json; the PNG is written beside it), BENCH_RATE (200 req/s),
+# BENCH_SECONDS (60), BENCH_BURST (6000), BENCH_SCALING_SIZES, BENCH_SUSTAINED_RATE (500),
+# BENCH_ACCOUNTING (1), BENCH_ACCOUNTING_RATE, BENCH_ACCOUNTING_SECONDS (15),
+# BENCH_DRAIN_TIMEOUT (300), BENCH_SEED. Variables given on make's command line reach it
+# through the environment; BENCH_ARGS adds raw options.
+#
+# The tool has a venv of its own so that it does not depend on the checkout it measures.
+
+BENCH_VENV ?= .tools/bench
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: requirements/bench.lock
+	@echo "==> installing the benchmark's tools into $(BENCH_VENV)"
+	@rm -rf $(BENCH_VENV)
+	@$(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements/bench.lock 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+.PHONY: bench bench-tools
+bench-tools: $(BENCH_VENV)/.installed ## install the benchmark's own venv (.tools/bench)
+
+bench: tools $(BENCH_VENV)/.installed ## benchmark (issue 8): JSON to BENCH_OUT + PNG + summary (BENCH_STACK=running, BENCH_SCALING=1, BENCH_SUSTAINED_SECONDS=600)
+	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
+	@$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)

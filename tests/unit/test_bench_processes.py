@@ -1,0 +1,118 @@
+"""bench/processes.py and bench/stack.py: what /proc and `datasync up`'s files say."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.processes import CLOCK_TICKS, classify_cmdline, parse_hwm_kib, parse_stat
+from bench.stack import destinations_of, process_groups_in, read_env_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_stat_parsing_survives_spaces_and_parentheses_in_the_command_name():
+    fields = ["S", "7", "42", "42", "0", "-1", "4194560", "100", "0", "0", "0", "250", "50"]
+    stat = parse_stat(f"1234 (python (worker) 1) {' '.join(fields)} 0 0 20 0 1 0 100")
+    assert (stat.pid, stat.ppid, stat.pgid) == (1234, 7, 42)
+    assert stat.cpu_seconds == pytest.approx(300 / CLOCK_TICKS)
+
+
+def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():
+    assert (
+        parse_hwm_kib(
+            "Name:\tpython\nVmPeak:\t  900000 kB\nVmHWM:\t   58804 kB\nVmRSS:\t 50000 kB\n"
+        )
+        == 58804
+    )
+    assert parse_hwm_kib("Name:\tkworker/0:1\nState:\tI (idle)\n") is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["/w/.tools/ministack/bin/python", "/w/.tools/ministack/bin/ministack"], "ministack"),
+        (
+            [
+                "/w/.tools/ministack/bin/python",
+                "/tmp/ministack-lambda-datasync-crm-transform-g8ew0gk1/_worker.py",
+            ],
+            "lambda_workers",
+        ),
+        (
+            [
+                "/w/.venv/bin/python",
+                "/w/.venv/bin/gunicorn",
+                "--config",
+                "python:apps.api.gunicorn_conf",
+                "apps.api.wsgi:app",
+            ],
+            "api",
+        ),
+        (
+            ["/w/.venv/bin/python", "/w/.venv/bin/datasync-consumer", "--destination", "crm"],
+            "consumers",
+        ),
+        (["/w/.venv/bin/python", "/w/.venv/bin/datasync", "up"], None),
+    ],
+)
+def test_process_kinds_from_real_command_lines(argv, kind):
+    assert classify_cmdline(argv) == kind
+
+
+def test_process_groups_from_either_processes_json_format(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"process_groups": [11, 12]}))
+    new = tmp_path / "new.json"
+    new.write_text(
+        json.dumps(
+            {
+                "processes": [
+                    {"name": "api", "pid": 21, "start_time": 5},
+                    {"name": "emulator", "pid": 22, "start_time": 6},
+                ]
+            }
+        )
+    )
+    assert process_groups_in(old) == [11, 12]
+    assert process_groups_in(new) == [21, 22]
+    assert process_groups_in(tmp_path / "missing.json") == []
+
+
+def test_env_file_and_destinations_as_datasync_up_writes_them(tmp_path):
+    env_file = tmp_path / "datasync.env"
+    env_file.write_text(
+        "# Written by `datasync up` from the Terraform outputs; read by the CLI.\n"
+        "AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
+        "DATASYNC_ANALYTICS_BUFFER_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-analytics-buffer\n"
+        "DATASYNC_ANALYTICS_DLQ_URL=http://127.0.0.1:4566/000000000000/datasync-analytics-dlq\n"
+        "DATASYNC_ANALYTICS_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-analytics\n"
+        "DATASYNC_CRM_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-crm\n"
+        "DATASYNC_EVENT_BUS_NAME=datasync-bus\n"
+    )
+    env = read_env_file(env_file)
+    assert env["DATASYNC_EVENT_BUS_NAME"] == "datasync-bus"
+    assert destinations_of(env) == ["analytics", "crm"]
+
+
+def test_the_tool_imports_nothing_from_the_checkout_it_measures():
+    """bench/ must run against older checkouts: no apps, datasync, lambdas or tests imports."""
+    offenders = []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else (
+                    [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                    else []
+                )
+            )
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] in ("apps", "datasync", "lambdas", "tests")
+            ]
+    assert offenders == []
