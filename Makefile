@@ -67,8 +67,13 @@ lint: $(VENV)/.installed ## ruff and terraform fmt
 schemas: $(VENV)/.installed ## rewrite the contract's JSON Schemas from the models
 	@$(VENV)/bin/datasync schemas --write
 
-.PHONY: clean
-clean: ## remove local state (stores, logs, Terraform working copies, builds)
+.PHONY: clean-state clean
+# The local stack's state lives in $(DATASYNC_VAR_DIR) (default var/, like `datasync up`).
+DATASYNC_VAR_DIR ?= var
+clean-state: ## forget the local stack (stop `make run` first): emulator state with its queued events, Terraform state, stores, logs
+	rm -rf "$(DATASYNC_VAR_DIR)/local" "$(DATASYNC_VAR_DIR)/stores"
+
+clean: clean-state ## remove all local state and builds (the next `make run` starts from scratch)
 	rm -rf var build .pytest_cache
 
 .PHONY: distclean
