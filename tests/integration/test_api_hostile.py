@@ -197,9 +197,10 @@ def test_slow_clients_are_cut_off_at_the_deadline_and_others_are_served(pipeline
     assert normal.status == 200 and normal.seconds < 3.5, f"{normal.seconds:.2f}s"
     assert published.status == 202
     for i, answer in answers.items():
-        assert answer.status in (408, 0), answer
         assert answer.seconds < 4, f"slow client {i} held on for {answer.seconds:.1f}s"
-    assert any(a.status == 408 for a in answers.values())
+        problem = assert_problem(answer, 408)
+        if i % 2 == 0:  # stuck in the headers: the worker itself answered
+            assert problem["detail"] == "The request took too long."
     assert "request did not arrive in time" in log.read_text()
     print(
         f"\nslow clients: 4 on 1x2 threads, 1 s deadline; cut after "
@@ -234,9 +235,11 @@ def test_no_api_key_email_or_name_reaches_any_log(pipeline, stack, tmp_path):
         call(url, "POST", "/v1/users", {"email": email, "name": name, "role": "x"},
              {"X-API-Key": pipeline.api_key}),
         send_raw(url, request("GET", "/healthz", {"X-API-Key": f"{wrong_keys[0]}\x00"})),
+        # no colon: gunicorn's own error log line would quote this whole line, key and all
+        send_raw(url, request("GET", "/healthz", {f"X-API-Key {pipeline.api_key}\r\nX": "1"})),
         send_raw(url, post(pipeline.api_key, f'{{"email": "{email}", "name": "{name}\\u0000"}}'.encode())),
     ]  # fmt: skip
-    assert [p.status for p in probes] == [401, 401, 422, 400, 422]
+    assert [p.status for p in probes] == [401, 401, 422, 400, 400, 422]
     user_id = created.body["user_id"]
     for destination in ("crm", "marketing", "analytics"):
         wait_until(lambda d=destination: pipeline.get(d, user_id), what=f"{destination} record")
