@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench.processes import die_with_parent
 from bench.users import user_profiles
 
 Sender = Callable[[int, float], Awaitable[dict[str, Any]]]
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-connections", type=int, default=512)
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per request")
     args = parser.parse_args(argv)
+    die_with_parent()
     cpu: dict[str, float] = {}
     results = asyncio.run(run(args, cpu))
     total = cpu_seconds()

@@ -7,12 +7,21 @@ processes (load generator, monitor). Only /proc text is parsed here, so it is un
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("api", "ministack", "lambda_workers", "consumers", "load_generator", "bench")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def die_with_parent() -> None:
+    """Linux: SIGTERM when the parent dies, so no helper outlives the tool (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def classify_cmdline(argv: list[str]) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from bench.calls import Call, classify
-from bench.processes import classify_cmdline, read_cmdline
+from bench.processes import classify_cmdline, die_with_parent, read_cmdline
 
 HOP_BY_HOP = {
     "connection",
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lifetime", type=float, default=3600, help="stop after this long")
     args = parser.parse_args(argv)
+    die_with_parent()
     asyncio.run(serve(args.port, args.lifetime))
 
 

@@ -11,7 +11,6 @@ does: the env file, the API URL, the emulator endpoint, the stores and the proce
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -24,7 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
+from bench.processes import die_with_parent
+
 READY_TIMEOUT_SECONDS = 900  # terraform apply takes 75-120 s on a quiet machine, more when busy
 STOP_TIMEOUT_SECONDS = 60
 
@@ -119,11 +119,6 @@ def process_groups_in(path: Path) -> list[int]:
     ]
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def start_stack(
     repo: Path,
     var_dir: Path,
@@ -163,7 +158,7 @@ def start_stack(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     stack = Stack(
         api_url=f"http://127.0.0.1:{api_port}",

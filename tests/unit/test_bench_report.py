@@ -56,8 +56,11 @@ def test_accounting_fields_may_be_null_only_when_the_result_says_why(result):
 
 def test_targets_compare_against_the_issue_bounds(result):
     better = copy.deepcopy(result)
-    better.update(e2e_events_per_minute=31_000, pipeline_to_ceiling_ratio=0.85,
-                  cost_per_million_events_usd=2.5)
+    better.update(
+        e2e_events_per_minute=31_000,
+        pipeline_to_ceiling_ratio=0.85,
+        cost_per_million_events_usd=2.5,
+    )
     better["e2e_latency_ms"]["p95"] = 1900
     better["api_latency_ms"]["p99"] = 45
     assert [t["met"] for t in targets(better)] == [True, True, True, True, True]
