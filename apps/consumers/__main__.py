@@ -1,64 +1,22 @@
 """``datasync-consumer --destination crm``: run one destination's workers until SIGTERM.
 
-All objects are built here, once: settings, the SQS client, one store per worker thread
-(SQLite/psycopg connections are not shared between threads), the health endpoint.
-
-Outside local mode (DATASYNC_ENV is not ``local``) a consumer refuses to start without
-DATABASE_URL: in a container a SQLite file lives on the pod's disk, so every replica would
-hold a fragment of the store and scaling to zero would wipe it. Exit codes are those of
-``datasync.core.exit_codes`` (5: misconfigured, 4: the queue cannot be reached).
+The handlers for SIGTERM/SIGINT come first, before the heavy imports (boto3, pydantic,
+psycopg: about 0.5 s, seconds on a busy node): KEDA may scale a pod in while it is still
+starting, and that is a clean stop too (exit 0), not a kill. The rest is in ``app.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
-
-from apps.consumers.health import start_health_server
-from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
-from datasync.contract import DESTINATIONS
-from datasync.core import exit_codes
-from datasync.core.aws import client
-from datasync.core.logging import configure_logging
-from datasync.core.queues import error_code
-from datasync.core.stores import open_store
-from datasync.settings import ConfigError, Settings
-
 logger = logging.getLogger("datasync.consumer")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="datasync-consumer", description=__doc__.splitlines()[0])
-    parser.add_argument("--destination", required=True, choices=DESTINATIONS)
-    parser.add_argument(
-        "--queue-url",
-        help="queue to read (default: DATASYNC_QUEUE_URL, else DATASYNC_<DEST>_QUEUE_URL)",
-    )
-    parser.add_argument("--concurrency", type=int, default=1, help="worker threads (default 1)")
-    parser.add_argument("--health-host", default="0.0.0.0", help="bind address of /healthz")  # noqa: S104
-    return parser.parse_args(argv)
-
-
-def database_url(settings: Settings) -> str | None:
-    """The consumer's DATABASE_URL; None (SQLite in DATASYNC_STORE_DIR) only in local mode."""
-    url = settings.database_dsn()
-    if url is None and settings.env != "local":
-        raise ConfigError(
-            "DATABASE_URL is not set: outside local mode a consumer needs a PostgreSQL database "
-            "(set DATABASE_URL=postgresql://...; DATASYNC_ENV=local allows SQLite files)"
-        )
-    return url
-
-
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM/SIGINT. Installed first thing: KEDA may scale a pod in while it
-    is still starting, and that is a clean stop too (exit 0), not a kill."""
+    """An event that SIGTERM/SIGINT set: the workers finish the batch in hand and return."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -73,66 +31,10 @@ def stop_on_signals() -> threading.Event:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     stop = stop_on_signals()
-    try:
-        settings = Settings.load()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
-        print(f"datasync-consumer: invalid settings: {problems}", file=sys.stderr)
-        return exit_codes.CONFIG
-    configure_logging(f"datasync-consumer-{args.destination}", settings.log_level)
-    try:
-        queue_url = args.queue_url or settings.queue_url or settings.queue_url_for(args.destination)
-        dsn = database_url(settings)
-    except ConfigError as exc:
-        print(f"datasync-consumer: {exc}", file=sys.stderr)
-        return exit_codes.CONFIG
-    sqs = client("sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-    try:
-        redrive = RedriveTarget.of_queue(sqs, queue_url)
-    except (BotoCoreError, ClientError) as exc:
-        print(
-            f"datasync-consumer: cannot read the queue {queue_url} ({error_code(exc)}): "
-            "check DATASYNC_QUEUE_URL, AWS_REGION and the credentials",
-            file=sys.stderr,
-        )
-        return exit_codes.UNAVAILABLE
-    metrics = Metrics()
-    workers = [
-        ConsumerWorker(
-            sqs=sqs,
-            queue_url=queue_url,
-            store=open_store(args.destination, database_url=dsn, store_dir=settings.store_dir),
-            redrive=redrive,
-            metrics=metrics,
-            wait_seconds=settings.receive_wait_seconds,
-        )
-        for _ in range(max(1, args.concurrency))
-    ]
-    if settings.health_port:
-        start_health_server(args.health_host, settings.health_port, args.destination, metrics)
-    logger.info(
-        "consumer started", extra={"destination": args.destination, "threads": len(workers)}
-    )
-    run_until_stopped(workers, stop)
-    logger.info("consumer stopped", extra={"counts": metrics.snapshot()})
-    return exit_codes.OK
+    from apps.consumers.app import run
 
-
-def run_until_stopped(workers: list[ConsumerWorker], stop: threading.Event) -> None:
-    threads = [
-        threading.Thread(target=w.run, args=(stop,), name=f"worker-{i}")
-        for i, w in enumerate(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for worker in workers:
-        worker.store.close()
+    return run(argv, stop)
 
 
 if __name__ == "__main__":

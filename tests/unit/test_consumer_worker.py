@@ -1,12 +1,15 @@
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from apps.consumers.__main__ import database_url, main
+from apps.consumers.__main__ import main
+from apps.consumers.app import database_url
 from apps.consumers.health import prometheus_text, start_health_server
 from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
 from datasync.core import exit_codes
@@ -290,6 +293,18 @@ def test_the_consumer_long_polls_as_long_as_its_setting_says_and_stops_on_sigter
         timer.cancel()
     assert received and set(received) == {1}
     assert time.monotonic() - started < 1 + 3, "a stop waits at most one long poll"
+
+
+def test_the_signal_handlers_come_before_the_heavy_imports():
+    """A SIGTERM in the first half second of a pod (its imports) must not kill it either."""
+    code = (
+        "import sys, apps.consumers.__main__;"
+        "print(sorted({'boto3', 'botocore', 'pydantic', 'psycopg'} & set(sys.modules)))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"
 
 
 def test_a_sigterm_while_the_consumer_starts_is_a_clean_stop(
