@@ -29,6 +29,7 @@ FANOUT = 3
 @dataclass
 class CeilingResult:
     events: int
+    started: float  # the first put (epoch seconds)
     seconds: float
     events_per_second: float
     delivered: list[int]  # per queue
@@ -152,6 +153,7 @@ class Ceiling:
         complete = min(delivered)
         return CeilingResult(
             events=count,
+            started=put.started,
             seconds=seconds,
             events_per_second=complete / seconds if seconds > 0 else 0.0,
             delivered=delivered,

@@ -290,7 +290,6 @@ def ceiling(ctx: Context, count: int) -> dict[str, Any]:
     wait_quiet(ctx)
     ctx.monitor.set_phase(f"ceiling-{count}")
     with Ceiling(ctx.env, drain_threads=ctx.config.ceiling_drain_threads) as fanout:
-        started = time.time()
         result = fanout.run(
             count, seed=ctx.config.seed + count, timeout=max(ctx.config.drain_timeout, count / 20)
         )
@@ -300,7 +299,7 @@ def ceiling(ctx: Context, count: int) -> dict[str, Any]:
         f"one drainer process per queue, {ctx.config.ceiling_drain_threads} threads each, "
         "ReceiveMessage(10) + DeleteMessageBatch, no application code"
     )
-    out["window"] = [started, started + result.seconds]
+    out["window"] = [result.started, result.started + result.seconds]
     return out
 
 

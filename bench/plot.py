@@ -43,6 +43,28 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ):
             ax_latency.plot(lat_t, [p[key] for p in series], label=label, linewidth=1)
         ax_latency.set_yscale("log")
+    for n, ceiling in enumerate(_ceilings(result)):
+        start, end = ceiling["window"]
+        ax_rate.hlines(
+            ceiling["events_per_second"],
+            start - t0,
+            end - t0,
+            colors="black",
+            linestyles="dashed",
+            label="emulator ceiling (own queues)" if n == 0 else None,
+        )
+    sustained = result.get("sustained") or {}
+    if sustained.get("windows"):
+        begin = sustained["window"][0] - t0
+        mids = [begin + (w["from_s"] + w["to_s"]) / 2 for w in sustained["windows"]]
+        ax_latency.plot(
+            mids,
+            [(w["latency_ms"] or {}).get("p95") for w in sustained["windows"]],
+            marker="o",
+            label="sustained due->applied p95",
+            linewidth=1,
+        )
+        ax_latency.set_yscale("log")
     ax_rate.set_ylabel("events or requests / s")
     ax_latency.set_ylabel("latency (ms, log)")
 
@@ -72,6 +94,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _ceilings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [result["ceiling"]] if result.get("ceiling") else []
+    return rows + [row["ceiling"] for row in result.get("scaling") or []]
 
 
 def _shade_phases(ax: Any, samples: list[dict[str, Any]], t0: float) -> None:

@@ -189,6 +189,9 @@ def account(config: Config, result: dict[str, Any]) -> None:
 
 def finish(config: Config, result: dict[str, Any]) -> None:
     api, burst, ceiling = result.get("api") or {}, result.get("burst"), result.get("ceiling")
+    if not burst and result.get("scaling"):  # no default burst: the largest scaling pair
+        largest = max(result["scaling"], key=lambda row: row["events"])
+        burst, ceiling = largest["pipeline"], largest["ceiling"]
     if burst:
         result["e2e_events_per_minute"] = round(burst["events_per_second"] * 60)
         result["e2e_events_per_minute_source"] = f"burst of {burst['events']} events on the bus"
