@@ -38,10 +38,17 @@ def missing_resources(endpoint: str, outputs: dict[str, Any], package: Path) -> 
             return [f"(the check failed: {type(exc).__name__}: {exc})"]
 
 
-def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int:
-    """Messages in the buffer queues, waiting or inside a Lambda batch (0 if unreachable)."""
+def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
+    """Messages in the buffer queues, waiting or inside a Lambda batch; None if unknown.
+
+    Asked while stopping: one short attempt per call (a hung emulator must not eat the stop's
+    budget), and the first failure ends the asking.
+    """
     with _emulator_credentials():
-        sqs = _client("sqs", outputs, endpoint)
+        sqs = client(
+            "sqs", region=outputs["region"], endpoint_url=endpoint,
+            connect_timeout=1, read_timeout=2, attempts=1,
+        )  # fmt: skip
         total = 0
         try:
             for url in outputs["buffer_queue_urls"].values():
@@ -54,7 +61,7 @@ def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int:
                 )["Attributes"]
                 total += sum(int(v) for v in attributes.values())
         except (BotoCoreError, ClientError, KeyError):
-            return 0
+            return None
         return total
 
 
@@ -65,8 +72,11 @@ def _emulator_credentials() -> Any:
 
 
 def _client(service: str, outputs: dict[str, Any], endpoint: str) -> Any:
-    # A missing resource answers at once (not retried); the emulator is local and healthy.
-    return client(service, region=outputs["region"], endpoint_url=endpoint, read_timeout=5)
+    # A missing resource answers at once; a slow emulator makes the check fail, and then
+    # Terraform runs instead (safe, only slower).
+    return client(
+        service, region=outputs["region"], endpoint_url=endpoint, read_timeout=5, attempts=1
+    )
 
 
 def _missing(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]:

@@ -37,7 +37,13 @@ from apps.cli.supervisor import (
     group_stoppable,
     stop_together,
 )
-from apps.cli.terraform import TerraformStack, forget_state, inputs_fingerprint, prepare_workdir
+from apps.cli.terraform import (
+    TerraformError,
+    TerraformStack,
+    forget_state,
+    inputs_fingerprint,
+    prepare_workdir,
+)
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
@@ -213,7 +219,15 @@ class LocalStack:
             return applied.outputs
         say(f"applying terraform/ to the emulator: {why} ...")
         stack.init(self.latch)
-        outputs = stack.apply(variables, self.latch)
+        try:
+            outputs = stack.apply(variables, self.latch)
+        except TerraformError as exc:
+            if applied is None or cfg.external_endpoint:
+                raise
+            raise TerraformError(
+                f"{exc}\nAfter an interrupted apply the emulator and Terraform's state may "
+                "disagree: `make clean-state` starts over (queued events are lost)."
+            ) from None
         say(f"terraform applied ({time.monotonic() - started:.0f}s)")
         return outputs
 
@@ -392,7 +406,9 @@ class LocalStack:
         while waiting and time.monotonic() < until and not self.latch.hurry:
             self.latch.wait(0.25)
             waiting = buffered_messages(self.emulator.url, self.outputs)
-        if waiting:
+        if waiting is None:
+            say("the emulator does not answer: not waiting for the Lambdas")
+        elif waiting:
             say(f"{waiting} events still in the buffer queues; they stay there for the next run")
 
     def _stop_emulator(self, budget: float) -> None:

@@ -146,7 +146,7 @@ def inputs_fingerprint(workdir: Path, variables: dict[str, str]) -> str:
 class Applied:
     """What the last successful apply was given (fingerprint) and what it output."""
 
-    fingerprint: str | None  # None: an apply started after it and did not finish
+    fingerprint: str | None  # None: a later apply started and did not finish
     outputs: dict[str, Any]
 
 
@@ -227,7 +227,8 @@ class TerraformStack:
     def apply(self, variables: dict[str, str], latch: StopLatch) -> dict[str, Any]:
         """Apply, then record what it was given; an unfinished apply leaves no fingerprint."""
         previous = self.applied()
-        self._record(Applied(None, previous.outputs if previous else {}))
+        if previous is not None:  # until this apply finishes, the record must not look current
+            self._record(Applied(None, previous.outputs))
         self._run(
             "apply", latch, var=variables, parallelism=20, input=False, no_color=IsFlagged,
             auto_approve=IsFlagged,

@@ -123,6 +123,7 @@ class LocalRun:
     runs: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
     first_output: str = ""
+    interrupted_output: str = ""
     stray_queues: list[str] = field(default_factory=list)
 
     @property
@@ -243,6 +244,17 @@ def local_run(tmp_path_factory):
     _seed_an_earlier_life(stack)
     subprocess.run(["make", "--no-print-directory", "clean-state"], cwd=ROOT, env=stack.env,
                    check=True, capture_output=True)  # fmt: skip
+    # A stop while Terraform applies: it is interrupted (SIGINT), and the next start knows the
+    # apply never finished, so it starts over from an empty emulator.
+    interrupted = Run(stack)
+    try:
+        interrupted.wait_for("applying terraform/", timeout=120)
+        interrupted.wait_for(": Creating...", timeout=60)  # resources are being created
+        time.sleep(3)
+        stack.figures["stop_during_apply"] = interrupted.stop_and_measure(signal.SIGINT, group=True)
+        stack.interrupted_output = interrupted.output
+    finally:
+        interrupted.kill()
     first = Run(stack)
     try:
         stack.figures["first_start"] = first.wait_until_up()
@@ -254,6 +266,14 @@ def local_run(tmp_path_factory):
         first.kill()
     yield stack
     print(f"\nlocal run figures (2 shared cores, noisy): {stack.figures}")
+
+
+def test_a_stop_during_the_first_apply_interrupts_terraform_and_the_next_start_starts_over(
+    local_run,
+):
+    assert "stopping: SIGINT received while starting" in local_run.interrupted_output
+    assert local_run.figures["stop_during_apply"] <= STOP_BOUND_SECONDS
+    assert "no finished Terraform apply to match" in local_run.first_output
 
 
 def test_clean_state_forgets_everything_and_the_first_start_applies_terraform(local_run):
