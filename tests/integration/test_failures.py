@@ -234,6 +234,24 @@ def test_malformed_events_on_the_bus_are_dead_lettered_by_every_lambda_and_a_goo
         wait_until(lambda d=destination: pipeline.get(d, user["user_id"]), what=f"{destination}")
 
 
+def test_an_asynchronous_invocation_still_transforms_its_one_event(
+    pipeline: Pipeline, stack: Any
+) -> None:
+    """The other input path: an EventBridge event handed to the function directly."""
+    envelope = load_event("eventbridge_user_created")
+    user_id = str(uuid.uuid4())
+    envelope["detail"].update(event_id=str(uuid.uuid4()), correlation_id=f"async-{tag()}")
+    envelope["detail"]["data"]["user_id"] = user_id
+    response = pipeline.aws("lambda").invoke(
+        FunctionName=stack.outputs["lambda_function_names"]["crm"],
+        InvocationType="Event",
+        Payload=json.dumps(envelope).encode(),
+    )
+    assert response["StatusCode"] == 202
+    crm = wait_until(lambda: pipeline.get("crm", user_id), what="the asynchronously sent record")
+    assert crm["name"] == envelope["detail"]["data"]["name"]
+
+
 # -- a message that always fails ---------------------------------------------------------------
 def test_a_record_the_store_always_rejects_reaches_the_dlq_after_max_receive_count(
     pipeline: Pipeline, stack: Any
@@ -422,6 +440,7 @@ def test_redrive_after_a_fix_applies_each_message_once_and_repeating_it_applies_
         stopping = time.monotonic()
         code = consumer.wait(RECEIVE_WAIT + 30)
     stopped_after = time.monotonic() - stopping
+    print(f"consumer stopped {stopped_after:.1f}s after SIGTERM (long poll {RECEIVE_WAIT}s)")
     assert code == 0, log.read_text()[-2000:]
     assert stopped_after < RECEIVE_WAIT + 5, f"SIGTERM took {stopped_after:.1f}s"
 
