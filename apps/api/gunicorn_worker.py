@@ -66,6 +66,7 @@ class DeadlineSocket(socket.socket):
     """A client socket whose reads must be done by a deadline, set anew for each request."""
 
     deadline: float = float("inf")
+    seconds: float = 5.0
     answered = False
 
     @classmethod
@@ -75,6 +76,7 @@ class DeadlineSocket(socket.socket):
         return adopted
 
     def arm(self, seconds: float) -> None:
+        self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.answered = False
 
@@ -82,16 +84,28 @@ class DeadlineSocket(socket.socket):
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise RequestTimeout()
-        super().settimeout(remaining)
+        # A caller's own, shorter timeout still holds (gunicorn drains and lingers with one).
+        own = self.gettimeout()
+        super().settimeout(remaining if own is None else min(own, remaining))
         try:
             return super().recv(bufsize, flags)
         except TimeoutError:
-            raise RequestTimeout() from None
+            if time.monotonic() >= self.deadline:
+                raise RequestTimeout() from None
+            raise
+        finally:
+            super().settimeout(own)
 
     def sendall(self, data: bytes, flags: int = 0) -> None:  # type: ignore[override]
+        # The remaining read time says nothing about writing; a client that does not read its
+        # answer gets the same time again, not forever.
         self.answered = True
-        super().settimeout(None)  # the remaining read time says nothing about writing
-        super().sendall(data, flags)
+        own = self.gettimeout()
+        super().settimeout(self.seconds)
+        try:
+            super().sendall(data, flags)
+        finally:
+            super().settimeout(own)
 
 
 class DeadlineThreadWorker(ThreadWorker):
