@@ -15,16 +15,20 @@ pydantic-core).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from apps.cli.paths import MINISTACK_VENV, REQUIREMENTS_DIR, ROOT
+from apps.cli.paths import REQUIREMENTS_DIR, ROOT
+from apps.cli.settings import cli_settings
 
 Target = Literal["local", "aws"]
 SOURCE_PACKAGES = ("datasync", "lambdas")
@@ -59,7 +63,7 @@ def _fingerprint(target: str, python_version: str, architecture: str) -> str:
 
 def _pip_install(target: Target, into: Path, python_version: str, architecture: str) -> None:
     if target == "local":
-        python = MINISTACK_VENV / "bin" / "python"
+        python = cli_settings().ministack_venv / "bin" / "python"
         if not python.exists():
             raise RuntimeError(f"the emulator environment is missing ({python}): run `make tools`")
         platform_args: list[str] = []
@@ -99,6 +103,19 @@ def _write_zip(path: Path, site: Path) -> None:
     tmp.replace(path)
 
 
+# Older builds are removed only once they are a day old: a `make run` and a `make test` share
+# var/build, and a zip one of them is deploying must not vanish under it.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+def _remove_stale(builds: Iterable[Path]) -> None:
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    for build in builds:
+        with contextlib.suppress(FileNotFoundError):
+            if build.stat().st_mtime < cutoff:
+                build.unlink()
+
+
 def build_lambda_package(
     target: Target,
     out_dir: Path,
@@ -120,8 +137,7 @@ def build_lambda_package(
     path = out_dir / f"{name}-{_fingerprint(target, python_version, architecture)}.zip"
     if path.exists():
         return path
-    for stale in out_dir.glob(f"{name}-*.zip"):
-        stale.unlink()
+    _remove_stale(out_dir.glob(f"{name}-*.zip"))
     with tempfile.TemporaryDirectory(prefix="datasync-lambda-") as tmp:
         site = Path(tmp) / "site"
         _pip_install(target, site, python_version, architecture)

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from apps.cli.local_stack import LocalStack, StackConfig
-from apps.cli.paths import MINISTACK_VENV, ROOT
+from apps.cli.paths import ROOT
+from apps.cli.settings import cli_settings
 from datasync.settings import LOCAL_API_KEY
 from tests.pipeline import Pipeline, free_port
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    if not (MINISTACK_VENV / "bin" / "ministack").exists():
+    if not (cli_settings().ministack_venv / "bin" / "ministack").exists():
         pytest.fail("MiniStack is not installed: run `make test` (it installs .tools/ministack)")
     config = StackConfig(
         var_dir=tmp_path_factory.mktemp("stack"),
