@@ -26,6 +26,7 @@ api-tools: $(SCHEMATHESIS_VENV)/.installed ## install schemathesis (.tools/schem
 
 api-checks: tools $(SCHEMATHESIS_VENV)/.installed ## the API's unit tests, then schemathesis, faults and hostile input on the real stack
 	$(PY) -m pytest tests/unit/test_api.py tests/unit/test_api_fuzz.py tests/unit/test_bus.py \
+		tests/unit/test_gunicorn_worker.py \
 		tests/unit/test_published_patterns.py -q -p no:cacheprovider
 	$(PY) -m pytest tests/integration/test_api_schemathesis.py tests/integration/test_api_faults.py \
 		tests/integration/test_api_hostile.py -q -p no:cacheprovider
