@@ -43,15 +43,22 @@ profile_like = st.fixed_dictionaries(
         ["application/json", "application/problem+json", "text/plain", None]
     ),
     idem=st.one_of(st.none(), st.text(max_size=300)),
+    credentials=st.dictionaries(
+        st.sampled_from(["Authorization", "X-API-Key", "X-Correlation-ID"]),
+        st.one_of(st.text(max_size=40), st.just("Bearer unit-test-key"), st.just("other-key")),
+        max_size=3,
+    ),
 )
 def test_no_input_produces_a_server_error(
-    client, auth, method, path, body, raw, content_type, idem
+    client, auth, method, path, body, raw, content_type, idem, credentials
 ):
     headers = dict(auth)
     if content_type:
         headers["Content-Type"] = content_type
     if idem is not None:
         headers["Idempotency-Key"] = idem.encode("utf-8", "ignore").decode("latin-1", "ignore")
+    for name, value in credentials.items():
+        headers[name] = value.encode("utf-8", "ignore").decode("latin-1", "ignore")
     data = raw if raw is not None else json.dumps(body)
     try:
         response = client.open(path, method=method, data=data, headers=headers)
