@@ -121,3 +121,45 @@ def test_a_failure_reason_does_not_quote_the_records_values(make_store, monkeypa
     monkeypatch.setattr(store, "_merge", choke)
     [result] = store.apply([record(key="u1", at=1, email="ada@example.com")])
     assert result.error == "ValueError: cannot store '<redacted>'"
+
+
+def test_a_hidden_marketing_detail_is_forgotten_after_its_retention_only(make_store):
+    from datetime import UTC, datetime, timedelta
+
+    from datasync.contract.consent import HIDDEN_DETAIL_RETENTION_SECONDS
+
+    store = make_store("marketing")
+    key = f"user-{uuid.uuid4()}"
+    removal = {"subscribed": False, "email": None, "name": None, "country": None}
+    store.apply([record("marketing", key=key, at=1, **removal)])
+    store.apply([record("marketing", key=key, at=2, country="IE")])  # while opted out: hidden
+    other = f"user-{uuid.uuid4()}"
+    store.apply([record("marketing", key=other, at=1, subscribed=True, email="a@example.com",
+                        name="Ada", country="GB")])  # fmt: skip
+
+    assert store.forget_expired_hidden() == 0  # within the retention: kept (unseen)
+    assert store.state(key).fields["country"] == "IE"
+    later = datetime.now(UTC) + timedelta(seconds=HIDDEN_DETAIL_RETENTION_SECONDS + 1)
+    assert store.forget_expired_hidden(now=later) == 1
+    assert store.state(key).fields["country"] is None
+    assert store.state(other).fields["email"] == "a@example.com"  # subscribed: untouched
+    assert store.forget_expired_hidden(now=later) == 0  # forgotten once, for good
+
+
+def test_an_opt_in_arriving_late_shows_a_detail_written_after_it(make_store):
+    from datetime import UTC, datetime, timedelta
+
+    from datasync.contract.consent import HIDDEN_DETAIL_RETENTION_SECONDS
+
+    store = make_store("marketing")
+    key = f"user-{uuid.uuid4()}"
+    removal = {"subscribed": False, "email": None, "name": None, "country": None}
+    store.apply([record("marketing", key=key, at=1, **removal)])
+    store.apply([record("marketing", key=key, at=3, country="IE")])  # arrives first
+    store.apply([record("marketing", key=key, at=2, subscribed=True, email="a@example.com",
+                        name="Ada", country=None)])  # fmt: skip
+    fields = store.state(key).fields
+    assert fields["subscribed"] is True and fields["country"] == "IE"
+    later = datetime.now(UTC) + timedelta(seconds=HIDDEN_DETAIL_RETENTION_SECONDS + 1)
+    assert store.forget_expired_hidden(now=later) == 0  # nothing is hidden any more
+    assert store.state(key).fields["country"] == "IE"

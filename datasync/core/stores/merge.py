@@ -6,6 +6,10 @@ times, and the result is the same: an older update never overwrites a newer valu
 partial updates to different fields both survive, and a delete is final (erasure must not
 be undone by a late update).
 
+Marketing merges the same way: consent is applied when a state is *read*, not while merging
+(see datasync/contract/consent.py for why; erasing at merge time made the result depend on the
+arrival order). ``forget_hidden`` erases for good what nobody may see, after a while.
+
 What a reader sees is decided here too: an erased user, and a marketing contact who is not
 subscribed, are absent to the person asking (``absence``); the versions and the tombstone are
 internals (``internal_view``), shown only on request.
@@ -16,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasync.contract import Destination, DestinationRecord
-from datasync.contract.consent import enforce, is_subscribed
+from datasync.contract import Destination, DestinationRecord, consent
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,16 @@ def merge(current: StoredState, record: DestinationRecord) -> StoredState | None
         if record.version > versions.get(name, ""):
             fields[name] = value
             versions[name] = record.version
-    if record.destination == "marketing":
-        fields = enforce(fields)  # contact details only while subscribed, in any arrival order
     if fields == current.fields and versions == current.versions:
         return None
     return StoredState(fields=fields, versions=versions)
+
+
+def forget_hidden(state: StoredState) -> StoredState | None:
+    """``state`` with the contact details nobody may see erased, or None if there are none."""
+    if state.deleted or not consent.hidden_details(state.fields):
+        return None
+    return StoredState(consent.forget_hidden(state.fields), state.versions)
 
 
 def erased_at(state: StoredState) -> str | None:
@@ -60,14 +68,14 @@ def absence(destination: Destination, state: StoredState | None) -> str | None:
         return "no record"
     if state.deleted:
         return f"erased at {erased_at(state)}"
-    if destination == "marketing" and not is_subscribed(state.fields):
+    if destination == consent.CONSENT_DESTINATION and not consent.is_subscribed(state.fields):
         return "not subscribed"
     return None
 
 
 def public_view(key: str, state: StoredState) -> dict[str, Any]:
-    """What `datasync get` shows of a present key: its values, no internals."""
-    return {"key": key, **state.fields}
+    """What `datasync get` shows of a present key: its values as anyone may see them."""
+    return {"key": key, **consent.enforce(state.fields)}
 
 
 def internal_view(key: str, state: StoredState) -> dict[str, Any]:

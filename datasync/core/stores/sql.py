@@ -12,13 +12,13 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from datasync.contract import Destination, DestinationRecord
+from datasync.contract import Destination, DestinationRecord, consent
 from datasync.core.queues import failure_reason, string_values
-from datasync.core.stores.merge import StoredState, internal_view, merge
+from datasync.core.stores.merge import StoredState, forget_hidden, internal_view, merge
 
 Outcome = Literal["applied", "unchanged", "duplicate"]
 
@@ -48,6 +48,7 @@ class SqlStore:
         self._conn = connection
         self._postgres = postgres
         self._prefix = f"datasync_{destination}"
+        self._keeps_consent = destination == consent.CONSENT_DESTINATION
         self._create_tables()
 
     # -- writing ---------------------------------------------------------------------------
@@ -111,27 +112,73 @@ class SqlStore:
             " ON CONFLICT (key) DO NOTHING",
             (record.key, _now()),
         )
-        lock = " FOR UPDATE" if self._postgres else ""
-        row = self._sql(
-            f"SELECT fields, versions, deleted_version FROM {table} WHERE key = ?{lock}",
-            (record.key,),
-        ).fetchone()
-        current = StoredState(json.loads(row[0]), json.loads(row[1]), row[2])
+        current = self._locked_state(record.key)
+        assert current is not None  # the row was just created
         new = merge(current, record)
         if new is None:
             return "unchanged"
-        self._sql(
-            f"UPDATE {table} SET fields = ?, versions = ?, deleted_version = ?, updated_at = ?"
-            " WHERE key = ?",
-            (
-                json.dumps(new.fields),
-                json.dumps(new.versions),
-                new.deleted_version,
-                _now(),
-                record.key,
-            ),
-        )
+        self._write_state(record.key, new)
         return "applied"
+
+    def _write_state(self, key: str, state: StoredState) -> None:
+        self._sql(
+            f"UPDATE {self._prefix}_records SET fields = ?, versions = ?, deleted_version = ?,"
+            " updated_at = ? WHERE key = ?",
+            (json.dumps(state.fields), json.dumps(state.versions), state.deleted_version,
+             _now(), key),
+        )  # fmt: skip
+        if self._keeps_consent:
+            self._track_hidden(key, state)
+
+    def _track_hidden(self, key: str, state: StoredState) -> None:
+        """Remember when to forget details nobody may see (the first time they appeared)."""
+        table = f"{self._prefix}_hidden"
+        if state.deleted or not consent.hidden_details(state.fields):
+            self._sql(f"DELETE FROM {table} WHERE key = ?", (key,))
+            return
+        forget_after = datetime.now(UTC) + timedelta(
+            seconds=consent.HIDDEN_DETAIL_RETENTION_SECONDS
+        )
+        self._sql(
+            f"INSERT INTO {table} (key, forget_after) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, forget_after.isoformat()),
+        )
+
+    def forget_expired_hidden(self, now: datetime | None = None, limit: int = 500) -> int:
+        """Erase for good the hidden contact details whose retention is over; returns how many
+        keys were cleaned. Consumers call it now and then (see consent.py for why it waits)."""
+        if not self._keeps_consent:
+            return 0
+        cutoff = (now or datetime.now(UTC)).isoformat()
+        self._sql("BEGIN" if self._postgres else "BEGIN IMMEDIATE")
+        try:
+            keys = [
+                row[0]
+                for row in self._sql(
+                    f"SELECT key FROM {self._prefix}_hidden WHERE forget_after <= ? LIMIT ?",
+                    (cutoff, limit),
+                ).fetchall()
+            ]
+            for key in keys:
+                state = self._locked_state(key)
+                forgotten = forget_hidden(state) if state else None
+                if forgotten is not None:
+                    self._write_state(key, forgotten)
+                self._sql(f"DELETE FROM {self._prefix}_hidden WHERE key = ?", (key,))
+            self._sql("COMMIT")
+        except BaseException:
+            self._sql("ROLLBACK")
+            raise
+        return len(keys)
+
+    def _locked_state(self, key: str) -> StoredState | None:
+        lock = " FOR UPDATE" if self._postgres else ""
+        row = self._sql(
+            f"SELECT fields, versions, deleted_version FROM {self._prefix}_records"
+            f" WHERE key = ?{lock}",
+            (key,),
+        ).fetchone()
+        return None if row is None else StoredState(json.loads(row[0]), json.loads(row[1]), row[2])
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
@@ -197,6 +244,12 @@ class SqlStore:
                 " fields TEXT NOT NULL, versions TEXT NOT NULL, deleted_version TEXT,"
                 " updated_at TEXT NOT NULL)"
             )
+        if self._keeps_consent:
+            statements += [
+                f"CREATE TABLE IF NOT EXISTS {p}_hidden"
+                " (key TEXT PRIMARY KEY, forget_after TEXT NOT NULL)",
+                f"CREATE INDEX IF NOT EXISTS {p}_hidden_due ON {p}_hidden (forget_after)",
+            ]
         self._sql("BEGIN")
         if self._postgres:
             # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is
