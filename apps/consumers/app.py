@@ -114,7 +114,11 @@ def run_until_stopped(workers: list[ConsumerWorker], stop: threading.Event) -> N
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    # Join with a timeout, in a loop: a signal the kernel hands to a worker thread (e.g. a
+    # SIGTERM pending while the process was SIGSTOPped) only runs its Python handler when the
+    # main thread wakes up, and a plain join() never does.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(timeout=0.5)
     for worker in workers:
         worker.store.close()
