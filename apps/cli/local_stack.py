@@ -145,10 +145,9 @@ class LocalStack:
     apps: dict[str, Supervised] = field(default_factory=dict)
 
     # -- infrastructure ---------------------------------------------------------------------
-    def start_infra(self) -> dict[str, Any]:
+    def start_infra(self, *, fresh: bool = False) -> dict[str, Any]:
         cfg = self.config
-        cfg.logs_dir.mkdir(parents=True, exist_ok=True)
-        stop_leftovers(ProcessFile(cfg.pid_file), say)
+        self.clear_the_way(fresh=fresh)
         if cfg.external_endpoint:
             say(f"using the emulator at {cfg.external_endpoint} (DATASYNC_AWS_ENDPOINT_URL)")
             self.emulator = Emulator(cfg.external_endpoint)
@@ -246,6 +245,21 @@ class LocalStack:
         if missing:
             return f"the emulator lacks {', '.join(missing[:3])}"
         return None
+
+    def clear_the_way(self, *, fresh: bool) -> None:
+        """Stop what a killed run left (its pids are in the state we may forget), then forget."""
+        stop_leftovers(ProcessFile(self.config.pid_file), say)
+        if fresh:
+            self.forget_state()
+        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+
+    def forget_state(self) -> None:
+        """A clean slate (`datasync up --fresh`, like `make clean-state`): the emulator's saved
+        state with its queued events, Terraform's state, the stores and the logs."""
+        for directory in (self.config.local_dir, self.config.store_dir):
+            if directory.exists():
+                say(f"--fresh: removing {directory}")
+                shutil.rmtree(directory)
 
     def app_environment(self) -> dict[str, str]:
         """Settings for the API, consumers and CLI, derived from the Terraform outputs."""
@@ -453,14 +467,14 @@ class LocalStack:
         )
 
 
-def run_foreground(infra_only: bool = False) -> int:
+def run_foreground(infra_only: bool = False, fresh: bool = False) -> int:
     """Start the stack, supervise it until a stop request, always stop it in order."""
     latch = StopLatch().install()
     stack = LocalStack(StackConfig.from_environment(), latch=latch)
     started = time.monotonic()
     code = 0
     try:
-        stack.start_infra()
+        stack.start_infra(fresh=fresh)
         if infra_only:
             say(f"infrastructure is up; settings in {stack.config.env_file}. Ctrl-C stops it.")
         else:

@@ -237,7 +237,7 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from apps.cli.local_stack import run_foreground
 
-    return run_foreground(infra_only=args.infra_only)
+    return run_foreground(infra_only=args.infra_only, fresh=args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the whole pipeline locally (make run)")
     up.add_argument("--infra-only", action="store_true", help="emulator + Terraform, no apps")
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from a clean slate: forget the emulator's saved state (queued events too), "
+        "Terraform's state, the stores and the logs (like `make clean-state`)",
+    )
     up.set_defaults(func=cmd_up)
 
     get = commands.add_parser("get", help="print a stored record")

@@ -154,6 +154,30 @@ def test_an_apply_that_never_finished_makes_both_start_over(tmp_path, capsys):
     assert "no finished Terraform apply" in capsys.readouterr().out
 
 
+def test_fresh_stops_leftovers_then_forgets_every_kind_of_state(tmp_path, capsys):
+    stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
+    stack.config.store_dir.mkdir(parents=True)
+    (stack.config.store_dir / "crm.sqlite3").write_text("")
+    leftover = spawn(["sleep", "60"], log_path=None)
+    ProcessFile(stack.config.pid_file).write([("consumer-crm", leftover.pid)])
+    try:
+        stack.clear_the_way(fresh=True)
+        assert leftover.wait(10) is not None  # stopped before its pid file was forgotten
+    finally:
+        leftover.kill()
+    for gone in (stack.config.emulator_state_dir, stack.config.terraform_dir,
+                 stack.config.store_dir):  # fmt: skip
+        assert not gone.exists(), gone
+    assert stack.config.logs_dir.is_dir()  # ready for the run that follows
+
+
+def test_without_fresh_a_restart_keeps_its_state(tmp_path):
+    stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
+    stack.clear_the_way(fresh=False)
+    assert (stack.config.emulator_state_dir / "sqs.json").exists()
+    assert (stack.config.terraform_dir / "applied.json").exists()
+
+
 def test_the_fingerprint_changes_with_the_configuration_and_the_variables(tmp_path):
     workdir = prepare_workdir(tmp_path / "tf", "http://127.0.0.1:4999")
     variables = {"lambda_package_path": "/b/lambda-local-aaaa.zip", "create_alarms": "true"}
