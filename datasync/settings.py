@@ -80,7 +80,7 @@ class Settings(_DestinationQueueUrls):
         0.3, gt=0, validation_alias="DATASYNC_PUBLISH_CONNECT_TIMEOUT_SECONDS"
     )
     publish_read_timeout_seconds: float = Field(
-        0.8, gt=0, validation_alias="DATASYNC_PUBLISH_READ_TIMEOUT_SECONDS"
+        0.6, gt=0, validation_alias="DATASYNC_PUBLISH_READ_TIMEOUT_SECONDS"
     )
     breaker_failures: int = Field(5, ge=1, validation_alias="DATASYNC_BREAKER_FAILURES")
     breaker_cooldown_seconds: float = Field(

@@ -176,7 +176,7 @@ class EventPublisher:
     events_client: Any
     bus_name: str
     budget_seconds: float = 2.0
-    attempt_timeout: float = 1.1
+    attempt_timeout: float = 0.9
     base_delay: float = 0.05
     max_delay: float = 0.5
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)

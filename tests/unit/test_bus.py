@@ -297,12 +297,12 @@ def real_publisher(endpoint_url):
         region="us-east-1",
         endpoint_url=endpoint_url,
         connect_timeout=0.3,
-        read_timeout=0.8,
+        read_timeout=0.6,
         attempts=1,
     )
     sent = []
     events.meta.events.register("before-send.events.PutEvents", lambda **kw: sent.append(1))
-    return EventPublisher(events, "bus", budget_seconds=2.0, attempt_timeout=1.1), sent
+    return EventPublisher(events, "bus", budget_seconds=2.0, attempt_timeout=0.9), sent
 
 
 def test_a_real_client_against_a_hung_bus_answers_within_the_budget(credentials):
