@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MINISTACK_VENV := .tools/ministack
-# pip prints one warning per missing local index on some machines; they are noise here.
-PIP_QUIET := grep -v -e "^WARNING: Location" -e "^\[notice\]" || true
+# pip prints one warning per missing local index on some machines; they are noise here. The
+# braces keep pip's own exit status (pipefail): only grep's "nothing left to print" is forgiven.
+PIP_QUIET := { grep -v -e "^WARNING: Location" -e "^\[notice\]" || true; }
 
 export PYTHONDONTWRITEBYTECODE := 1
 
