@@ -112,13 +112,47 @@ module "destination" {
   buffer_batch_size              = var.buffer_batch_size
   buffer_batching_window_seconds = var.buffer_batching_window_seconds
 
-  create_alarms                = var.create_alarms
-  alarm_actions                = var.alarm_actions
-  oldest_message_alarm_seconds = var.oldest_message_alarm_seconds
-
   tags = {
     Destination = each.key
   }
+}
+
+################################################################################
+# Monitoring: alarms per destination, the SNS topic they notify, the dashboard
+################################################################################
+
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  name_prefix    = var.name_prefix
+  event_bus_name = aws_cloudwatch_event_bus.this.name
+  event_bus_arn  = aws_cloudwatch_event_bus.this.arn
+
+  destinations = {
+    for key, pipeline in module.destination : key => {
+      rule_name         = pipeline.rule_name
+      buffer_queue_name = pipeline.buffer_queue_name
+      queue_name        = pipeline.queue_name
+      dlq_name          = pipeline.dlq_name
+      function_name     = pipeline.function_name
+    }
+  }
+  lambda_timeout_seconds = var.lambda_timeout_seconds
+
+  create_alarms                       = var.create_alarms
+  alarm_period_seconds                = var.alarm_period_seconds
+  alarm_evaluation_periods            = var.alarm_evaluation_periods
+  oldest_message_alarm_seconds        = var.oldest_message_alarm_seconds
+  buffer_oldest_message_alarm_seconds = var.buffer_oldest_message_alarm_seconds
+  transform_errors_alarm_threshold    = var.transform_errors_alarm_threshold
+  transform_throttles_alarm_threshold = var.transform_throttles_alarm_threshold
+
+  create_alarm_topic      = var.create_alarm_topic
+  alarm_actions           = var.alarm_actions
+  alarm_topic_kms_key_arn = var.alarm_topic_kms_key_arn
+  alarm_email_addresses   = var.alarm_email_addresses
+
+  create_dashboard = var.create_dashboard
 }
 
 ################################################################################

@@ -91,3 +91,32 @@ output "rule_arns" {
   description = "EventBridge rule ARN, by destination."
   value       = { for k, d in module.destination : k => d.rule_arn }
 }
+
+################################################################################
+# Monitoring
+################################################################################
+
+output "alarm_names" {
+  description = "CloudWatch alarm names by destination, then by alarm (dlq-not-empty, oldest-message, buffer-oldest-message, transform-errors, transform-throttles, rule-delivery-failed, rule-dead-lettered, rule-events-lost). Empty when create_alarms is false."
+  value       = module.monitoring.alarm_names
+}
+
+output "alarm_topic_arn" {
+  description = "ARN of the SNS topic the alarms notify (subscribe your pager or chat integration to it); null when create_alarms or create_alarm_topic is false."
+  value       = module.monitoring.alarm_topic_arn
+}
+
+output "alarm_topic_kms_key_arn" {
+  description = "ARN of the KMS key that encrypts the alarm topic; null without a topic."
+  value       = module.monitoring.alarm_topic_kms_key_arn
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard; null when create_dashboard is false."
+  value       = module.monitoring.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "Console URL of the CloudWatch dashboard; null when create_dashboard is false."
+  value       = module.monitoring.dashboard_url
+}

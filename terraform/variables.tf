@@ -251,13 +251,19 @@ variable "event_target_max_event_age_seconds" {
 ################################################################################
 
 variable "create_alarms" {
-  description = "Create the CloudWatch alarms (DLQ not empty, oldest message age, function errors) for every destination."
+  description = "Create the CloudWatch alarms of every destination (DLQ not empty, oldest message of the buffer and destination queues, transform errors and throttles, the rule's failed, dead-lettered and lost deliveries) and, with create_alarm_topic, the SNS topic they notify."
+  type        = bool
+  default     = true
+}
+
+variable "create_alarm_topic" {
+  description = "Create the SNS topic <name_prefix>-alarms (KMS-encrypted; only this account's CloudWatch alarms may publish) that every alarm notifies on ALARM and on OK. Set false to use only your own topics (alarm_actions)."
   type        = bool
   default     = true
 }
 
 variable "alarm_actions" {
-  description = "SNS topic ARNs notified when an alarm fires (and when it recovers)."
+  description = "Your own SNS topic ARNs, notified by every alarm on ALARM and on OK in addition to the topic created here (create_alarm_topic). Their policies must let cloudwatch.amazonaws.com publish, and their keys (if encrypted) let it use kms:GenerateDataKey* and kms:Decrypt."
   type        = list(string)
   default     = []
 
@@ -267,8 +273,52 @@ variable "alarm_actions" {
   }
 }
 
+variable "alarm_topic_kms_key_arn" {
+  description = "Customer-managed KMS key that encrypts the alarm topic. null (the default) creates a key (rotated yearly) for it. A key of your own must let cloudwatch.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt. The AWS-managed alias/aws/sns cannot be used: CloudWatch alarms cannot publish to a topic it encrypts."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.alarm_topic_kms_key_arn))
+    error_message = "The alarm_topic_kms_key_arn must be null or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>). Not alias/aws/sns: CloudWatch alarms cannot publish to a topic encrypted with that AWS-managed key (its policy does not let CloudWatch use it)."
+  }
+}
+
+variable "alarm_email_addresses" {
+  description = "Email addresses to subscribe to the alarm topic. AWS mails each one a confirmation link and delivers nothing until it is followed; an unconfirmed subscription expires after 3 days (the next apply subscribes it again)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for address in var.alarm_email_addresses : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", address))])
+    error_message = "Every alarm_email_addresses entry must be an email address, e.g. \"oncall@example.com\"."
+  }
+}
+
+variable "alarm_period_seconds" {
+  description = "Period (seconds) of every alarm. 60 (the default) is the resolution at which SQS, Lambda and EventBridge publish these metrics; a multiple of 60."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alarm_period_seconds >= 60 && var.alarm_period_seconds % 60 == 0
+    error_message = "The alarm_period_seconds must be a multiple of 60 (AWS publishes these metrics once a minute)."
+  }
+}
+
+variable "alarm_evaluation_periods" {
+  description = "Periods every alarm looks back over. One breaching period fires it; it returns to OK only after this many clean periods in a row (5: five quiet minutes), so an intermittent failure is one notification, not one per minute. At most one day in all (period x this <= 86400 s)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_evaluation_periods >= 1 && floor(var.alarm_evaluation_periods) == var.alarm_evaluation_periods
+    error_message = "The alarm_evaluation_periods must be a whole number, 1 or more."
+  }
+}
+
 variable "oldest_message_alarm_seconds" {
-  description = "Alarm when the oldest message in a buffer or destination queue is older than this many seconds."
+  description = "Alarm when the oldest message of a destination queue (what the consumers read) is older than this many seconds: the consumers are down, stuck or too few. The default, 15 minutes, is longer than a poison record's path to the DLQ (max_receive_count x queue_visibility_timeout_seconds = 5 minutes) and than the consumers take to scale out."
   type        = number
   default     = 900
 
@@ -276,6 +326,45 @@ variable "oldest_message_alarm_seconds" {
     condition     = var.oldest_message_alarm_seconds >= 60
     error_message = "The oldest_message_alarm_seconds must be at least 60."
   }
+}
+
+variable "buffer_oldest_message_alarm_seconds" {
+  description = "Alarm when the oldest message of a buffer queue (what the transform reads) is older than this many seconds: the transform is failing, throttled or no longer polling. A healthy buffer drains within seconds; a batch that failed once comes back after the buffer's visibility timeout (6 x lambda_timeout_seconds = 180 s by default), so 600 s means several failed attempts in a row."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.buffer_oldest_message_alarm_seconds >= 60
+    error_message = "The buffer_oldest_message_alarm_seconds must be at least 60."
+  }
+}
+
+variable "transform_errors_alarm_threshold" {
+  description = "Alarm when more transform invocations than this fail in one period (Lambda Errors: a crash, a timeout, out of memory). Records that fail one by one are not Errors (they are reported per item and reach the DLQ), so the default 0 alarms on the first failed invocation."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.transform_errors_alarm_threshold >= 0
+    error_message = "The transform_errors_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "transform_throttles_alarm_threshold" {
+  description = "Alarm when more transform invocations than this are throttled in one period (Lambda Throttles). Every throttled batch counts toward max_receive_count on its way to the DLQ, hence the default 0; raise it if the account's concurrency is shared and short throttles are expected."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.transform_throttles_alarm_threshold >= 0
+    error_message = "The transform_throttles_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "create_dashboard" {
+  description = "Create the CloudWatch dashboard <name_prefix>: the bus, then one row per destination (rule deliveries, queue depth and age, DLQ depth, transform invocations, errors, throttles and duration) and the alarms. Outputs dashboard_name and dashboard_url."
+  type        = bool
+  default     = true
 }
 
 variable "log_retention_days" {

@@ -360,49 +360,6 @@ run "maximum_concurrency_is_optional" {
   }
 }
 
-run "alarms" {
-  command = apply
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    alarm_actions = ["arn:aws:sns:us-east-1:123456789012:datasync-alerts"]
-  }
-
-  assert {
-    condition     = toset(keys(aws_cloudwatch_metric_alarm.this)) == toset(["dlq-not-empty", "oldest-message", "buffer-oldest-message", "transform-errors"])
-    error_message = "Expected the DLQ, destination age, buffer age and function error alarms."
-  }
-
-  assert {
-    condition = alltrue([
-      for a in aws_cloudwatch_metric_alarm.this :
-      a.treat_missing_data == "notBreaching" && a.comparison_operator == "GreaterThanThreshold" && a.period == 300 &&
-      a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:datasync-alerts"])
-    ])
-    error_message = "Every alarm must notify alarm_actions and treat missing data as not breaching."
-  }
-
-  assert {
-    condition = (
-      aws_cloudwatch_metric_alarm.this["dlq-not-empty"].metric_name == "ApproximateNumberOfMessagesVisible" &&
-      aws_cloudwatch_metric_alarm.this["dlq-not-empty"].dimensions == tomap({ QueueName = "datasync-crm-dlq" }) &&
-      aws_cloudwatch_metric_alarm.this["dlq-not-empty"].threshold == 0 &&
-      aws_cloudwatch_metric_alarm.this["oldest-message"].dimensions == tomap({ QueueName = "datasync-crm" }) &&
-      aws_cloudwatch_metric_alarm.this["oldest-message"].threshold == 900 &&
-      aws_cloudwatch_metric_alarm.this["buffer-oldest-message"].dimensions == tomap({ QueueName = "datasync-crm-buffer" }) &&
-      aws_cloudwatch_metric_alarm.this["buffer-oldest-message"].metric_name == "ApproximateAgeOfOldestMessage" &&
-      aws_cloudwatch_metric_alarm.this["transform-errors"].namespace == "AWS/Lambda" &&
-      aws_cloudwatch_metric_alarm.this["transform-errors"].metric_name == "Errors" &&
-      aws_cloudwatch_metric_alarm.this["transform-errors"].statistic == "Sum" &&
-      aws_cloudwatch_metric_alarm.this["transform-errors"].dimensions == tomap({ FunctionName = "datasync-crm-transform" })
-    )
-    error_message = "Alarm metrics, dimensions or thresholds are wrong."
-  }
-}
-
 run "large_batches_need_a_batching_window" {
   command = plan
 

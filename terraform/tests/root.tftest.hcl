@@ -185,8 +185,18 @@ run "one_pipeline_per_destination" {
   }
 
   assert {
-    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : length(module.destination[d].alarm_arns) == 4])
-    error_message = "Every destination must have its four alarms by default."
+    condition     = keys(output.alarm_names) == ["analytics", "crm", "marketing"] && alltrue([for d, names in output.alarm_names : length(names) == 8])
+    error_message = "Every destination must have its eight alarms by default."
+  }
+
+  assert {
+    condition = (
+      output.alarm_topic_arn == "arn:aws:sns:us-east-1:123456789012:datasync-alarms" &&
+      output.alarm_topic_kms_key_arn == "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000" &&
+      output.dashboard_name == "datasync" &&
+      output.dashboard_url == "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/datasync"
+    )
+    error_message = "The monitoring outputs (topic, its key, dashboard name and URL) must be set by default."
   }
 }
 
@@ -406,6 +416,59 @@ run "consumer_and_api_policies" {
   }
 }
 
+################################################################################
+# Monitoring: wired to each destination's own resources
+################################################################################
+
+run "alarms_watch_each_destinations_own_resources" {
+  command = apply
+
+  variables {
+    alarm_actions = ["arn:aws:sns:us-east-1:123456789012:pager"]
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for d in ["crm", "marketing", "analytics"] : [
+        module.monitoring.alarms["${d}/dlq-not-empty"].dimensions == tomap({ QueueName = "datasync-${d}-dlq" }),
+        module.monitoring.alarms["${d}/oldest-message"].dimensions == tomap({ QueueName = "datasync-${d}" }),
+        module.monitoring.alarms["${d}/buffer-oldest-message"].dimensions == tomap({ QueueName = "datasync-${d}-buffer" }),
+        module.monitoring.alarms["${d}/transform-errors"].dimensions == tomap({ FunctionName = output.lambda_function_names[d] }),
+        module.monitoring.alarms["${d}/transform-throttles"].dimensions == tomap({ FunctionName = output.lambda_function_names[d] }),
+        [for kind in ["rule-delivery-failed", "rule-dead-lettered", "rule-events-lost"] :
+        module.monitoring.alarms["${d}/${kind}"].dimensions == tomap({ EventBusName = output.event_bus_name, RuleName = "datasync-${d}" })],
+      ]
+    ]))
+    error_message = "Each destination's alarms must watch its own DLQ, queues, function and rule on the datasync bus."
+  }
+
+  assert {
+    condition = length(module.monitoring.alarms) == 24 && alltrue([
+      for alarm in module.monitoring.alarms :
+      alarm.actions == toset([output.alarm_topic_arn, "arn:aws:sns:us-east-1:123456789012:pager"])
+    ])
+    error_message = "Every alarm must notify the alarm topic and the topics in alarm_actions."
+  }
+}
+
+run "dashboard_names_every_destinations_queues_and_function" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for d in ["crm", "marketing", "analytics"] : length(setsubtract(
+        ["datasync-${d}", "datasync-${d}-buffer", "datasync-${d}-dlq", output.lambda_function_names[d], output.event_bus_name],
+        flatten([
+          for w in jsondecode(module.monitoring.dashboard_body).widgets :
+          [for m in w.properties.metrics : [for part in m : part if can(tostring(part))]]
+          if startswith(try(w.properties.title, ""), "${d}: ")
+        ])
+      )) == 0
+    ])
+    error_message = "The dashboard must have a row for every destination graphing its rule (on the bus), queues, DLQ and function."
+  }
+}
+
 run "alarms_can_be_switched_off" {
   command = apply
 
@@ -414,8 +477,8 @@ run "alarms_can_be_switched_off" {
   }
 
   assert {
-    condition     = alltrue([for d in ["crm", "marketing", "analytics"] : length(module.destination[d].alarm_arns) == 0])
-    error_message = "create_alarms = false must create no alarms."
+    condition     = output.alarm_names == {} && length(module.monitoring.alarms) == 0 && output.alarm_topic_arn == null
+    error_message = "create_alarms = false must create no alarms and no topic."
   }
 }
 
@@ -517,6 +580,63 @@ run "rejects_alarm_action_that_is_not_an_sns_topic" {
     alarm_actions = ["arn:aws:lambda:us-east-1:123456789012:function:pager"]
   }
   expect_failures = [var.alarm_actions]
+}
+
+run "rejects_the_aws_managed_sns_key_for_the_alarm_topic" {
+  command = plan
+  variables {
+    alarm_topic_kms_key_arn = "alias/aws/sns"
+  }
+  expect_failures = [var.alarm_topic_kms_key_arn]
+}
+
+run "rejects_an_alarm_email_that_is_not_an_address" {
+  command = plan
+  variables {
+    alarm_email_addresses = ["oncall@example.com", "oncall"]
+  }
+  expect_failures = [var.alarm_email_addresses]
+}
+
+run "rejects_an_alarm_period_finer_than_the_metrics" {
+  command = plan
+  variables {
+    alarm_period_seconds = 30
+  }
+  expect_failures = [var.alarm_period_seconds]
+}
+
+run "rejects_an_alarm_period_that_is_not_whole_minutes" {
+  command = plan
+  variables {
+    alarm_period_seconds = 90
+  }
+  expect_failures = [var.alarm_period_seconds]
+}
+
+run "rejects_zero_alarm_evaluation_periods" {
+  command = plan
+  variables {
+    alarm_evaluation_periods = 0
+  }
+  expect_failures = [var.alarm_evaluation_periods]
+}
+
+run "rejects_a_buffer_age_alarm_below_a_minute" {
+  command = plan
+  variables {
+    buffer_oldest_message_alarm_seconds = 59
+  }
+  expect_failures = [var.buffer_oldest_message_alarm_seconds]
+}
+
+run "rejects_negative_transform_alarm_thresholds" {
+  command = plan
+  variables {
+    transform_errors_alarm_threshold    = -1
+    transform_throttles_alarm_threshold = -1
+  }
+  expect_failures = [var.transform_errors_alarm_threshold, var.transform_throttles_alarm_threshold]
 }
 
 run "rejects_maximum_concurrency_below_two" {

@@ -111,6 +111,11 @@ def test_checkov_really_checked_encryption_and_iam(checkov):
     # No "*" action in any IAM policy: the 3 function roles, the API's and the 3 consumers'.
     policies = passed["CKV_AWS_63"]
     assert len(policies) == 7, f"IAM wildcard check ran on {sorted(policies)}"
+    # The alarm topic is encrypted, with a customer-managed key that rotates. (checkov names a
+    # counted resource with or without its "[0]", from one run to the next.)
+    topics, keys = ({r.removesuffix("[0]") for r in passed[c]} for c in ("CKV_AWS_26", "CKV_AWS_7"))
+    assert topics == {"module.monitoring.aws_sns_topic.alarms"}, topics
+    assert keys == {"module.monitoring.aws_kms_key.alarms"}, keys
 
 
 def test_checkov_waivers_are_the_documented_ones_with_reasons(checkov):

@@ -73,6 +73,11 @@ output "function_role_arn" {
   value       = aws_iam_role.transform.arn
 }
 
+output "rule_name" {
+  description = "Name of the EventBridge rule routing events to the buffer queue."
+  value       = aws_cloudwatch_event_rule.this.name
+}
+
 output "rule_arn" {
   description = "ARN of the EventBridge rule routing events to the buffer queue."
   value       = aws_cloudwatch_event_rule.this.arn
@@ -81,9 +86,4 @@ output "rule_arn" {
 output "consumer_policy_json" {
   description = "IAM policy document (JSON) for the consumer workload of this destination."
   value       = local.consumer_policy_json
-}
-
-output "alarm_arns" {
-  description = "ARNs of this destination's CloudWatch alarms, by alarm (empty when create_alarms is false)."
-  value       = { for k, a in aws_cloudwatch_metric_alarm.this : k => a.arn }
 }

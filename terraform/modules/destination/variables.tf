@@ -196,25 +196,3 @@ variable "buffer_batching_window_seconds" {
   type        = number
   default     = 1
 }
-
-################################################################################
-# Alarms
-################################################################################
-
-variable "create_alarms" {
-  description = "Create this destination's CloudWatch alarms."
-  type        = bool
-  default     = true
-}
-
-variable "alarm_actions" {
-  description = "SNS topic ARNs notified on alarm and on recovery."
-  type        = list(string)
-  default     = []
-}
-
-variable "oldest_message_alarm_seconds" {
-  description = "Alarm threshold (seconds) for ApproximateAgeOfOldestMessage on the buffer and destination queues."
-  type        = number
-  default     = 900
-}

@@ -58,6 +58,37 @@ mock_resource "aws_cloudwatch_metric_alarm" {
   }
 }
 
+mock_resource "aws_sns_topic" {
+  defaults = {
+    arn = "arn:aws:sns:us-east-1:123456789012:datasync-alarms"
+  }
+}
+
+mock_resource "aws_sns_topic_subscription" {
+  defaults = {
+    arn = "arn:aws:sns:us-east-1:123456789012:datasync-alarms:00000000-0000-0000-0000-000000000000"
+  }
+}
+
+mock_resource "aws_kms_key" {
+  defaults = {
+    arn    = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    key_id = "00000000-0000-0000-0000-000000000000"
+  }
+}
+
+mock_resource "aws_kms_alias" {
+  defaults = {
+    arn = "arn:aws:kms:us-east-1:123456789012:alias/datasync-alarms"
+  }
+}
+
+mock_resource "aws_cloudwatch_dashboard" {
+  defaults = {
+    dashboard_arn = "arn:aws:cloudwatch::123456789012:dashboard/datasync"
+  }
+}
+
 # aws_arn only parses its input, but a mocked data source returns invented values: pin them to
 # what the mocked ARNs above contain.
 mock_data "aws_arn" {

@@ -1,0 +1,65 @@
+# The first four alarms of each destination lived in modules/destination until the alarms moved
+# to modules/monitoring. These blocks carry them over in place: without them Terraform would
+# create the "new" alarms (PutMetricAlarm overwrites an alarm of the same name) and delete the
+# "old" ones in the same apply, racing, and could leave a destination without its alarms.
+# Destinations that are not deployed have nothing to move; Terraform ignores those blocks.
+
+moved {
+  from = module.destination["crm"].aws_cloudwatch_metric_alarm.this["dlq-not-empty"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["crm/dlq-not-empty"]
+}
+
+moved {
+  from = module.destination["crm"].aws_cloudwatch_metric_alarm.this["oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["crm/oldest-message"]
+}
+
+moved {
+  from = module.destination["crm"].aws_cloudwatch_metric_alarm.this["buffer-oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["crm/buffer-oldest-message"]
+}
+
+moved {
+  from = module.destination["crm"].aws_cloudwatch_metric_alarm.this["transform-errors"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["crm/transform-errors"]
+}
+
+moved {
+  from = module.destination["marketing"].aws_cloudwatch_metric_alarm.this["dlq-not-empty"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["marketing/dlq-not-empty"]
+}
+
+moved {
+  from = module.destination["marketing"].aws_cloudwatch_metric_alarm.this["oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["marketing/oldest-message"]
+}
+
+moved {
+  from = module.destination["marketing"].aws_cloudwatch_metric_alarm.this["buffer-oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["marketing/buffer-oldest-message"]
+}
+
+moved {
+  from = module.destination["marketing"].aws_cloudwatch_metric_alarm.this["transform-errors"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["marketing/transform-errors"]
+}
+
+moved {
+  from = module.destination["analytics"].aws_cloudwatch_metric_alarm.this["dlq-not-empty"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["analytics/dlq-not-empty"]
+}
+
+moved {
+  from = module.destination["analytics"].aws_cloudwatch_metric_alarm.this["oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["analytics/oldest-message"]
+}
+
+moved {
+  from = module.destination["analytics"].aws_cloudwatch_metric_alarm.this["buffer-oldest-message"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["analytics/buffer-oldest-message"]
+}
+
+moved {
+  from = module.destination["analytics"].aws_cloudwatch_metric_alarm.this["transform-errors"]
+  to   = module.monitoring.aws_cloudwatch_metric_alarm.this["analytics/transform-errors"]
+}
