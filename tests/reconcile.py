@@ -399,20 +399,29 @@ class StoreReader:
 
     def analytics_events(self, user_ids: list[str]) -> dict[str, list[str]]:
         """user id -> the event ids in the analytics log under that user's pseudonym."""
-        by_subject = {pseudonym(u, self.analytics_hash_key): u for u in user_ids}
         events: dict[str, list[str]] = defaultdict(list)
+        for user_id, event_id, _ in self._analytics_rows(user_ids):
+            events[user_id].append(event_id)
+        return events
+
+    def occurred_at(self, user_ids: list[str]) -> dict[str, str]:
+        """event id -> when it occurred (the event's time, as the archive knows it too)."""
+        return {event_id: at for _, event_id, at in self._analytics_rows(user_ids)}
+
+    def _analytics_rows(self, user_ids: list[str]) -> Iterable[tuple[str, str, str]]:
+        by_subject = {pseudonym(u, self.analytics_hash_key): u for u in user_ids}
         subjects = list(by_subject)
         for start in range(0, len(subjects), 500):
             chunk = subjects[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
                 "analytics",
-                f"SELECT subject, event_id FROM datasync_analytics_log WHERE subject IN ({marks})",  # noqa: S608
+                "SELECT subject, event_id, fields FROM datasync_analytics_log"
+                f" WHERE subject IN ({marks})",  # noqa: S608
                 chunk,
             )
-            for subject, event_id in rows:
-                events[by_subject[subject]].append(event_id)
-        return events
+            for subject, event_id, fields in rows:
+                yield by_subject[subject], event_id, json.loads(fields).get("occurred_at", "")
 
 
 def logged_outcomes(logs_dir: Path | None) -> dict[str, Counter[str]]:
