@@ -33,11 +33,6 @@ output "alarm_topic_kms_key_arn" {
   value       = local.create_topic ? local.topic_key : null
 }
 
-output "alarm_actions" {
-  description = "Every ARN the alarms notify on ALARM and on OK: the topic created here, then alarm_actions."
-  value       = local.alarm_actions
-}
-
 output "dashboard_name" {
   description = "Name of the CloudWatch dashboard; null when create_dashboard is false."
   value       = one(aws_cloudwatch_dashboard.this[*].dashboard_name)
