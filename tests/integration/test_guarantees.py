@@ -272,12 +272,18 @@ def test_an_archive_replay_of_a_window_applies_nothing_twice(
     client = LoadClient(pipeline.api_url, pipeline.api_key, concurrency=6, rate=50)
     ledger = client.run(workload)
     assert_reconciled(stack, reader, ledger)
-    # The archive knows each event by the time it occurred: take the middle third of the run.
-    occurred = reader.occurred_at(list({a.user_id for a in ledger.acks}))
-    times = sorted(occurred.values())
-    since, to = times[len(times) // 3], times[2 * len(times) // 3]
-    window = [a for a in ledger.acks if since < occurred[a.event_id] < to]
+    # The archive knows each event by the time it occurred, in whole seconds (PutEvents' Time has
+    # second precision): replay the whole seconds of the middle third of the run.
+    occurred = {
+        event_id: int(datetime.fromisoformat(at).timestamp())
+        for event_id, at in reader.occurred_at(list({a.user_id for a in ledger.acks})).items()
+    }
+    seconds = sorted(occurred.values())
+    first, last = seconds[len(seconds) // 3] + 1, seconds[2 * len(seconds) // 3] - 1
+    window = [a for a in ledger.acks if first <= occurred[a.event_id] <= last]
     assert len(window) > 20, f"the window is too small to mean anything ({len(window)})"
+    since = datetime.fromtimestamp(first, UTC).isoformat()
+    to = datetime.fromtimestamp(last + 1, UTC).isoformat()  # the end of the last whole second
     before = duplicate_counts(stack.config.logs_dir, "analytics")
 
     for name, value in pipeline.env.items():
