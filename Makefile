@@ -50,6 +50,13 @@ test: tools $(K8S_CHECKS_VENV)/.installed $(SECURITY_VENV)/.installed $(BENCH_VE
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: soak
+SOAK_EVENTS ?= 30000
+SOAK_RATE ?= 150
+soak: tools ## >= 30,000 writes through the API while a fault hits every 1-3 s, then reconcile every one (SOAK_EVENTS, SOAK_RATE)
+	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
+	@$(PY) -m tests.soak --events $(SOAK_EVENTS) --rate $(SOAK_RATE) $(SOAK_ARGS)
+
 .PHONY: unit
 unit: $(VENV)/.installed ## only the fast unit tests
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
