@@ -108,6 +108,11 @@ class Settings(_DestinationQueueUrls):
     receive_wait_seconds: int = Field(
         20, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
     )
+    # After a partial batch a consumer waits this long before receiving again, so that messages
+    # gather and the next call takes several: fewer calls per record, at most this much latency.
+    receive_batch_window_seconds: float = Field(
+        0.0, ge=0, le=5, validation_alias="DATASYNC_RECEIVE_BATCH_WINDOW_SECONDS"
+    )
 
     analytics_hash_key: SecretStr | None = Field(
         None, validation_alias="DATASYNC_ANALYTICS_HASH_KEY"

@@ -14,9 +14,11 @@ aws-lambda-powertools' batch processing: typed records, per-record failure isola
   visible again after a backoff, and on its last allowed delivery it is moved to the DLQ with
   the reason (exception type and message, personal values cut out) instead of silently by
   the redrive policy.
-The records that transformed are sent together, ten per SendMessageBatch call. That is why
-this is not powertools' BatchProcessor itself: it hands records to a handler one at a time,
-and each would need a call of its own.
+The records that transformed travel together: one record pack (``datasync.contract``) per
+invocation, split only when it would outgrow an SQS message, so the destination queue holds one
+message per batch instead of one per record. If a pack is not accepted, the records it carried
+fail (batch item failures) and come back. That is why this is not powertools' BatchProcessor
+itself: it hands records to a handler one at a time, and each would need a message of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from datasync.contract import AnyEvent, DestinationRecord, parse_event
+from datasync.contract import (
+    AnyEvent,
+    DestinationRecord,
+    RecordPack,
+    pack_records,
+    parse_event,
+)
 from datasync.core.logging import log_context
 from datasync.core.queues import (
     SQS_BATCH_LIMIT,
@@ -105,11 +113,12 @@ class BufferRecord:
 class _Batch:
     """What one invocation's records came to, by SQS message id."""
 
-    outgoing: list[OutgoingMessage] = field(default_factory=list)
-    owner: dict[str, str] = field(default_factory=dict)  # outgoing id -> SQS message id
+    # Transformed records, each with the SQS message id of the event it came from.
+    transformed: list[tuple[DestinationRecord, str]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # -> why it failed (retry or DLQ)
     traces: dict[str, str] = field(default_factory=dict)  # -> "event_id/correlation_id"
     dead_lettered: list[str] = field(default_factory=list)
+    packs: int = 0
 
 
 @dataclass
@@ -130,7 +139,7 @@ class TransformProcessor:
         batch = _Batch()
         for record in records:
             self._take(record, batch)
-        batch.failures.update(self._send(batch.outgoing, batch.owner))
+        batch.failures.update(self._send_packs(batch))
         retry, given_up = self._retry_or_dead_letter(records, batch.failures)
         batch.dead_lettered += given_up
         self._back_off([r for r in records if r.message_id in retry])
@@ -155,17 +164,15 @@ class TransformProcessor:
                 logger.warning("transform failed", extra={"reason": str(exc)})
             batch.failures[record.message_id] = str(exc)
             return
-        for index, out in enumerate(transformed):
-            out_id = f"{record.message_id}:{index}"
-            batch.outgoing.append(_outgoing(out_id, out))
-            batch.owner[out_id] = record.message_id
+        batch.transformed += [(out, record.message_id) for out in transformed]
 
     def _log_batch(self, records: int, batch: _Batch, retry: list[str]) -> None:
         # One line per batch, not per event: Lambda log ingestion is billed per GB, and a
         # per-event line would cost about as much as the events themselves. The ids keep
         # every event traceable by event id or correlation id; a failure has a line of its own.
+        sent = [t for m, t in batch.traces.items() if m not in batch.failures]
         by_outcome = {
-            "sent": [t for m, t in batch.traces.items() if m not in batch.failures],
+            "sent": sent,
             "retry": [batch.traces.get(m, m) for m in retry],
             "dead_lettered": [batch.traces.get(m, m) for m in batch.dead_lettered],
         }
@@ -173,7 +180,8 @@ class TransformProcessor:
             "batch transformed",
             extra={
                 "records": records,
-                "sent": len(batch.outgoing),
+                "sent": len(sent),
+                "packs": batch.packs,
                 "retry": len(retry),
                 "dead_lettered": len(batch.dead_lettered),
                 "events": {outcome: ids for outcome, ids in by_outcome.items() if ids},
@@ -187,8 +195,17 @@ class TransformProcessor:
             personal = string_values(event.data.model_dump(mode="json"))
             raise TransformFailed(f"transform failed: {failure_reason(exc, personal)}") from exc
 
-    def _send(self, outgoing: list[OutgoingMessage], owner: dict[str, str]) -> dict[str, str]:
-        """Send what was transformed; the SQS message ids whose records were not accepted."""
+    def _send_packs(self, batch: _Batch) -> dict[str, str]:
+        """Send what was transformed, packed; the SQS message ids whose records were not
+        accepted, with the reason."""
+        records = [record for record, _ in batch.transformed]
+        outgoing, owners, start = [], {}, 0
+        for index, pack in enumerate(pack_records(records)):
+            outgoing.append(_outgoing(f"pack-{index}", pack))
+            end = start + len(pack.records)
+            owners[f"pack-{index}"] = {owner for _, owner in batch.transformed[start:end]}
+            start = end
+        batch.packs = len(outgoing)
         try:
             send_batch(self.sqs, self.destination_queue_url, outgoing)
         except SendError as exc:
@@ -197,7 +214,8 @@ class TransformProcessor:
                 extra={"count": len(exc.failed_ids), "reason": exc.reason},
             )
             reason = f"not accepted by the destination queue: {exc.reason}"
-            return {owner[i]: reason for i in exc.failed_ids}
+            batch.packs -= len(exc.failed_ids)
+            return {owner: reason for i in exc.failed_ids for owner in owners[i]}
         return {}
 
     def _retry_or_dead_letter(
@@ -260,10 +278,11 @@ class TransformProcessor:
         with log_context(correlation_id=event.correlation_id, event_id=str(event.event_id)):
             # TransformFailed and SendError propagate: Lambda retries the async invocation,
             # then the on-failure destination (the DLQ) receives it with the error's message.
-            outgoing = [_outgoing(str(i), r) for i, r in enumerate(self._transform(event))]
+            records = self._transform(event)
+            outgoing = [_outgoing(str(i), p) for i, p in enumerate(pack_records(records))]
             send_batch(self.sqs, self.destination_queue_url, outgoing)
             logger.info("transformed", extra={"event_type": event.event_type})
-        return {"status": "sent", "records": len(outgoing)}
+        return {"status": "sent", "records": len(records)}
 
     def _try_dead_letter(self, record: BufferRecord, reason: str) -> bool:
         try:
@@ -303,7 +322,7 @@ def _trace_ids(body: str) -> dict[str, str]:
     return {k: v[:128] for k, v in ids.items() if isinstance(v, str) and v}
 
 
-def _outgoing(out_id: str, record: DestinationRecord) -> OutgoingMessage:
+def _outgoing(out_id: str, pack: RecordPack) -> OutgoingMessage:
     return OutgoingMessage(
-        id=out_id, body=record.model_dump_json(), attributes=record.message_attributes()
+        id=out_id, body=pack.model_dump_json(), attributes=pack.message_attributes()
     )

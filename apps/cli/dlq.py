@@ -2,7 +2,9 @@
 
 One DLQ per destination holds failures of every stage. A message's body says where it
 belongs: an EventBridge event (it has ``detail``) goes back to the buffer queue, where the
-Lambda transforms it again; a destination record goes back to the destination queue.
+Lambda transforms it again; a destination record goes back to the destination queue. Records
+of a pack are dead-lettered one by one, each with its own reason, so a redrive sends back only
+the records that failed (a whole pack is in a DLQ only when it could not be read at all).
 Redrive is safe to repeat: the transform is deterministic and the stores ignore event ids
 they have already applied. A message that failed for a reason that still holds will simply
 come back to the DLQ, so fix the cause first (the reasons are in `datasync dlq <dest>`).
@@ -14,15 +16,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasync.core.queues import SQS_BATCH_LIMIT, string_attributes
+from datasync.core.queues import ATTEMPT_ATTRIBUTE, SQS_BATCH_LIMIT, string_attributes
 
-# Set by dead_letter(); dropped on redrive, so a message that fails again gets fresh ones.
-FAILURE_ATTRIBUTES = ("failure_reason", "failure_stage", "failed_at", "failure_receive_count")
+# Set by dead_letter() (and the attempt count of re-sent records); dropped on redrive, so a
+# message that fails again gets fresh ones and its full number of attempts.
+FAILURE_ATTRIBUTES = (
+    "failure_reason", "failure_stage", "failed_at", "failure_receive_count", ATTEMPT_ATTRIBUTE,
+)  # fmt: skip
 
 
 def describe(message: dict[str, Any]) -> dict[str, Any]:
     attributes = string_attributes(message)
-    return {
+    described = {
         "message_id": message["MessageId"],
         "reason": attributes.get("failure_reason", "moved by the queue's redrive policy"),
         "stage": attributes.get("failure_stage"),
@@ -31,6 +36,11 @@ def describe(message: dict[str, Any]) -> dict[str, Any]:
         "correlation_id": attributes.get("correlation_id"),
         "sent_at": message.get("Attributes", {}).get("SentTimestamp"),
     }
+    if "event_ids" in attributes:  # a whole pack (one that could not be read)
+        described["records"] = attributes.get("record_count")
+        described["event_ids"] = attributes["event_ids"].split(",")
+        described["correlation_ids"] = attributes.get("correlation_ids", "").split(",")
+    return described
 
 
 def peek(sqs: Any, dlq_url: str) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 datasync up [--infra-only]          the whole pipeline locally (what `make run` runs)
 datasync get <destination> <id>     a stored record as JSON (exit 3 if absent, erased or
                                     not subscribed; --internal: versions and tombstone too)
-datasync status [--json]            queue depth, in-flight, DLQ depth, applied events
+datasync status [--json]            events to transform, packs to apply, DLQ depth, applied
 datasync dlq <destination>          what is in a DLQ, and why (does not consume)
 datasync dlq <destination> --redrive  send DLQ messages back (safe to repeat)
 datasync replay [--minutes N]       replay archived events onto the bus (consumers dedupe)
@@ -100,10 +100,16 @@ def _queue_depth(sqs: Any, url: str) -> dict[str, int]:
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
+    """Per destination: the buffer queue (one message per event), the destination queue (one
+    message per record pack, or per record), the DLQ (one message per record or event) and the
+    events the store applied."""
     sqs = _sqs(settings)
     status: dict[str, Any] = {}
     for destination in DESTINATIONS:
         entry: dict[str, Any] = {}
+        buffer_url = settings.destination_queue_url(destination, "buffer_queue")
+        if buffer_url:
+            entry["buffer"] = _queue_depth(sqs, buffer_url)
         queue_url = settings.destination_queue_url(destination)
         if queue_url:
             entry["queue"] = _queue_depth(sqs, queue_url)
@@ -124,13 +130,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return exit_codes.OK
-    print(f"{'destination':<12} {'visible':>8} {'in-flight':>10} {'dlq':>6} {'applied':>8}")
+    print(f"{'':<12} {'events to transform':>20} {'packs to apply':>18} {'dlq':>6} {'applied':>8}")
+    print(f"{'destination':<12} {'waiting':>9} {'in-flight':>10} {'waiting':>8} {'in-flight':>9} "
+          f"{'':>6} {'events':>8}")  # fmt: skip
     for destination, entry in status.items():
-        queue = entry.get("queue", {})
+        buffer, queue = entry.get("buffer", {}), entry.get("queue", {})
         print(
-            f"{destination:<12} {queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>10} "
+            f"{destination:<12} {buffer.get('visible', '-'):>9} {buffer.get('in_flight', '-'):>10} "
+            f"{queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>9} "
             f"{entry.get('dlq_depth', '-'):>6} {entry['applied_events']:>8}"
         )
+    print(
+        "\nevents to transform: messages in the buffer queue, one per event; packs to apply: "
+        "messages in the\ndestination queue, each the records of one Lambda batch (or a single "
+        "record); dlq: records or\nevents that failed for good, one per message (`datasync dlq "
+        "<destination>` says why)"
+    )
     return exit_codes.OK
 
 

@@ -94,6 +94,7 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
             redrive=redrive,
             metrics=metrics,
             wait_seconds=settings.receive_wait_seconds,
+            batch_window_seconds=settings.receive_batch_window_seconds,
         )
         for _ in range(max(1, args.concurrency))
     ]

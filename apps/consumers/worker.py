@@ -1,15 +1,21 @@
 """The consumer loop: receive a batch, apply it, delete only what was applied.
 
-Delivery is at-least-once, so the store is idempotent (event ids) and order-safe
-(per-field versions); the worker's job is to never lose a message:
-- a message is deleted only after its record is committed to the store;
-- a record that failed becomes visible again after an exponential backoff;
-- on its last allowed delivery (the queue's ``maxReceiveCount``) a failing message is
-  copied to the DLQ with the reason and then deleted, so the DLQ says why;
-- a message that can never be applied (not a destination record, or a record of another
-  destination) goes to the DLQ at once;
-- when the store is down the whole batch waits and retries, and messages on their last
-  delivery are dead-lettered with that reason too (the redrive policy would move them silently);
+A message carries a record pack (the records of one Lambda batch) or a single record; every
+record of the batch is applied in one transaction, each in its own savepoint. Delivery is
+at-least-once, so the store is idempotent (event ids) and order-safe (per-field versions); the
+worker's job is to never lose a record, and to retry or dead-letter each one on its own:
+- a message is deleted only after its records are committed to the store, or dead-lettered,
+  or (the failed records of a pack) re-sent as a new message, delayed by the backoff and
+  carrying their attempt count (``delivery_attempt``: a new message's receive count is 1);
+- a message whose records all failed becomes visible again after an exponential backoff;
+- on a record's last allowed attempt (the queue's ``maxReceiveCount``) it is copied to the
+  DLQ on its own with the reason, so the DLQ says why and a redrive sends back only that record;
+- a message that can never be applied (neither a record nor a pack, or another destination's)
+  goes to the DLQ at once;
+- when the store is down the whole batch waits and retries, and records on their last
+  attempt are dead-lettered with that reason too (the redrive policy would move them silently);
+- a crash at any point loses nothing: what was not deleted comes back, and the stores ignore
+  what they already applied;
 - on SIGTERM the worker finishes the batch in hand and exits.
 """
 
@@ -27,14 +33,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from datasync.contract import DestinationRecord
+from datasync.contract import DestinationRecord, RecordPack, parse_queue_message
 from datasync.core.logging import log_context
 from datasync.core.queues import (
+    ATTEMPT_ATTRIBUTE,
+    attempt_attribute,
     dead_letter,
+    delivery_attempt,
     error_code,
     failure_reason,
-    is_last_attempt,
-    receive_count,
     retry_delay,
     string_attributes,
     string_values,
@@ -51,6 +58,8 @@ BATCH_SIZE = 10
 RECEIVE_RETRY_BASE_SECONDS = 1
 RECEIVE_RETRY_CAP_SECONDS = 20
 HOUSEKEEPING_SECONDS = 60
+# Message attributes that trace a message to its events (a record's or a pack's).
+TRACE_ATTRIBUTES = ("event_id", "correlation_id", "event_ids", "correlation_ids")
 
 
 @dataclass(frozen=True)
@@ -100,13 +109,18 @@ class ConsumerWorker:
     metrics: Metrics
     wait_seconds: int = LONG_POLL_SECONDS
     backoff: Callable[[int], int] = retry_delay
+    # After a batch of fewer than BATCH_SIZE messages, wait this long before the next receive:
+    # messages gather in the queue meanwhile, so the next call takes several at once instead of
+    # one per call (each call costs both ends about a millisecond of CPU). A full batch means a
+    # backlog: the next receive follows at once, so the window never limits throughput.
+    batch_window_seconds: float = 0.0
     _next_housekeeping: float = 0.0
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
-                self.poll_once()
+                received = self.poll_once()
             except (BotoCoreError, ClientError) as exc:
                 # The queue endpoint is unreachable or refusing: back off, keep the loop alive.
                 failures += 1
@@ -120,6 +134,8 @@ class ConsumerWorker:
                 stop.wait(wait)
             else:
                 failures = 0
+                if 0 < received < BATCH_SIZE and self.batch_window_seconds > 0:
+                    stop.wait(self.batch_window_seconds)
             self._housekeeping()
 
     def _housekeeping(self) -> None:
@@ -144,7 +160,9 @@ class ConsumerWorker:
             MaxNumberOfMessages=BATCH_SIZE,
             WaitTimeSeconds=self.wait_seconds,
             AttributeNames=["ApproximateReceiveCount"],
-            MessageAttributeNames=["All"],
+            # Only what is used (each attribute costs both ends a parse and a checksum): the
+            # attempt of re-sent records, and the trace ids a dead letter keeps.
+            MessageAttributeNames=[ATTEMPT_ATTRIBUTE, *TRACE_ATTRIBUTES],
         )
         self.metrics.polled()
         messages = response.get("Messages", [])
@@ -153,91 +171,140 @@ class ConsumerWorker:
         return len(messages)
 
     def handle(self, messages: list[dict[str, Any]]) -> None:
-        records, done = self._parse(messages)
+        deliveries, done = self._parse(messages)
+        records = [record for delivery in deliveries for record in delivery.records]
+        later: list[Delivery] = []
         try:
-            results = self.store.apply(record for _, record in records)
+            results = self.store.apply(records)
         except Exception as exc:  # noqa: BLE001 - the store is down: every record waits and retries
             logger.exception("store unavailable; the batch will be retried")
-            personal = [v for _, record in records for v in string_values(record.fields)]
+            personal = [v for record in records for v in string_values(record.fields)]
             reason = f"store unavailable: {failure_reason(exc, personal)}"
-            waiting = []
-            for message, _ in records:
-                if self._is_last_attempt(message) and self._dead_letter(message, reason):
-                    done.append(message)
-                else:
-                    waiting.append(message)
-            self._retry_later(waiting)
-            self._delete(done)
-            return
-        failed = []
+            for delivery in deliveries:
+                failed = [(record, reason) for record in delivery.records]
+                self._settle(delivery, failed, done, later, quiet=True)
+        else:
+            traced = self._settle_all(deliveries, iter(results), done, later)
+            if traced:
+                # One line per batch, as the Lambda logs: log shipping is billed per GB, and a
+                # line per record would cost about as much as the records. Failures keep a line
+                # each. Reconciliation reads these lines: keep their shape.
+                logger.info("batch applied", extra={"events": traced})
+        self._delete(done)
+        self._retry_later(later)
+
+    def _settle_all(self, deliveries, results, done, later) -> dict[str, list[str]]:
+        """Each delivery's results: what to delete, retry or dead-letter; the applied traces."""
         traced: dict[str, list[str]] = {}  # outcome -> "event_id/correlation_id", ...
-        for (message, record), result in zip(records, results, strict=True):
-            with log_context(correlation_id=record.correlation_id, event_id=str(record.event_id)):
+        for delivery in deliveries:
+            failed = []
+            for record in delivery.records:
+                result = next(results)
                 if result.ok:
                     outcome = result.outcome or "applied"
                     self.metrics.add(outcome)
-                    traced.setdefault(outcome, []).append(
-                        f"{record.event_id}/{record.correlation_id}"
-                    )
-                    done.append(message)
-                elif self._is_last_attempt(message):
-                    logger.error("giving up on record", extra={"reason": result.error})
-                    if self._dead_letter(message, result.error or "unknown error"):
-                        done.append(message)
+                    traced.setdefault(outcome, []).append(record.trace)
                 else:
-                    logger.warning("record failed; will retry", extra={"reason": result.error})
-                    self.metrics.add("failed")
-                    failed.append(message)
-        self._delete(done)
-        self._retry_later(failed)
-        if traced:
-            # One line per batch, as the Lambda logs: log shipping is billed per GB, and a line
-            # per record would cost about as much as the records. Failures keep a line each.
-            logger.info("batch applied", extra={"events": traced})
+                    failed.append((record, result.error or "unknown error"))
+            self._settle(delivery, failed, done, later)
+        return traced
 
-    def _parse(self, messages: list[dict[str, Any]]):
-        """(message, record) pairs to apply, and the messages that can never be applied,
-        already dead-lettered (so they are deleted with the batch)."""
-        records: list[tuple[dict[str, Any], DestinationRecord]] = []
+    def _settle(self, delivery, failed, done, later, *, quiet: bool = False) -> None:
+        """Decide a delivery's fate once its records were applied or failed.
+
+        All applied: delete it. Failures on their last attempt: each failed record goes to the
+        DLQ on its own, with its reason, then the message is deleted. Otherwise, when every
+        record failed, the message itself comes back after a backoff; when only some did,
+        those are re-sent as a new message (delayed, its attempt counted) and this one deleted,
+        so the applied records are not delivered again.
+        """
+        if not failed:
+            done.append(delivery.message)
+            return
+        last = self._is_last_attempt(delivery)
+        for record, reason in failed:
+            with log_context(correlation_id=record.correlation_id, event_id=str(record.event_id)):
+                if last:
+                    logger.error("giving up on record", extra={"reason": reason})
+                elif not quiet:
+                    logger.warning("record failed; will retry", extra={"reason": reason})
+            if not last and not quiet:
+                self.metrics.add("failed")
+        if last:
+            # Every failed record is sent (a list, not a generator: no short circuit); the message
+            # goes only when all of them reached the DLQ.
+            if all([self._dead_letter_record(delivery, r, why) for r, why in failed]):
+                done.append(delivery.message)
+        elif len(failed) == len(delivery.records) or not self._resend(delivery, failed):
+            later.append(delivery)
+        else:
+            done.append(delivery.message)
+
+    def _resend(self, delivery: Delivery, failed: list[tuple[DestinationRecord, str]]) -> bool:
+        """The failed records of a pack as a new message, visible after the backoff."""
+        pack = RecordPack(destination=self.store.destination, records=[r for r, _ in failed])
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=pack.model_dump_json(),
+                MessageAttributes={
+                    **pack.message_attributes(),
+                    **attempt_attribute(delivery.attempt + 1),
+                },
+                DelaySeconds=self.backoff(delivery.attempt),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            # Not fatal: the whole pack comes back after the backoff (the stores ignore what was
+            # applied). Needs sqs:SendMessage on the consumer's own queue.
+            logger.warning(
+                "could not re-send the failed records of a pack; it will be retried whole",
+                extra={"error": error_code(exc), "records": len(failed)},
+            )
+            return False
+        return True
+
+    def _parse(self, messages: list[dict[str, Any]]) -> tuple[list[Delivery], list[dict[str, Any]]]:
+        """The deliveries to apply, and the messages that can never be applied, already
+        dead-lettered (so they are deleted with the batch)."""
+        deliveries: list[Delivery] = []
         done: list[dict[str, Any]] = []
         for message in messages:
             try:
-                record = DestinationRecord.from_json(message["Body"])
+                body = parse_queue_message(message["Body"])
             except ValidationError as exc:
-                reason = f"not a destination record ({exc.error_count()} validation errors)"
+                reason = f"not a destination record or pack ({exc.error_count()} validation errors)"
             else:
-                if record.destination == self.store.destination:
-                    records.append((message, record))
+                if body.destination == self.store.destination:
+                    deliveries.append(Delivery.of(message, body))
                     continue
+                kind = "pack" if isinstance(body, RecordPack) else "record"
                 reason = (
-                    f"a {record.destination} record on the {self.store.destination} queue: "
+                    f"a {body.destination} {kind} on the {self.store.destination} queue: "
                     "send it to its own destination's queue"
                 )
-            if self._dead_letter(message, reason):
+            if self._dead_letter(message["Body"], reason, delivery_attempt(message),
+                                 _trace_attributes(message)):  # fmt: skip
                 done.append(message)
-        return records, done
+        return deliveries, done
 
-    def _is_last_attempt(self, message: dict[str, Any]) -> bool:
+    def _is_last_attempt(self, delivery: Delivery) -> bool:
         limit = self.redrive.max_receive_count
-        return limit is not None and is_last_attempt(message, limit)
+        return limit is not None and delivery.attempt >= limit
 
-    def _dead_letter(self, message: dict[str, Any], reason: str) -> bool:
+    def _dead_letter_record(self, delivery: Delivery, record: DestinationRecord, reason: str):
+        # A single-record message goes as it came; a pack's record goes on its own, so that
+        # `datasync dlq` shows it with its reason and a redrive sends back only that record.
+        body = record.model_dump_json() if delivery.packed else delivery.message["Body"]
+        return self._dead_letter(body, reason, delivery.attempt, record.message_attributes())
+
+    def _dead_letter(self, body: str, reason: str, attempt: int, attributes) -> bool:
         if self.redrive.dlq_url is None:
             return False
         try:
             dead_letter(
-                self.sqs,
-                self.redrive.dlq_url,
-                message["Body"],
-                reason=reason,
-                stage="consume",
-                receive_count=receive_count(message),
-                attributes={
-                    name: {"DataType": "String", "StringValue": value}
-                    for name, value in string_attributes(message).items()
-                    if not name.startswith("failure_") and name != "failed_at"
-                },
-            )
+                self.sqs, self.redrive.dlq_url, body, reason=reason, stage="consume",
+                receive_count=attempt, attributes=attributes,
+            )  # fmt: skip
         except (BotoCoreError, ClientError):
             logger.exception("could not dead-letter; the message stays in the queue")
             return False
@@ -257,17 +324,42 @@ class ConsumerWorker:
         if response.get("Failed"):
             logger.warning("some deletes failed", extra={"count": len(response["Failed"])})
 
-    def _retry_later(self, messages: list[dict[str, Any]]) -> None:
-        if not messages:
+    def _retry_later(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
             return
         self.sqs.change_message_visibility_batch(
             QueueUrl=self.queue_url,
             Entries=[
                 {
                     "Id": str(i),
-                    "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": self.backoff(receive_count(m)),
+                    "ReceiptHandle": d.message["ReceiptHandle"],
+                    "VisibilityTimeout": self.backoff(d.attempt),
                 }
-                for i, m in enumerate(messages)
+                for i, d in enumerate(deliveries)
             ],
         )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received message, with the records it carries (a pack's, or a single record's)."""
+
+    message: dict[str, Any]
+    records: list[DestinationRecord]
+    packed: bool
+    attempt: int  # of these records, this delivery included
+
+    @classmethod
+    def of(cls, message: dict[str, Any], body: RecordPack | DestinationRecord) -> Delivery:
+        packed = isinstance(body, RecordPack)
+        records = body.records if isinstance(body, RecordPack) else [body]
+        return cls(message, records, packed, delivery_attempt(message))
+
+
+def _trace_attributes(message: dict[str, Any]) -> dict[str, Any]:
+    """The received trace attributes of a message, for its dead letter."""
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in string_attributes(message).items()
+        if name in TRACE_ATTRIBUTES
+    }

@@ -14,7 +14,14 @@ from datasync.contract.events import (
     event_to_json,
     parse_event,
 )
-from datasync.contract.records import DESTINATIONS, Destination, DestinationRecord
+from datasync.contract.records import (
+    DESTINATIONS,
+    Destination,
+    DestinationRecord,
+    RecordPack,
+    pack_records,
+    parse_queue_message,
+)
 
 AnyEvent = UserCreated | UserUpdated | UserDeleted
 
@@ -25,6 +32,7 @@ __all__ = [
     "AnyEvent",
     "Destination",
     "DestinationRecord",
+    "RecordPack",
     "UserChanges",
     "UserCreated",
     "UserCreatedData",
@@ -34,5 +42,7 @@ __all__ = [
     "UserUpdated",
     "UserUpdatedData",
     "event_to_json",
+    "pack_records",
     "parse_event",
+    "parse_queue_message",
 ]

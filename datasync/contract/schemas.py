@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from datasync.contract.events import SCHEMA_VERSION, Event, UserChanges, UserProfile
-from datasync.contract.records import DestinationRecord
+from datasync.contract.records import DestinationRecord, RecordPack
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -23,6 +23,7 @@ def contract_schemas() -> dict[str, dict[str, Any]]:
     shapes: dict[str, Any] = {
         "event": TypeAdapter(Event),
         "destination-record": TypeAdapter(DestinationRecord),
+        "destination-record-pack": TypeAdapter(RecordPack),
         "user-profile": TypeAdapter(UserProfile),
         "user-changes": TypeAdapter(UserChanges),
     }

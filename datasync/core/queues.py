@@ -5,6 +5,8 @@
 - ``dead_letter``: put a message in a DLQ *with the reason*, so an operator reading the DLQ
   sees why it is there (a redrive policy alone would move it silently).
 - ``retry_delay``: how long a failed message stays invisible before its next delivery.
+- ``delivery_attempt``: the attempt of a message's records, counted across re-sends (a
+  consumer re-sends a pack's failed records as a new message, whose receive count restarts).
 
 Every wait here follows ``datasync.core.retry`` (exponential, capped, equal jitter).
 """
@@ -29,6 +31,8 @@ RESEND_CAP_SECONDS = 1.0
 # A failed message becomes visible again after about 2, 4, 8 ... s, at most 5 minutes.
 RETRY_BASE_SECONDS = 2
 RETRY_CAP_SECONDS = 300
+# The delivery attempt of re-sent records (see delivery_attempt).
+ATTEMPT_ATTRIBUTE = "delivery_attempt"
 
 
 class SendError(RuntimeError):
@@ -48,6 +52,14 @@ class OutgoingMessage:
     id: str  # unique within one call; returned in SendError.failed_ids
     body: str
     attributes: dict[str, Any]
+    delay_seconds: int = 0  # a retry's backoff (SQS: at most 900)
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        """This message as a SendMessageBatch entry."""
+        entry = {"Id": entry_id, "MessageBody": self.body, "MessageAttributes": self.attributes}
+        if self.delay_seconds:
+            entry["DelaySeconds"] = self.delay_seconds
+        return entry
 
 
 def send_batch(sqs: Any, queue_url: str, messages: Sequence[OutgoingMessage], attempts: int = 3):
@@ -84,10 +96,7 @@ def _send_chunk(
     try:
         response = sqs.send_message_batch(
             QueueUrl=queue_url,
-            Entries=[
-                {"Id": entry_id, "MessageBody": m.body, "MessageAttributes": m.attributes}
-                for entry_id, m in by_entry_id.items()
-            ],
+            Entries=[m.entry(entry_id) for entry_id, m in by_entry_id.items()],
         )
     except (BotoCoreError, ClientError) as exc:
         return chunk, f"SendMessageBatch failed: {error_code(exc)}"
@@ -177,9 +186,21 @@ def receive_count(message: dict[str, Any]) -> int:
     return int(attributes.get("ApproximateReceiveCount", 1))
 
 
-def is_last_attempt(message: dict[str, Any], max_receive_count: int) -> bool:
-    """True when the queue's redrive policy would move this message after a failure."""
-    return receive_count(message) >= max_receive_count
+def delivery_attempt(message: dict[str, Any]) -> int:
+    """How many times the records of this message have been delivered, this time included.
+
+    A message that re-sends records which failed (a pack's failures, on their own) starts
+    again at ApproximateReceiveCount 1, so it carries the attempts so far in ATTEMPT_ATTRIBUTE.
+    Never less than the receive count: the queue's redrive policy must not move a message
+    before the consumer dead-letters it with its reason."""
+    carried = string_attributes(message).get(ATTEMPT_ATTRIBUTE, "1")
+    first = int(carried) if carried.isdigit() and int(carried) >= 1 else 1
+    return first + receive_count(message) - 1
+
+
+def attempt_attribute(attempt: int) -> dict[str, Any]:
+    """The message attribute of a re-sent message whose records are on delivery ``attempt``."""
+    return {ATTEMPT_ATTRIBUTE: {"DataType": "Number", "StringValue": str(attempt)}}
 
 
 def retry_delay(receive_count: int) -> int:

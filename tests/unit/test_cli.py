@@ -165,3 +165,58 @@ def test_dlq_shows_why_and_redrive_sends_each_message_back_without_its_failure(
     assert (to_queue["Body"], to_buffer["Body"]) == (record_body, event_body)
     assert not any(a.startswith("failure_") for a in to_queue.get("MessageAttributes", {}))
     assert drain(sqs, queues["dlq"]) == []
+
+
+def test_redrive_resets_the_attempts_of_a_record_a_pack_had_retried(
+    local_settings, sqs, queues, monkeypatch, capsys
+):
+    from datasync.core.queues import attempt_attribute, dead_letter
+
+    monkeypatch.setenv("DATASYNC_CRM_QUEUE_URL", queues["queue"])
+    monkeypatch.setenv("DATASYNC_CRM_DLQ_URL", queues["dlq"])
+    monkeypatch.setenv("DATASYNC_CRM_BUFFER_QUEUE_URL", queues["queue"])
+    one = record(key="u1", at=1)
+    dead_letter(sqs, queues["dlq"], one.model_dump_json(), reason="store refused it",
+                stage="consume", receive_count=5,
+                attributes={**one.message_attributes(), **attempt_attribute(5)})  # fmt: skip
+    assert main(["dlq", "crm", "--redrive"]) == 0
+    [back] = drain(sqs, queues["queue"])
+    assert set(back["MessageAttributes"]) == {"event_id", "correlation_id", "event_type",
+                                              "schema_version"}  # fmt: skip
+
+
+def test_dlq_names_every_event_of_a_pack_that_could_not_be_read(
+    local_settings, sqs, queues, monkeypatch, capsys
+):
+    from datasync.contract import RecordPack
+    from datasync.core.queues import dead_letter
+
+    monkeypatch.setenv("DATASYNC_CRM_DLQ_URL", queues["dlq"])
+    pack = RecordPack(destination="marketing", records=[record("marketing", key=k) for k in "ab"])
+    dead_letter(sqs, queues["dlq"], pack.model_dump_json(), reason="a marketing pack on the crm "
+                "queue", stage="consume", attributes=pack.message_attributes())  # fmt: skip
+    assert main(["dlq", "crm"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    assert shown["records"] == "2"
+    assert shown["event_ids"] == [str(r.event_id) for r in pack.records]
+    assert shown["correlation_ids"] == ["test", "test"]
+
+
+def test_status_says_what_its_numbers_count(local_settings, sqs, queues, monkeypatch, capsys):
+    buffer = sqs.create_queue(QueueName="dest-buffer")["QueueUrl"]
+    monkeypatch.setenv("DATASYNC_CRM_QUEUE_URL", queues["queue"])
+    monkeypatch.setenv("DATASYNC_CRM_DLQ_URL", queues["dlq"])
+    monkeypatch.setenv("DATASYNC_CRM_BUFFER_QUEUE_URL", buffer)
+    for body in ("event 1", "event 2", "event 3"):
+        sqs.send_message(QueueUrl=buffer, MessageBody=body)
+    sqs.send_message(QueueUrl=queues["queue"], MessageBody="a pack")
+    assert main(["status", "--json"]) == 0
+    crm = json.loads(capsys.readouterr().out)["crm"]
+    assert (crm["buffer"], crm["queue"]) == ({"visible": 3, "in_flight": 0},
+                                             {"visible": 1, "in_flight": 0})  # fmt: skip
+    assert main(["status"]) == 0
+    table = capsys.readouterr().out
+    [row] = [line.split() for line in table.splitlines() if line.startswith("crm ")]
+    assert row == ["crm", "3", "0", "1", "0", "0", "0"]
+    assert "events to transform" in table and "packs to apply" in table
+    assert "one per event" in table and "records of one Lambda batch" in table

@@ -6,12 +6,13 @@ import threading
 import time
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from apps.consumers.__main__ import main
 from apps.consumers.app import database_url
 from apps.consumers.health import prometheus_text, start_health_server
 from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
+from datasync.contract import DestinationRecord, RecordPack
 from datasync.core import exit_codes
 from datasync.core.stores import open_store
 from datasync.settings import ConfigError, Settings
@@ -375,3 +376,235 @@ def test_a_batch_logs_one_line_that_traces_every_record(worker, sqs, queues, cap
     assert sorted(by_outcome["applied"]) == sorted(trace)
     assert by_outcome["duplicate"] == trace[:1]
     assert "Ada" not in caplog.text and "Bob" not in caplog.text, "no personal data in logs"
+
+
+# -- record packs: one message, many records, each retried or dead-lettered on its own ----------
+def send_pack(sqs, url, *records, **attributes):
+    pack = RecordPack(destination=records[0].destination, records=list(records))
+    extra = {k: {"DataType": "Number", "StringValue": v} for k, v in attributes.items()}
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=pack.model_dump_json(),
+        MessageAttributes={**pack.message_attributes(), **extra},
+    )
+
+
+def test_a_pack_is_applied_and_deleted_and_logged_like_single_records(
+    worker, sqs, queues, store, caplog
+):
+    records = [record(key=f"u{i}", at=1, name=f"N{i}") for i in range(3)]
+    send_pack(sqs, queues["queue"], *records)
+    send(sqs, queues["queue"], records[0].model_dump_json())  # an older single-record message
+    with caplog.at_level("INFO", logger="datasync.consumer"):
+        while worker.poll_once():
+            pass
+    assert [store.get(f"u{i}")["name"] for i in range(3)] == ["N0", "N1", "N2"]
+    assert worker.metrics.snapshot() == {"applied": 3, "duplicate": 1}
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+    traced = [t for r in caplog.records if r.getMessage() == "batch applied"
+              for t in r.events.get("applied", [])]  # fmt: skip
+    assert sorted(traced) == sorted(r.trace for r in records)
+
+
+def test_a_failed_record_of_a_pack_is_retried_alone_then_dead_lettered_alone(
+    worker, sqs, queues, store, caplog
+):
+    worker.backoff = lambda attempt: 0  # retry at once instead of after 2, 4, ... s
+    good, bad = record(key="u1", at=1, name="Ada"), record(key="u2", at=1, op="append")
+    send_pack(sqs, queues["queue"], good, bad)
+    assert worker.poll_once() == 1
+    assert store.get("u1")["name"] == "Ada" and store.applied_count() == 1
+    # The pack is gone; a new message holds only the failed record, on its second attempt.
+    # (Looking at it is a delivery too: its second attempt.)
+    [retry] = sqs.receive_message(
+        QueueUrl=queues["queue"], MessageAttributeNames=["All"], VisibilityTimeout=0
+    )["Messages"]
+    assert [r.event_id for r in RecordPack.model_validate_json(retry["Body"]).records] == [
+        bad.event_id
+    ]
+    assert retry["MessageAttributes"]["delivery_attempt"]["StringValue"] == "2"
+    assert retry["MessageAttributes"]["event_ids"]["StringValue"] == str(bad.event_id)
+    assert drain(sqs, queues["dlq"]) == []
+    with caplog.at_level("INFO", logger="datasync.consumer"):
+        assert worker.poll_once() == 1  # attempt 3 = maxReceiveCount: dead-lettered
+    [dead] = drain(sqs, queues["dlq"])
+    assert DestinationRecord.from_json(dead["Body"]) == bad  # the record alone, not a pack
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["failure_reason"] == "ValueError: the crm store merges state, got 'append'"
+    assert attributes["failure_receive_count"] == "3"
+    assert (attributes["event_id"], attributes["correlation_id"]) == (str(bad.event_id), "test")
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+    assert store.applied_count() == 1, "the good record was applied once, never again"
+    failures = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert failures == ["record failed; will retry", "giving up on record"]
+
+
+def test_a_pack_whose_records_all_fail_comes_back_whole_after_its_backoff(worker, sqs, queues):
+    worker.backoff = lambda attempt: 30
+    send_pack(sqs, queues["queue"], record(key="u1", at=1, op="append"),
+              record(key="u2", at=1, op="append"))  # fmt: skip
+    worker.poll_once()
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)  # the same message, waiting
+
+
+class ResendFails:
+    """SQS that refuses the consumer's re-send to its own queue (no sqs:SendMessage there)."""
+
+    def __init__(self, sqs, queue_url):
+        self.sqs, self.queue_url = sqs, queue_url
+
+    def send_message(self, QueueUrl, **kwargs):
+        if QueueUrl == self.queue_url:
+            error = {"Code": "AccessDenied", "Message": "not allowed"}
+            raise ClientError({"Error": error}, "SendMessage")
+        return self.sqs.send_message(QueueUrl=QueueUrl, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_when_the_failed_records_cannot_be_resent_the_pack_is_retried_whole(
+    worker, sqs, queues, store
+):
+    worker.sqs = ResendFails(sqs, queues["queue"])
+    worker.backoff = lambda attempt: 0
+    good, bad = record(key="u1", at=1, name="Ada"), record(key="u2", at=1, op="append")
+    send_pack(sqs, queues["queue"], good, bad)
+    worker.poll_once()
+    worker.poll_once()  # the pack again: the good record is a duplicate now
+    assert worker.metrics.snapshot()["duplicate"] == 1 and store.applied_count() == 1
+    worker.poll_once()  # third delivery: the failed record alone goes to the DLQ
+    [dead] = drain(sqs, queues["dlq"])
+    assert DestinationRecord.from_json(dead["Body"]).event_id == bad.event_id
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+class CrashingDelete:
+    """A consumer that dies (here: an exception out of the loop) right before it deletes."""
+
+    def __init__(self, sqs):
+        self.sqs, self.undeleted = sqs, []
+
+    def delete_message_batch(self, QueueUrl, Entries):
+        self.undeleted += [e["ReceiptHandle"] for e in Entries]
+        raise KeyboardInterrupt("killed")
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_a_crash_after_resending_and_before_deleting_loses_nothing(worker, sqs, queues, store):
+    worker.backoff = lambda attempt: 0
+    good, bad = record(key="u1", at=1, name="Ada"), record(key="u2", at=1, op="append")
+    send_pack(sqs, queues["queue"], good, bad)
+    worker.sqs = crashing = CrashingDelete(sqs)
+    with pytest.raises(KeyboardInterrupt):
+        worker.poll_once()
+    worker.sqs = sqs
+    [pack] = crashing.undeleted  # its visibility timeout ends: back beside the re-sent record
+    sqs.change_message_visibility(QueueUrl=queues["queue"], ReceiptHandle=pack, VisibilityTimeout=0)
+    assert visible_and_in_flight(sqs, queues["queue"]) == (2, 0)
+    while worker.poll_once():
+        pass
+    assert store.get("u1")["name"] == "Ada" and store.applied_count() == 1
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+    # At least once: the failed record reached the DLQ (from both copies, possibly), nothing else.
+    dead = {DestinationRecord.from_json(m["Body"]).event_id for m in drain(sqs, queues["dlq"])}
+    assert dead == {bad.event_id}
+
+
+def test_a_pack_on_its_last_attempt_with_the_store_down_dead_letters_each_record(sqs, queues):
+    worker = broken_store_worker(sqs, queues)
+    records = [record(key=f"u{i}", at=1, name="Ada Lovelace") for i in range(2)]
+    send_pack(sqs, queues["queue"], *records, delivery_attempt="3")
+    worker.poll_once()
+    dead = drain(sqs, queues["dlq"])
+    assert sorted(DestinationRecord.from_json(m["Body"]).event_id for m in dead) == sorted(
+        r.event_id for r in records
+    )
+    reasons = {m["MessageAttributes"]["failure_reason"]["StringValue"] for m in dead}
+    assert reasons == {"store unavailable: ConnectionError: database down while writing <redacted>"}
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+def test_a_pack_of_another_destination_goes_to_the_dlq_at_once(worker, sqs, queues, store):
+    send_pack(sqs, queues["queue"], record(destination="marketing", key="u1", at=1))
+    worker.poll_once()
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason.startswith("a marketing pack on the crm queue")
+    assert "event_ids" in dead["MessageAttributes"], "its trace ids go with it"
+    assert store.applied_count() == 0
+
+
+class RecordingSqs:
+    def __init__(self, sqs):
+        self.sqs, self.receives = sqs, []
+
+    def receive_message(self, **kwargs):
+        self.receives.append(kwargs)
+        return self.sqs.receive_message(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_the_consumer_asks_only_for_the_message_attributes_it_uses(worker, sqs):
+    worker.sqs = RecordingSqs(sqs)
+    worker.poll_once()
+    [call] = worker.sqs.receives
+    assert sorted(call["MessageAttributeNames"]) == sorted(
+        ["delivery_attempt", "event_id", "correlation_id", "event_ids", "correlation_ids"]
+    )
+    assert call["AttributeNames"] == ["ApproximateReceiveCount"]
+
+
+class ScriptedSqs:
+    """A queue that hands out batches of the given sizes, one per receive (empty after)."""
+
+    def __init__(self, sizes):
+        self.sizes, self.calls = list(sizes), 0
+
+    def receive_message(self, **kwargs):
+        self.calls += 1
+        size = self.sizes.pop(0) if self.sizes else 0
+        return {"Messages": [{"ReceiptHandle": f"r{i}", "Body": "x"} for i in range(size)]}
+
+
+def test_after_a_partial_batch_the_worker_waits_its_window_so_messages_gather(store):
+    sqs = ScriptedSqs([3, 10, 0, 1])
+    worker = ConsumerWorker(sqs, "q", store, RedriveTarget(None, None), Metrics(),
+                            wait_seconds=0, batch_window_seconds=0.25)  # fmt: skip
+    worker.handle = lambda messages: None
+    stop = RecordingStop(sqs, polls=4)
+    worker.run(stop)
+    # 3 of 10: wait; a full batch (a backlog): at once; nothing (the long poll waited): at once.
+    assert stop.waits == [0.25, 0.25]  # after the batch of 3 and after the batch of 1
+
+
+class DlqRefuses:
+    """SQS whose DLQ refuses every dead letter."""
+
+    def __init__(self, sqs, dlq_url):
+        self.sqs, self.dlq_url = sqs, dlq_url
+
+    def send_message(self, QueueUrl, **kwargs):
+        if QueueUrl == self.dlq_url:
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": "down"}}, "SendMessage"
+            )
+        return self.sqs.send_message(QueueUrl=QueueUrl, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_a_pack_whose_failed_records_could_not_all_be_dead_lettered_is_kept(worker, sqs, queues):
+    worker.sqs = DlqRefuses(sqs, queues["dlq"])
+    send_pack(sqs, queues["queue"], record(key="u1", at=1, name="Ada"),
+              record(key="u2", at=1, op="append"), delivery_attempt="3")  # fmt: skip
+    worker.poll_once()
+    # Not deleted, not hurried back: it returns after the visibility timeout, and then the
+    # failed record gets another chance to reach the DLQ with its reason.
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)
+    assert drain(sqs, queues["dlq"]) == []

@@ -8,14 +8,17 @@ from pydantic import ValidationError
 
 from datasync.contract import (
     DestinationRecord,
+    RecordPack,
     UserChanges,
     UserCreated,
     UserProfile,
     UserUpdated,
+    pack_records,
     parse_event,
+    parse_queue_message,
 )
 from datasync.contract.schemas import SCHEMA_DIR, contract_schemas, stale_schemas
-from tests.conftest import load_event
+from tests.conftest import FIXTURES, load_event
 
 SAMPLES = ["user_created", "user_updated", "user_opted_out", "user_deleted"]
 
@@ -133,3 +136,65 @@ def test_destination_record_round_trip_and_attributes():
     attributes = record.message_attributes()
     assert attributes["event_id"]["StringValue"] == str(record.event_id)
     assert attributes["correlation_id"]["StringValue"] == "c-1"
+
+
+# -- record packs ------------------------------------------------------------------------------
+PACK = (FIXTURES / "messages" / "crm_pack.json").read_text()
+RECORD = (FIXTURES / "messages" / "crm_record.json").read_text()
+
+
+def test_a_queue_message_is_a_pack_or_a_single_record():
+    pack = parse_queue_message(PACK)
+    assert isinstance(pack, RecordPack) and [r.correlation_id for r in pack.records] == [
+        "req-7a1f0c", "req-91bd2e"
+    ]  # fmt: skip
+    assert json.loads(pack.model_dump_json()) == json.loads(PACK)
+    jsonschema.validate(json.loads(PACK), contract_schemas()["v1-destination-record-pack.json"])
+    assert parse_queue_message(RECORD) == DestinationRecord.from_json(RECORD)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        json.dumps({"schema_version": 1, "destination": "crm", "records": []}),
+        json.dumps(
+            {
+                "schema_version": 2,
+                **{k: v for k, v in json.loads(PACK).items() if k != "schema_version"},
+            }
+        ),
+        PACK.replace(
+            '"destination": "crm",\n  "records"', '"destination": "marketing",\n  "records"'
+        ),
+        json.dumps([json.loads(RECORD)]),
+    ],
+    ids=["not JSON", "empty", "wrong version", "another destination's records", "a list"],
+)
+def test_what_is_neither_a_pack_nor_a_record_is_refused(body):
+    with pytest.raises(ValidationError):
+        parse_queue_message(body)
+
+
+def test_records_are_packed_in_order_within_the_size_limits(monkeypatch):
+    records = [DestinationRecord.from_json(RECORD).model_copy(update={"key": f"u{i}"})
+               for i in range(5)]  # fmt: skip
+    assert [len(p.records) for p in pack_records(records)] == [5]
+    monkeypatch.setattr("datasync.contract.records.MAX_PACK_RECORDS", 2)
+    packs = list(pack_records(records))
+    assert [len(p.records) for p in packs] == [2, 2, 1]
+    assert [r.key for p in packs for r in p.records] == [f"u{i}" for i in range(5)]
+    monkeypatch.setattr("datasync.contract.records.MAX_PACK_BYTES", 10)  # smaller than a record
+    assert [len(p.records) for p in pack_records(records)] == [1] * 5
+
+
+def test_a_pack_names_every_event_and_correlation_id_in_its_attributes():
+    attributes = {
+        k: v["StringValue"] for k, v in parse_queue_message(PACK).message_attributes().items()
+    }
+    assert attributes == {
+        "record_count": "2",
+        "event_ids": "8a7b6c5d-4e3f-4a2b-9c1d-0e9f8a7b6c5d,9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e",
+        "correlation_ids": "req-7a1f0c,req-91bd2e",
+        "schema_version": "1",
+    }

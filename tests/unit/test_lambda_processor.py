@@ -3,7 +3,8 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from datasync.contract import DestinationRecord
+from datasync.contract import RecordPack, parse_event
+from datasync.contract.records import PACK_ENVELOPE_BYTES
 from datasync.core.transforms import to_crm, to_marketing
 from lambdas.config import LambdaConfig
 from lambdas.handler import build_processor
@@ -28,6 +29,16 @@ def sqs_record(body, message_id="m1", receive_count=1, **fields):
     }
 
 
+def unpacked(messages):
+    """The records of destination queue messages (packs), in order."""
+    return [r for m in messages for r in RecordPack.model_validate_json(m["Body"]).records]
+
+
+def sent_records(sqs, url):
+    """The records in the destination queue, unpacked (the queue is emptied)."""
+    return unpacked(drain(sqs, url))
+
+
 def eventbridge(event_name):
     envelope = load_event("eventbridge_user_created")
     envelope["detail"] = load_event(event_name)
@@ -42,21 +53,43 @@ def processor(sqs, queues):
     )
 
 
-def test_batch_is_transformed_and_sent_with_trace_attributes(processor, sqs, queues):
-    records = [
-        sqs_record(eventbridge(name), f"m{i}")
-        for i, name in enumerate(["user_created", "user_updated", "user_deleted"])
-    ]
+def test_a_batch_is_sent_as_one_pack_that_names_every_record_in_its_attributes(
+    processor, sqs, queues
+):
+    names = ["user_created", "user_updated", "user_deleted"]
+    records = [sqs_record(eventbridge(name), f"m{i}") for i, name in enumerate(names)]
     assert processor.handle_sqs_batch(records) == {"batchItemFailures": []}
-    sent = drain(sqs, queues["queue"])
-    parsed = sorted((DestinationRecord.from_json(m["Body"]) for m in sent), key=lambda r: r.version)
-    assert [r.op for r in parsed] == ["upsert", "upsert", "delete"]
-    attributes = {m["MessageAttributes"]["event_id"]["StringValue"] for m in sent}
-    assert attributes == {str(r.event_id) for r in parsed}
-    assert all(
-        m["MessageAttributes"]["correlation_id"]["StringValue"].startswith("req-") for m in sent
+    [message] = drain(sqs, queues["queue"])
+    pack = RecordPack.model_validate_json(message["Body"])
+    assert (pack.destination, [r.op for r in pack.records]) == (
+        "crm",
+        ["upsert", "upsert", "delete"],
     )
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["record_count"] == "3"
+    assert attributes["event_ids"] == ",".join(str(r.event_id) for r in pack.records)
+    assert attributes["correlation_ids"] == "req-7a1f0c,req-91bd2e,req-d41e90"
     assert drain(sqs, queues["dlq"]) == []
+
+
+def test_a_batch_too_big_for_one_message_is_split_into_packs_in_order(
+    processor, sqs, queues, monkeypatch
+):
+    events = [eventbridge("user_created") for _ in range(5)]
+    for i, event in enumerate(events):
+        event["detail"]["event_id"] = f"00000000-0000-4000-8000-00000000000{i}"
+    record_bytes = len(to_crm(parse_event(events[0]["detail"]))[0].model_dump_json())
+    limit = PACK_ENVELOPE_BYTES + 2 * (record_bytes + 1)  # room for two records
+    monkeypatch.setattr("datasync.contract.records.MAX_PACK_BYTES", limit)
+    assert processor.handle_sqs_batch([sqs_record(e, f"m{i}") for i, e in enumerate(events)]) == {
+        "batchItemFailures": []
+    }
+    messages = sorted(drain(sqs, queues["queue"]), key=lambda m: unpacked([m])[0].event_id)
+    assert [len(RecordPack.model_validate_json(m["Body"]).records) for m in messages] == [2, 2, 1]
+    assert all(len(m["Body"]) <= limit for m in messages)
+    assert [str(r.event_id) for r in unpacked(messages)] == [
+        e["detail"]["event_id"] for e in events
+    ]
 
 
 def test_poison_event_goes_to_the_dlq_with_a_reason_and_is_not_retried(processor, sqs, queues):
@@ -71,7 +104,7 @@ def test_poison_event_goes_to_the_dlq_with_a_reason_and_is_not_retried(processor
     assert dead["MessageAttributes"]["correlation_id"]["StringValue"] == "req-poison"
     assert "not-an-email" not in reason  # no personal data in reasons
     assert dead["MessageAttributes"]["failure_stage"]["StringValue"] == "transform"
-    assert len(drain(sqs, queues["queue"])) == 1
+    assert len(sent_records(sqs, queues["queue"])) == 1
 
 
 @pytest.mark.parametrize(
@@ -110,6 +143,42 @@ class RefusingSqs:
 
     def __getattr__(self, name):
         return getattr(self.sqs, name)
+
+
+class RefusingPacksWith(RefusingSqs):
+    """Refuses, every time, the destination-queue entries whose body holds ``marker``."""
+
+    def __init__(self, sqs, refused_url, marker):
+        super().__init__(sqs, refused_url)
+        self.marker = marker
+
+    def send_message_batch(self, QueueUrl, Entries):
+        if QueueUrl != self.refused_url:
+            return self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+        refused = [e for e in Entries if self.marker in e["MessageBody"]]
+        accepted = [e for e in Entries if e not in refused]
+        response = self.sqs.send_message_batch(QueueUrl=QueueUrl, Entries=accepted)
+        failed = [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in refused]
+        return {**response, "Failed": failed}
+
+
+def test_a_pack_that_is_refused_fails_only_the_records_it_carried(sqs, queues, monkeypatch):
+    monkeypatch.setattr("datasync.core.queues.time.sleep", lambda s: None)
+    events = [eventbridge("user_created") for _ in range(4)]
+    for i, event in enumerate(events):
+        event["detail"]["event_id"] = f"00000000-0000-4000-8000-00000000000{i}"
+    record_bytes = len(to_crm(parse_event(events[0]["detail"]))[0].model_dump_json())
+    monkeypatch.setattr(
+        "datasync.contract.records.MAX_PACK_BYTES", PACK_ENVELOPE_BYTES + 2 * (record_bytes + 1)
+    )
+    refusing = RefusingPacksWith(sqs, queues["queue"], events[2]["detail"]["event_id"])
+    processor = TransformProcessor("crm", to_crm, refusing, queues["queue"], queues["dlq"], 3)
+    result = processor.handle_sqs_batch([sqs_record(e, f"m{i}") for i, e in enumerate(events)])
+    # Two packs (m0+m1, m2+m3); the second was refused: its two records come back.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
+    assert sorted(str(r.event_id) for r in sent_records(sqs, queues["queue"])) == [
+        e["detail"]["event_id"] for e in events[:2]
+    ]
 
 
 def test_transient_send_failure_is_reported_for_retry(sqs, queues, monkeypatch):
@@ -210,7 +279,7 @@ def test_one_log_line_per_batch_names_every_event_and_correlation_id(processor, 
     names = ["user_created", "user_updated"]
     processor.handle_sqs_batch([sqs_record(eventbridge(n), f"m{i}") for i, n in enumerate(names)])
     [line] = [r for r in caplog.records if r.getMessage() == "batch transformed"]
-    assert line.records == 2 and line.sent == 2 and line.retry == 0
+    assert (line.records, line.sent, line.packs, line.retry) == (2, 2, 1, 0)
     assert list(line.events) == ["sent"]
     assert [e.split("/")[1] for e in line.events["sent"]] == ["req-7a1f0c", "req-91bd2e"]
     assert "ada" not in caplog.text.lower()
@@ -245,7 +314,7 @@ def test_an_error_in_one_transform_fails_that_record_alone(sqs, queues):
         [sqs_record(created, "bad"), sqs_record(updated, "ok1"), sqs_record(deleted, "ok2")]
     )
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
-    sent = [DestinationRecord.from_json(m["Body"]) for m in drain(sqs, queues["queue"])]
+    sent = sent_records(sqs, queues["queue"])
     assert sorted(r.correlation_id for r in sent) == ["req-91bd2e", "req-d41e90"]
     assert drain(sqs, queues["dlq"]) == []  # not its last attempt: retried, not dead-lettered
 
@@ -268,7 +337,7 @@ def test_on_its_last_attempt_a_record_whose_transform_fails_is_dead_lettered_wit
     assert attributes["failure_receive_count"] == "3"
     assert attributes["correlation_id"] == "req-bad"
     assert json.loads(dead["Body"]) == created  # the event itself, to redrive after a fix
-    assert len(drain(sqs, queues["queue"])) == 1
+    assert len(sent_records(sqs, queues["queue"])) == 1
     assert "ada.lovelace" not in caplog.text, "no personal data in logs"
 
 
