@@ -133,7 +133,7 @@ class FaultInjector:
     rng: random.Random
     every: tuple[float, float] = (1.0, 3.0)
     injected: Counter[str] = field(default_factory=Counter)
-    missed: Counter[str] = field(default_factory=Counter)  # the target was not running
+    missed: Counter[str] = field(default_factory=Counter)  # the target was not running (yet)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.rng.uniform(*self.every)):
@@ -156,8 +156,8 @@ class FaultInjector:
                 if workers:
                     os.kill(self.rng.choice(workers), signal.SIGKILL)
                     return True
-            if fault == "emulator-pause" and "ministack" in children:
-                pid = children["ministack"]
+            if fault == "emulator-pause" and "emulator" in children:
+                pid = children["emulator"]
                 os.kill(pid, signal.SIGSTOP)
                 try:
                     time.sleep(self.rng.uniform(1.0, 3.0))
@@ -253,8 +253,16 @@ def soak(stack: Stack, args: argparse.Namespace) -> dict:
         say(f"settling: {report.count('lost')} records not applied yet")
         time.sleep(5)
     latencies = sorted(a.latency_s for a in ledger.acks) or [0.0]
+    # A soak in which one kind of fault never happened proves nothing about that kind.
+    never = [f for f in FAULTS if not faults.injected[f]]
+    lines = report.lines() + [
+        f"faults        {sum(faults.injected.values())}  "
+        + ", ".join(f"{f} {faults.injected[f]}" for f in FAULTS)
+    ]
+    if never:
+        lines.append(f"VOID: no {', '.join(never)} happened")
     return {
-        "ok": report.ok,
+        "ok": report.ok and not never,
         "seed": args.seed,
         "events": workload.size,
         "rate": args.rate,
@@ -268,7 +276,7 @@ def soak(stack: Stack, args: argparse.Namespace) -> dict:
             "max": round(latencies[-1], 3),
         },
         "classes": {c: report.count(c) for c in ("lost", "doubled", "unexpected", "stale")},
-        "report": report.lines(),
+        "report": lines,
     }
 
 
