@@ -82,6 +82,14 @@ class Settings(_DestinationQueueUrls):
     publish_read_timeout_seconds: float = Field(
         0.6, gt=0, validation_alias="DATASYNC_PUBLISH_READ_TIMEOUT_SECONDS"
     )
+    # Micro-batching: concurrent publishes of a worker process share PutEvents calls, at most
+    # this many calls at once; a sender may linger this long for its batch to fill.
+    publish_max_in_flight: int = Field(
+        2, ge=1, le=32, validation_alias="DATASYNC_PUBLISH_MAX_IN_FLIGHT"
+    )
+    publish_linger_seconds: float = Field(
+        0.0, ge=0, le=0.05, validation_alias="DATASYNC_PUBLISH_LINGER_SECONDS"
+    )
     breaker_failures: int = Field(5, ge=1, validation_alias="DATASYNC_BREAKER_FAILURES")
     breaker_cooldown_seconds: float = Field(
         5.0, gt=0, validation_alias="DATASYNC_BREAKER_COOLDOWN_SECONDS"

@@ -88,6 +88,8 @@ def build_publisher(settings: Settings) -> EventPublisher:
         settings.event_bus_name,
         budget_seconds=settings.publish_budget_seconds,
         attempt_timeout=attempt,
+        max_in_flight=settings.publish_max_in_flight,
+        linger_seconds=settings.publish_linger_seconds,
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
     )
 

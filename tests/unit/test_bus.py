@@ -9,7 +9,13 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from datasync.contract import parse_event
 from datasync.core.aws import client as aws_client
-from datasync.core.bus import CIRCUIT_OPEN, CircuitBreaker, EventPublisher, PublishError
+from datasync.core.bus import (
+    CIRCUIT_OPEN,
+    CircuitBreaker,
+    EventPublisher,
+    PublishError,
+    entry_size,
+)
 from tests.conftest import load_event
 
 EVENT = parse_event(load_event("user_created"))
@@ -354,3 +360,266 @@ def test_against_moto_an_event_reaches_a_rule_target_queue(aws):
     [message] = sqs.receive_message(QueueUrl=queue).get("Messages", [])
     assert parse_event(json.loads(message["Body"])["detail"]) == EVENT
     assert not EventPublisher(events, "no-such-bus").is_reachable()
+
+
+# -- micro-batching: concurrent publishes share PutEvents calls -------------------------------
+def event(n):
+    """A distinct event per n (the entry's Detail tells them apart)."""
+    return EVENT.model_copy(update={"correlation_id": f"batch-{n}"})
+
+
+def correlation(entry):
+    return json.loads(entry["Detail"])["correlation_id"]
+
+
+class GatedEvents:
+    """A thread-safe EventBridge fake: each call may be held at a gate; answers per entry.
+
+    ``answer(entry)`` gives the result of one entry ({"EventId": ...} or an ErrorCode). Calls
+    wait at the gate while it is closed, so that publishes pile up behind them.
+    """
+
+    def __init__(self, answer=None):
+        self.calls = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+        self.answer = answer or (lambda entry: {"EventId": f"id-{correlation(entry)}"})
+
+    def put_events(self, Entries):
+        self.calls.append(list(Entries))
+        self.entered.release()
+        if not self.gate.wait(timeout=10):
+            raise ReadTimeoutError(endpoint_url="gated")
+        results = [self.answer(entry) for entry in Entries]
+        failed = sum("ErrorCode" in result for result in results)
+        return {"FailedEntryCount": failed, "Entries": results}
+
+    def sent(self):
+        return [correlation(entry) for call in self.calls for entry in call]
+
+
+def publish_concurrently(pub, events, before=None):
+    """Publish each event from a thread of its own; results (entry id or exception) in order."""
+    results = [None] * len(events)
+
+    def run(index):
+        try:
+            results[index] = pub.publish(events[index])
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(events))]
+    for thread in threads:
+        thread.start()
+    if before:
+        before()
+    for thread in threads:
+        thread.join(timeout=10)
+    return results
+
+
+def hold_first_call_until_queued(events_fake, pub, queued):
+    """Close the gate, let one publish enter a call, queue ``queued`` more behind it."""
+    events_fake.gate.clear()
+    first = threading.Thread(target=pub.publish, args=(event("first"),))
+    first.start()
+    assert events_fake.entered.acquire(timeout=5)
+    return first
+
+
+def wait_for_waiting(pub, count):
+    deadline = time.monotonic() + 5
+    while len(pub._batcher._waiting) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(pub._batcher._waiting) == count
+
+
+def test_publishes_waiting_behind_a_call_share_the_next_one():
+    fake = GatedEvents()
+    pub = EventPublisher(fake, "bus", max_in_flight=1)
+    first = hold_first_call_until_queued(fake, pub, 7)
+    results = publish_concurrently(
+        pub,
+        [event(i) for i in range(7)],
+        before=lambda: (wait_for_waiting(pub, 7), fake.gate.set()),
+    )
+    first.join(timeout=5)
+    assert [len(call) for call in fake.calls] == [1, 7]
+    # each publish gets the id of its own entry, whatever its place in the shared call
+    assert results == [f"id-batch-{i}" for i in range(7)]
+
+
+def test_a_lone_publish_is_sent_at_once_and_alone():
+    fake = GatedEvents()
+    pub = EventPublisher(fake, "bus", linger_seconds=0.05)
+    started = time.monotonic()
+    assert pub.publish(event(1)) == "id-batch-1"
+    assert time.monotonic() - started < 0.04  # no linger without others arriving
+    assert [len(call) for call in fake.calls] == [1]
+
+
+def test_a_call_carries_at_most_ten_entries_and_256_kb():
+    fake = GatedEvents()
+    pub = EventPublisher(fake, "bus", max_in_flight=1)
+    first = hold_first_call_until_queued(fake, pub, 25)
+    publish_concurrently(
+        pub,
+        [event(i) for i in range(25)],
+        before=lambda: (wait_for_waiting(pub, 25), fake.gate.set()),
+    )
+    first.join(timeout=5)
+    assert max(len(call) for call in fake.calls) == 10
+    assert sorted(fake.sent()) == sorted(["batch-first"] + [f"batch-{i}" for i in range(25)])
+
+    big = GatedEvents()
+    pub = EventPublisher(big, "bus", max_in_flight=1)
+    first = hold_first_call_until_queued(big, pub, 5)
+    name = "x" * 200
+    large = [
+        EVENT.model_copy(
+            update={
+                "correlation_id": f"big-{i}",
+                "data": EVENT.data.model_copy(
+                    update={"attributes": {f"k{j}": name for j in range(20)}}
+                ),
+            }
+        )
+        for i in range(5)
+    ]
+    # pad each entry to ~100 KB through the bus name-independent Detail size
+    sizes = {}
+    real_entry = pub._entry
+
+    def padded(ev):
+        entry = real_entry(ev)
+        entry["Detail"] = entry["Detail"][:-1] + ', "pad": "' + "p" * 100_000 + '"}'
+        sizes[correlation(entry)] = entry_size(entry)
+        return entry
+
+    pub._entry = padded
+    publish_concurrently(pub, large, before=lambda: (wait_for_waiting(pub, 5), big.gate.set()))
+    first.join(timeout=5)
+    for call in big.calls[1:]:
+        assert sum(entry_size(entry) for entry in call) <= 256 * 1024
+        assert len(call) <= 2
+    assert len(big.calls) == 4  # 1 + ceil(5 / 2)
+
+
+def test_a_refused_entry_fails_only_its_own_publish():
+    def answer(entry):
+        if correlation(entry) == "batch-2":
+            return {"ErrorCode": "AccessDeniedException", "ErrorMessage": "no"}
+        return {"EventId": f"id-{correlation(entry)}"}
+
+    fake = GatedEvents(answer)
+    pub = EventPublisher(fake, "bus", max_in_flight=1)
+    first = hold_first_call_until_queued(fake, pub, 4)
+    results = publish_concurrently(
+        pub,
+        [event(i) for i in range(4)],
+        before=lambda: (wait_for_waiting(pub, 4), fake.gate.set()),
+    )
+    first.join(timeout=5)
+    assert [len(call) for call in fake.calls] == [1, 4]
+    assert isinstance(results[2], PublishError) and results[2].code == "AccessDeniedException"
+    assert [results[i] for i in (0, 1, 3)] == ["id-batch-0", "id-batch-1", "id-batch-3"]
+
+
+def test_a_throttled_entry_is_retried_alone_while_the_others_are_answered():
+    throttled = []
+
+    def answer(entry):
+        if correlation(entry) == "batch-1" and not throttled:
+            throttled.append(1)
+            return {"ErrorCode": "ThrottlingException"}
+        return {"EventId": f"id-{correlation(entry)}"}
+
+    fake = GatedEvents(answer)
+    pub = EventPublisher(fake, "bus", max_in_flight=1)
+    first = hold_first_call_until_queued(fake, pub, 3)
+    results = publish_concurrently(
+        pub,
+        [event(i) for i in range(3)],
+        before=lambda: (wait_for_waiting(pub, 3), fake.gate.set()),
+    )
+    first.join(timeout=5)
+    assert results == ["id-batch-0", "id-batch-1", "id-batch-2"]
+    assert [correlation(e) for e in fake.calls[-1]] == ["batch-1"]  # only it went again
+
+
+def test_publishes_queued_behind_a_hung_call_answer_within_their_budget_unsent():
+    """The call in flight hangs past every timeout: the publishes waiting behind it give up
+    at their own deadline, and their entries are never sent (a 503 that is true)."""
+    fake = GatedEvents()
+    pub = EventPublisher(fake, "bus", budget_seconds=0.5, attempt_timeout=0.2, max_in_flight=1)
+    fake.gate.clear()
+    # The publish that sent the call waits for it (the client's timeouts bound it for real).
+    hung = threading.Thread(target=pub.publish, args=(event("hung"),))
+    hung.start()
+    assert fake.entered.acquire(timeout=5)
+    started = time.monotonic()
+    results = publish_concurrently(pub, [event(i) for i in range(5)])
+    elapsed = time.monotonic() - started
+    assert not pub._batcher._waiting  # taken back: no later call can carry them
+    fake.gate.set()
+    hung.join(timeout=15)
+    assert all(isinstance(r, PublishError) and r.retryable for r in results), results
+    assert elapsed < 0.5 + 0.2, f"{elapsed:.2f}s"
+    assert fake.sent() == ["batch-hung"]  # nothing queued was sent after its budget was spent
+
+
+def test_an_entry_is_not_sent_once_a_whole_attempt_no_longer_fits(clock):
+    fake = GatedEvents()
+    pub = EventPublisher(fake, "bus", budget_seconds=2.0, attempt_timeout=0.9, clock=clock)
+    real_take = pub._batcher._take_batch
+
+    def late_take():
+        clock.now += 1.2  # the entry waited for a slot: 0.8 s left, an attempt needs 0.9
+        return real_take()
+
+    pub._batcher._take_batch = late_take
+    with pytest.raises(PublishError, match="RequestTimeout"):
+        pub.publish(event(1))
+    assert fake.calls == []
+
+
+def test_publish_many_answers_each_event_on_its_own():
+    def answer(entry):
+        if correlation(entry) == "batch-13":
+            return {"ErrorCode": "AccessDeniedException"}
+        return {"EventId": f"id-{correlation(entry)}"}
+
+    fake = GatedEvents(answer)
+    pub = EventPublisher(fake, "bus")
+    results = pub.publish_many([event(i) for i in range(25)])
+    assert [len(call) for call in fake.calls] == [10, 10, 5]
+    assert isinstance(results[13], PublishError) and not results[13].retryable
+    assert [r for i, r in enumerate(results) if i != 13] == [
+        f"id-batch-{i}" for i in range(25) if i != 13
+    ]
+
+
+def test_publish_many_while_the_circuit_is_open_sends_nothing(clock):
+    breaker = CircuitBreaker(failure_threshold=1, clock=clock)
+    breaker.record_failure()
+    fake = GatedEvents()
+    results = publisher(fake, clock, breaker=breaker).publish_many([event(1), event(2)])
+    assert all(isinstance(r, PublishError) and r.code == CIRCUIT_OPEN for r in results)
+    assert fake.calls == []
+
+
+def test_many_concurrent_publishes_to_a_hung_real_bus_all_answer_within_the_budget(credentials):
+    """The API's publisher (real botocore client) with 12 request threads and a bus that
+    accepts connections and never answers: every one gets its 503 inside the 2.5 s bound."""
+    hole = BlackHole()
+    pub, sent = real_publisher(hole.url)
+    try:
+        started = time.monotonic()
+        results = publish_concurrently(pub, [event(i) for i in range(12)])
+        elapsed = time.monotonic() - started
+    finally:
+        hole.close()
+    assert all(isinstance(r, PublishError) for r in results), results
+    assert elapsed < 2.2, f"{elapsed:.2f}s"
+    assert len(sent) < 12 * 2  # the hung calls carried several entries each
