@@ -16,7 +16,7 @@ from apps.api.headers import SECURITY_HEADERS
 from apps.api.openapi import build_openapi
 from apps.api.ratelimit import RateLimiter
 from apps.api.readiness import Readiness
-from apps.api.routes import health, users
+from apps.api.routes import batches, health, users
 from datasync.contract.events import is_valid_correlation_id
 from datasync.core.aws import client
 from datasync.core.bus import CircuitBreaker, EventPublisher
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, publisher: Any = None) -> Flask
         openapi=build_openapi(),
     )
     app.register_blueprint(users)
+    app.register_blueprint(batches)
     app.register_blueprint(health)
     register_error_handlers(app)
     app.before_request(_start_request)
@@ -116,6 +117,7 @@ def _finish_request(response: Response) -> Response:
                 ),
                 "correlation_id": g.get("correlation_id"),
                 "event_id": g.get("event_id"),
+                **g.get("batch", {}),  # a batch: how many users were accepted and refused
             },
         )
     return response

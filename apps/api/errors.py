@@ -18,10 +18,12 @@ logger = logging.getLogger("datasync.api")
 PROBLEM_JSON = "application/problem+json"
 MAX_BODY_KIB = 64
 MAX_BODY_BYTES = MAX_BODY_KIB * 1024
+# A batch of 100 users: each is at most ~7 KB (20 attributes of 64 + 256 characters).
+MAX_BATCH_BODY_KIB = 1024
+MAX_BATCH_BODY_BYTES = MAX_BATCH_BODY_KIB * 1024
 _DETAILS = {
     404: "No such resource. See /openapi.json for the routes this API serves.",
     405: "This method is not allowed here; the Allow header lists the ones that are.",
-    413: f"The request body is larger than {MAX_BODY_KIB} KiB.",
 }
 
 
@@ -97,8 +99,7 @@ def register_error_handlers(app: Flask) -> None:
         return problem(
             503,
             "Event bus unavailable",
-            "The event was not accepted; nothing was published. Retry after Retry-After "
-            "seconds with the same Idempotency-Key to avoid duplicates.",
+            bus_unavailable_detail("The event"),
             headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
 
@@ -107,12 +108,22 @@ def register_error_handlers(app: Flask) -> None:
         headers: dict[str, Any] = dict(exc.get_headers())
         headers.pop("Content-Type", None)
         detail = _DETAILS.get(exc.code or 0, exc.description)
+        if exc.code == 413:
+            limit = (request.max_content_length or MAX_BODY_BYTES) // 1024
+            detail = f"The request body is larger than {limit} KiB."
         return problem(exc.code or 500, exc.name, detail, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         logger.exception("unhandled error")
         return problem(500, "Internal Server Error", "An unexpected error occurred.")
+
+
+def bus_unavailable_detail(what: str) -> str:
+    return (
+        f"{what} was not accepted; nothing was published. Retry after Retry-After seconds "
+        "with the same Idempotency-Key to avoid duplicates."
+    )
 
 
 def retry_after_header(seconds: float) -> str:

@@ -10,9 +10,16 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from apps.api.errors import MAX_BODY_KIB
+from apps.api.errors import MAX_BATCH_BODY_KIB, MAX_BODY_KIB
 from apps.api.routes import IDEMPOTENCY_KEY_PATTERN
-from apps.api.schemas import Accepted, HealthStatus, Problem, ReadyStatus
+from apps.api.schemas import (
+    Accepted,
+    BatchResult,
+    HealthStatus,
+    Problem,
+    ReadyStatus,
+    UserBatch,
+)
 from datasync import __version__
 from datasync.contract import UserChanges, UserProfile
 from datasync.contract.events import CORRELATION_ID_PATTERN
@@ -124,12 +131,49 @@ def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -
     return operation
 
 
+def _batch_operation() -> dict[str, Any]:
+    summary = "Register up to 100 users (a UserCreated each)"
+    operation = _write_operation(summary, "UserBatch", False)
+    responses = operation["responses"]
+    accepted = _json(
+        "BatchResult",
+        "The batch was read: each user has its result (202, or 422/503 with a problem), in order",
+    )
+    accepted["headers"]["Retry-After"] = {
+        "description": "Present when some users met an unavailable bus (status 503 in their "
+        "result): seconds to wait before sending them again",
+        "required": False,
+        "schema": HEADERS["Retry-After"]["schema"],
+    }
+    responses["202"] = accepted
+    responses["413"] = _problem(f"Body over {MAX_BATCH_BODY_KIB} KiB")
+    responses["422"] = _problem('The body is not `{"users": [...]}` with 1-100 users')
+    responses["429"] = _problem(
+        "This API key is over its request rate (a batch counts one request per user)",
+        "Retry-After",
+    )
+    del responses["503"]  # the bus's answer is per user, in the 202
+    operation["parameters"] = [
+        {
+            **IDEMPOTENCY_KEY,
+            "description": "Same key, same ids for the same position: user i gets the ids "
+            "derived from the key and i, so resending the same batch with the same key "
+            "duplicates nothing downstream. 1-255 visible ASCII characters, no spaces; "
+            "anything else is answered 400.",
+        },
+        CORRELATION_ID,
+    ]
+    return operation
+
+
 def build_openapi() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (UserProfile, "validation"),
             (UserChanges, "validation"),
+            (UserBatch, "validation"),
             (Accepted, "serialization"),
+            (BatchResult, "serialization"),
             (Problem, "serialization"),
             (HealthStatus, "serialization"),
             (ReadyStatus, "serialization"),
@@ -148,6 +192,7 @@ def build_openapi() -> dict[str, Any]:
             "/v1/users": {
                 "post": _write_operation("Register a user (UserCreated)", "UserProfile", False)
             },
+            "/v1/users:batch": {"post": _batch_operation()},
             "/v1/users/{user_id}": {
                 "patch": _write_operation("Change a user (UserUpdated)", "UserChanges", True),
                 "delete": _write_operation("Erase a user (UserDeleted)", None, True),

@@ -29,16 +29,18 @@ class RateLimiter:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def acquire(self, key: str) -> float:
-        """Take one token for ``key``: 0.0 if allowed, else the seconds until one is there."""
+    def acquire(self, key: str, cost: int = 1) -> float:
+        """Take ``cost`` tokens for ``key`` (a batch takes one per user, at most the burst):
+        0.0 if allowed, else the seconds until they are there (nothing is taken then)."""
         if self.rate <= 0:
             return 0.0
+        cost = min(cost, self.burst)
         with self._lock:
             now = self.clock()
             bucket = self._buckets.setdefault(key, _Bucket(float(self.burst), now))
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
                 return 0.0
-            return (1 - bucket.tokens) / self.rate
+            return (cost - bucket.tokens) / self.rate

@@ -1,11 +1,12 @@
-"""Response shapes of the API (requests are the contract's UserProfile / UserChanges)."""
+"""Shapes of the API's answers, and of the batch request (its users are the contract's
+UserProfile; single requests are UserProfile / UserChanges)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Accepted(BaseModel):
@@ -39,3 +40,44 @@ class HealthStatus(BaseModel):
 class ReadyStatus(BaseModel):
     status: Literal["ready", "unavailable"]
     reason: str | None = Field(None, description="why not ready (only when unavailable)")
+
+
+MAX_BATCH_USERS = 100
+
+
+class UserBatch(BaseModel):
+    """``POST /v1/users:batch``: the users are validated one by one, each refused on its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    users: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_USERS,
+        description=f"1-{MAX_BATCH_USERS} users to register, each a UserProfile. One that is "
+        "not is refused on its own (status 422 in its result); the others are published.",
+        json_schema_extra={"items": {"anyOf": [{"$ref": "#/components/schemas/UserProfile"}, {}]}},
+    )
+
+
+class BatchItemAccepted(BaseModel):
+    index: int = Field(description="the user's position in the request's `users`")
+    status: Literal[202] = 202
+    user_id: UUID
+    event_id: UUID
+
+
+class BatchItemRefused(BaseModel):
+    index: int = Field(description="the user's position in the request's `users`")
+    status: Literal[422, 503] = Field(
+        description="422: this user is invalid (`problem.errors` says why); 503: the event bus "
+        "did not accept it (nothing was published): send it again"
+    )
+    problem: Problem
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    refused: int
+    results: list[BatchItemAccepted | BatchItemRefused] = Field(
+        description="one per user, in the order sent"
+    )

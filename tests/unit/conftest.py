@@ -18,21 +18,33 @@ API_KEY = "unit-test-key"
 class FakePublisher:
     """Records published events; can be told to refuse them like an unavailable bus.
 
-    The API sees what it sees of the real EventPublisher: publish(), is_reachable(), circuit.
+    The API sees what it sees of the real EventPublisher: publish(), publish_many(),
+    is_reachable(), circuit.
     """
 
     def __init__(self):
         self.events = []
         self.refusal: PublishError | None = None
+        self.refuse_if = lambda event: False  # refuse some events of a batch only
         self.reachable = True
         self.circuit = "closed"
         self.probes = 0
 
     def publish(self, event):
-        if self.refusal is not None:
-            raise self.refusal
-        self.events.append(event)
-        return "entry-id"
+        [result] = self.publish_many([event])
+        if isinstance(result, PublishError):
+            raise result
+        return result
+
+    def publish_many(self, events):
+        results = []
+        for event in events:
+            if self.refusal is not None or self.refuse_if(event):
+                results.append(self.refusal or PublishError("refused", retry_after=2.5))
+                continue
+            self.events.append(event)
+            results.append("entry-id")
+        return results
 
     def is_reachable(self):
         self.probes += 1

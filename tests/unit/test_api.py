@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 from apps.api.app import create_app
 from apps.api.headers import SECURITY_HEADERS
 from apps.api.ratelimit import RateLimiter
-from datasync.contract import UserCreated, UserDeleted, UserUpdated
+from datasync.contract import UserCreated, UserDeleted, UserUpdated, event_to_json, parse_event
 from datasync.core.bus import CIRCUIT_OPEN, PublishError
 from datasync.settings import ConfigError, Settings
 from tests.unit.conftest import API_KEY
@@ -429,6 +429,9 @@ def test_openapi_is_valid_and_generated_from_the_models(client):
     assert {"post"} <= set(spec["paths"]["/v1/users"]) and {"patch", "delete"} <= set(
         spec["paths"]["/v1/users/{user_id}"]
     )
+    batch_users = schemas["UserBatch"]["properties"]["users"]
+    assert (batch_users["minItems"], batch_users["maxItems"]) == (1, 100)
+    assert set(spec["paths"]["/v1/users:batch"]["post"]["responses"]) >= {"202", "422", "429"}
 
 
 def test_refuses_to_start_without_keys_outside_local_mode(publisher):
@@ -450,3 +453,149 @@ def test_request_logs_carry_ids_but_no_personal_data(client, auth, caplog):
     records = [r for r in caplog.records if r.getMessage() == "request"]
     assert records and records[0].correlation_id == "trace-log" and records[0].status == 202
     assert "ada@example.com" not in caplog.text and "Ada" not in caplog.text
+
+
+# -- the events the API builds --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("post", "/v1/users", {**PROFILE, "attributes": {"plan": "pro"}}),
+        ("post", "/v1/users", {"email": "ada@example.com", "name": "Ada"}),
+        ("patch", f"/v1/users/{USER_ID}", {"name": "Ada K", "country": None}),
+        ("patch", f"/v1/users/{USER_ID}", {"marketing_opt_in": True, **PROFILE}),
+        ("delete", f"/v1/users/{USER_ID}", None),
+    ],
+)
+def test_the_published_event_is_what_validating_it_again_gives(
+    client, auth, publisher, method, path, body
+):
+    """The API builds events from the validated body without validating them again: they
+    must be exactly the events the contract's own validation makes of them."""
+    if body and "marketing_opt_in" in body and method == "patch":
+        body = {k: body[k] for k in ("marketing_opt_in", "email", "name")}
+    response = getattr(client, method)(path, json=body, headers=auth)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    [built] = publisher.events
+    revalidated = parse_event(event_to_json(built))
+    assert revalidated == built
+    assert event_to_json(revalidated) == event_to_json(built)
+    assert revalidated.data.model_fields_set == built.data.model_fields_set
+
+
+# -- POST /v1/users:batch ---------------------------------------------------------------------
+def batch(client, auth, users, **headers):
+    return client.post("/v1/users:batch", json={"users": users}, headers={**auth, **headers})
+
+
+def test_a_batch_publishes_each_user_and_answers_each_in_order(client, auth, publisher):
+    users = [{**PROFILE, "email": f"u{i}@example.com"} for i in range(3)]
+    response = batch(client, auth, users)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["accepted"] == 3 and body["refused"] == 0
+    assert [r["index"] for r in body["results"]] == [0, 1, 2]
+    assert [str(e.event_id) for e in publisher.events] == [r["event_id"] for r in body["results"]]
+    assert [e.data.email for e in publisher.events] == [u["email"] for u in users]
+    assert all(isinstance(e, UserCreated) for e in publisher.events)
+    assert "Retry-After" not in response.headers
+
+
+def test_an_invalid_user_is_refused_alone(client, auth, publisher):
+    users = [PROFILE, {"email": "secret-not-an-email", "name": "B"}, 42, {**PROFILE, "name": "C"}]
+    body = batch(client, auth, users).get_json()
+    assert [r["status"] for r in body["results"]] == [202, 422, 422, 202]
+    assert body["accepted"] == 2 and body["refused"] == 2
+    problem = body["results"][1]["problem"]
+    assert problem["status"] == 422 and [e["field"] for e in problem["errors"]] == [
+        "body.users.1.email"
+    ]
+    assert "secret-not-an-email" not in json.dumps(body)
+    assert [e.data.name for e in publisher.events] == ["Ada", "C"]
+
+
+def test_a_user_the_bus_refused_is_503_in_its_result_with_retry_after(client, auth, publisher):
+    publisher.refuse_if = lambda event: event.data.name == "B"
+    users = [PROFILE, {**PROFILE, "name": "B"}]
+    response = batch(client, auth, users)
+    assert response.status_code == 202
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [202, 503]
+    assert "Idempotency-Key" in results[1]["problem"]["detail"]
+    assert response.headers["Retry-After"] == "3"  # the refusal's 2.5 s, rounded up
+
+
+def test_a_batch_with_the_same_idempotency_key_gets_the_same_ids_per_position(client, auth):
+    users = [PROFILE, {**PROFILE, "name": "B"}]
+    first = batch(client, auth, users, **{"Idempotency-Key": "import-7"}).get_json()["results"]
+    again = batch(client, auth, users, **{"Idempotency-Key": "import-7"}).get_json()["results"]
+    other = batch(client, auth, users, **{"Idempotency-Key": "import-8"}).get_json()["results"]
+    assert first == again
+    ids = {r[k] for r in first for k in ("user_id", "event_id")}
+    assert len(ids) == 4  # every position and purpose has ids of its own
+    assert not ids & {r[k] for r in other for k in ("user_id", "event_id")}
+    single = client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": "import-7"})
+    assert single.get_json()["event_id"] not in ids  # a batch's key is not a single request's
+
+
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        ({"users": []}, 422),
+        ({"users": [PROFILE] * 101}, 422),
+        ({"users": PROFILE}, 422),
+        ({}, 422),
+        ({"users": [PROFILE], "extra": 1}, 422),
+        ([PROFILE], 422),
+    ],
+)
+def test_a_batch_that_is_not_1_to_100_users_is_refused_whole(
+    client, auth, publisher, payload, status
+):
+    response = client.post("/v1/users:batch", json=payload, headers=auth)
+    assert_problem(response, status)
+    assert publisher.events == []
+
+
+def test_a_batch_may_be_larger_than_a_single_request_but_not_over_1_mib(client, auth, publisher):
+    attributes = {f"k{i}": "v" * 256 for i in range(20)}
+    users = [{**PROFILE, "attributes": attributes}] * 100  # ~560 KB
+    assert batch(client, auth, users).status_code == 202
+    assert len(publisher.events) == 100
+    huge = [{**PROFILE, "name": "x" * 200, "attributes": attributes}] * 100
+    body = json.dumps({"users": huge * 2})
+    response = client.post(
+        "/v1/users:batch", data=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert "1024 KiB" in assert_problem(response, 413)["detail"]
+
+
+def test_a_batch_counts_one_request_per_user_against_the_rate_limit(app, publisher):
+    clock = FakeClock()
+    app.extensions["datasync"].rate_limiter = RateLimiter(rate=10, burst=5, clock=clock)
+    client = app.test_client()
+    headers = {"X-API-Key": API_KEY}
+    assert batch(client, headers, [PROFILE] * 4).status_code == 202
+    limited = batch(client, headers, [PROFILE] * 2)  # 1 token left (taken), 2 needed
+    assert_problem(limited, 429)
+    assert limited.headers["Retry-After"] == "1"
+    assert len(publisher.events) == 4
+    clock.now += 0.2
+    assert batch(client, headers, [PROFILE] * 2).status_code == 202
+
+
+def test_a_batch_is_logged_as_one_line_with_its_counts(client, auth, publisher, caplog):
+    caplog.set_level("INFO")
+    batch(client, auth, [PROFILE, {"email": "x"}])
+    [record] = [r for r in caplog.records if r.getMessage() == "request"]
+    assert record.route == "/v1/users:batch" and record.accepted == 1 and record.refused == 1
+    assert "ada@example.com" not in caplog.text
+
+
+def test_the_rate_limiter_takes_a_cost_but_never_more_than_the_burst():
+    clock = FakeClock()
+    limiter = RateLimiter(rate=10, burst=3, clock=clock)
+    assert limiter.acquire("k", 2) == 0
+    assert limiter.acquire("k", 2) == pytest.approx(0.1)  # one token there, two needed
+    clock.now += 60
+    assert limiter.acquire("k", 500) == 0  # a cost over the burst takes the whole burst
+    assert limiter.acquire("k") == pytest.approx(0.1)

@@ -35,9 +35,16 @@ profile_like = st.fixed_dictionaries(
             "/v1/users/0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b",
             "/v1/users/x",
             "/v1/users/%00",
+            "/v1/users:batch",
         ]
     ),
-    body=st.one_of(profile_like, json_values),
+    body=st.one_of(
+        profile_like,
+        json_values,
+        st.fixed_dictionaries(
+            {"users": st.lists(st.one_of(profile_like, json_values), max_size=4)}
+        ),
+    ),
     raw=st.one_of(st.none(), st.binary(max_size=200)),
     content_type=st.sampled_from(
         ["application/json", "application/problem+json", "text/plain", None]
