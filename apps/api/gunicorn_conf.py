@@ -54,5 +54,13 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Hand the request deadline to the worker (gunicorn has no setting for it)."""
+    """Hand the request deadline to the worker (gunicorn has no setting for it), and warm it.
+
+    The readiness probe (one bounded DescribeEventBus) makes this worker's SDK client resolve
+    its endpoint and credentials and open a pooled connection to the bus before its first
+    request, instead of during it; a bus that does not answer only leaves it cold.
+    """
     worker.request_timeout = _settings.api_request_timeout_seconds
+    state = getattr(worker.wsgi, "extensions", {}).get("datasync")  # none if the app failed
+    if state is not None:
+        state.readiness.check()
