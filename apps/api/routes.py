@@ -73,6 +73,7 @@ def create_user() -> tuple[Response, int]:
 def create_users() -> tuple[Response, int]:
     """Register up to 100 users; each is validated, published and answered on its own."""
     caller = _authenticate()
+    _idempotency_key()  # a bad one is 400 even if no user of the batch is valid
     batch = _body(UserBatch, max_bytes=MAX_BATCH_BODY_BYTES)
     _rate_limit(caller, cost=len(batch.users) - 1)  # one token per user, the first one taken
     results: dict[int, BatchItemAccepted | BatchItemRefused] = {}

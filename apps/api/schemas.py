@@ -50,12 +50,15 @@ class UserBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    users: list[Any] = Field(
+    # Objects, not UserProfiles, on purpose: a user that is not a valid profile is refused
+    # alone (in its result), so the document must not call the whole request invalid.
+    users: list[dict[str, Any]] = Field(
         min_length=1,
         max_length=MAX_BATCH_USERS,
-        description=f"1-{MAX_BATCH_USERS} users to register, each a UserProfile. One that is "
-        "not is refused on its own (status 422 in its result); the others are published.",
-        json_schema_extra={"items": {"anyOf": [{"$ref": "#/components/schemas/UserProfile"}, {}]}},
+        description=f"1-{MAX_BATCH_USERS} users to register, each a UserProfile "
+        "(#/components/schemas/UserProfile). One that is not is refused on its own (status "
+        "422 in its result); the others are published.",
+        json_schema_extra={"items": {"type": "object", "description": "a UserProfile"}},
     )
 
 

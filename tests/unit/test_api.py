@@ -322,10 +322,18 @@ def test_wrong_method_is_405_with_allow(client, auth, method):
 
 
 @pytest.mark.parametrize("key", ["x" * 256, "", "with space", "caf\u00e9", "tab\tkey"])
-def test_bad_idempotency_key_is_400(client, auth, key, publisher):
-    response = client.post("/v1/users", json=PROFILE, headers={**auth, "Idempotency-Key": key})
+@pytest.mark.parametrize(
+    "path, body", [("/v1/users", PROFILE), ("/v1/users:batch", {"users": [PROFILE, {}]})]
+)
+def test_bad_idempotency_key_is_400(client, auth, key, publisher, path, body):
+    response = client.post(path, json=body, headers={**auth, "Idempotency-Key": key})
     assert_problem(response, 400)
     assert publisher.events == []
+
+
+def test_a_bad_idempotency_key_is_400_even_when_no_user_of_the_batch_is_valid(client, auth):
+    response = batch(client, auth, [{}], **{"Idempotency-Key": "with space"})
+    assert_problem(response, 400)
 
 
 def test_the_longest_idempotency_key_is_fine(client, auth):
@@ -501,7 +509,7 @@ def test_a_batch_publishes_each_user_and_answers_each_in_order(client, auth, pub
 
 
 def test_an_invalid_user_is_refused_alone(client, auth, publisher):
-    users = [PROFILE, {"email": "secret-not-an-email", "name": "B"}, 42, {**PROFILE, "name": "C"}]
+    users = [PROFILE, {"email": "secret-not-an-email", "name": "B"}, {}, {**PROFILE, "name": "C"}]
     body = batch(client, auth, users).get_json()
     assert [r["status"] for r in body["results"]] == [202, 422, 422, 202]
     assert body["accepted"] == 2 and body["refused"] == 2
@@ -545,6 +553,8 @@ def test_a_batch_with_the_same_idempotency_key_gets_the_same_ids_per_position(cl
         ({"users": PROFILE}, 422),
         ({}, 422),
         ({"users": [PROFILE], "extra": 1}, 422),
+        ({"users": [PROFILE, None]}, 422),  # every user is an object at least
+        ({"users": [42]}, 422),
         ([PROFILE], 422),
     ],
 )
