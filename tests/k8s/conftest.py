@@ -26,24 +26,34 @@ from tests.k8s.k8s_support import (
     KUBE_VERSION,
     NAMESPACE,
     RELEASE,
+    TEMPLATE_FAILURES,
+    cluster_api_versions,
     helm_tool,
     invalid_cases,
     lint_cases,
     parse_manifests,
     positive_cases,
     strip_private,
+    with_database,
 )
 
 
 @pytest.fixture(scope="session")
 def render_results() -> dict[str, dict[str, Any]]:
-    """helm_tool.py's answer for every case: {"ok", "error", "manifests", "lint"}."""
+    """helm_tool.py's answer for every case: {"ok", "error", "manifests", "lint"}. Positive cases
+    that turn on Prometheus Operator kinds render for a cluster that serves its API."""
     cases = {
-        name: {"values": values, "lint": name in lint_cases()}
+        name: {
+            "values": values,
+            "lint": name in lint_cases(),
+            "api_versions": cluster_api_versions(values),
+        }
         for name, values in positive_cases().items()
     }
     for name, (values, _) in invalid_cases().items():
         cases[name] = {"values": values, "lint": False}
+    for name, (values, api_versions, _) in TEMPLATE_FAILURES.items():
+        cases[name] = {"values": with_database(values), "lint": False, "api_versions": api_versions}
     return helm_tool(
         "render",
         {

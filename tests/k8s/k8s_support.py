@@ -23,9 +23,12 @@ NAMESPACE = "datasync"
 KUBE_VERSION = "1.33.0"
 TOOLS = Path(os.environ.get("DATASYNC_K8S_TOOLS", REPO / ".tools" / "k8s-checks"))
 
-# Kinds that come from CRDs: kubernetes-validate has no schema for them (the KEDA kinds are
-# checked against the KEDA models instead; the ServiceMonitor structurally).
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+# Kinds that come from CRDs: kubernetes-validate has no schema for them (helm_tool.py `crds`
+# checks them against the KEDA and Prometheus Operator models instead).
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
+
+# The Prometheus Operator's API: the chart renders its kinds only when the cluster serves it.
+PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
 
 # checkov checks the chart may waive, each with its reason in a checkov.io/skipN annotation.
 ALLOWED_CHECKOV_WAIVERS = {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_8", "CKV_K8S_9"}
@@ -52,12 +55,46 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "api": {"image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"}},
         "consumerDefaults": {"image": {"digest": "sha256:" + "b" * 64, "pullPolicy": "Always"}},
     },
-    # An entry can switch a consumer off: its false must win over the default true.
+    # Everything an operator can turn on to watch the system, scraped from one namespace only.
+    "variant-monitoring": {
+        "metrics": {
+            "podAnnotations": True,
+            "serviceMonitor": {"enabled": True},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "datasync"}},
+            "prometheusRule": {
+                "enabled": True,
+                "alertLabels": {"team": "data"},
+                "alerts": {
+                    "consumerStuck": {"threshold": 120, "for": "7m", "severity": "warning"},
+                    "apiRateLimited": {"enabled": False},
+                },
+            },
+        },
+        "api": {"ingress": {"enabled": True}},
+        "networkPolicy": {
+            "apiIngressFrom": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
+            "metricsIngressFrom": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+        },
+    },
+    # The API without its metrics port (DATASYNC_API_METRICS_PORT=0).
+    "variant-api-metrics-off": {
+        "api": {"metricsPort": 0},
+        "metrics": {"podAnnotations": True, "serviceMonitor": {"enabled": True}},
+    },
+    # An entry can switch a consumer off: its false must win over the default true (and the
+    # dashboard has no row for it).
     "variant-one-consumer-off": {
+        "metrics": {"grafanaDashboard": {"enabled": True}},
         "consumers": [
             {"destination": "crm", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/crm"},
             {"destination": "marketing", "enabled": False},
-        ]
+        ],
     },
 }
 
@@ -87,6 +124,39 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         "roleArn",
     ),
 }
+
+
+# Values the templates refuse (schema-valid): case -> (values, API versions the cluster serves,
+# text the error must contain).
+TEMPLATE_FAILURES: dict[str, tuple[dict[str, Any], list[str], str]] = {
+    "fails-servicemonitor-without-prometheus-operator": (
+        {"metrics": {"serviceMonitor": {"enabled": True}}},
+        [],
+        "metrics.serviceMonitor.enabled is true, but the cluster does not serve "
+        "monitoring.coreos.com/v1",
+    ),
+    "fails-prometheusrule-without-prometheus-operator": (
+        {"metrics": {"prometheusRule": {"enabled": True}}},
+        [],
+        "metrics.prometheusRule.enabled is true, but the cluster does not serve "
+        "monitoring.coreos.com/v1",
+    ),
+    "fails-metrics-port-is-the-api-port": (
+        {"api": {"metricsPort": 8080}},
+        [],
+        "api.metricsPort (8080) must differ from api.port",
+    ),
+}
+
+
+def cluster_api_versions(values: dict[str, Any]) -> list[str]:
+    """The extra APIs of the cluster a positive case is rendered for: one with the Prometheus
+    Operator when the values turn on its kinds, else a bare one (the defaults need nothing)."""
+    metrics = values.get("metrics", {})
+    wants_operator = any(
+        metrics.get(kind, {}).get("enabled") for kind in ("serviceMonitor", "prometheusRule")
+    )
+    return [PROMETHEUS_OPERATOR_API] if wants_operator else []
 
 
 def with_database(values: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +193,7 @@ def run(
 
 
 def helm_tool(command: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Runs helm_tool.py (render, crds or promql) in the checkers' venv."""
     script = REPO / "tests" / "k8s" / "helm_tool.py"
     proc = run([tool("python"), script, command], stdin=json.dumps(request))
     if proc.returncode != 0:
@@ -200,6 +271,13 @@ def component(doc: dict[str, Any]) -> str | None:
 
 def consumer_deployments(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in of_kind(docs, "Deployment") if (component(d) or "").startswith("consumer-")]
+
+
+def settings_config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap the pods read their settings from (envFrom), not the dashboard's."""
+    found = [d for d in of_kind(docs, "ConfigMap") if component(d) == "config"]
+    assert len(found) == 1, f"expected one settings ConfigMap, found {len(found)}"
+    return found[0]
 
 
 def api_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:

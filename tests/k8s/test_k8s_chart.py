@@ -33,6 +33,7 @@ from tests.k8s.k8s_support import (
     pod_specs,
     positive_cases,
     run,
+    settings_config_map,
     strip_private,
     tool,
 )
@@ -134,7 +135,7 @@ def test_the_dev_only_setting_renders_sqlite_emptydirs_and_warns(
     case = "variant-dev-ephemeral-sqlite"
     assert positive_cases()[case]["devOnly"] == {"ephemeralSqliteStores": True}
     assert "databaseUrl" not in positive_cases()[case].get("secrets", {})
-    (config,) = of_kind(manifests[case], "ConfigMap")
+    config = settings_config_map(manifests[case])
     assert config["data"]["DATASYNC_ENV"] == "local"
     notes = render_results[case]["manifests"]["datasync/templates/NOTES.txt"]
     assert "WARNING: devOnly.ephemeralSqliteStores is on" in notes
@@ -229,10 +230,14 @@ def _keda_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_keda_objects_validate_against_keda_models(manifests: dict[str, list]) -> None:
-    objects = [obj for case in CASES for obj in _keda_objects(manifests[case])]
-    assert {o["kind"] for o in objects} == {"ScaledObject", "TriggerAuthentication"}
-    answer = helm_tool("keda", {"objects": objects})
+def test_crd_objects_validate_against_keda_and_prometheus_operator_models(
+    manifests: dict[str, list],
+) -> None:
+    objects = [
+        strip_private(d) for case in CASES for d in manifests[case] if d["kind"] in CRD_KINDS
+    ]
+    assert {o["kind"] for o in objects} == CRD_KINDS
+    answer = helm_tool("crds", {"objects": objects})
     assert len(answer["results"]) == len(objects)
     failures = [r for r in answer["results"] if r["errors"]]
     assert not failures, json.dumps(failures, indent=2)
@@ -248,7 +253,21 @@ def test_keda_model_check_rejects_bad_objects(manifests: dict[str, list]) -> Non
     non_string["spec"]["triggers"][0]["metadata"]["queueLength"] = (
         5  # metadata is map[string]string
     )
-    answer = helm_tool("keda", {"objects": [unknown, wrong_type, non_string]})
+    answer = helm_tool("crds", {"objects": [unknown, wrong_type, non_string]})
+    assert all(r["errors"] for r in answer["results"]), answer
+
+
+def test_prometheus_operator_model_check_rejects_bad_objects(manifests: dict[str, list]) -> None:
+    docs = [strip_private(d) for d in manifests["variant-monitoring"]]
+    (rule,) = of_kind(docs, "PrometheusRule")
+    monitor = of_kind(docs, "ServiceMonitor")[0]
+    unknown = copy.deepcopy(rule)
+    unknown["spec"]["groups"][0]["rules"][0]["fore"] = "5m"  # `for`, misspelt
+    bad_duration = copy.deepcopy(rule)
+    bad_duration["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    bad_endpoint = copy.deepcopy(monitor)
+    bad_endpoint["spec"]["endpoints"][0]["interval"] = 30
+    answer = helm_tool("crds", {"objects": [unknown, bad_duration, bad_endpoint]})
     assert all(r["errors"] for r in answer["results"]), answer
 
 
@@ -482,7 +501,7 @@ def test_queue_url_is_defined_once_per_consumer(case: str, manifests: dict[str, 
 @pytest.mark.parametrize("case", [c for c in CASES if c != "variant-no-keda"])
 def test_scaled_objects(case: str, manifests: dict[str, list]) -> None:
     docs = manifests[case]
-    config = of_kind(docs, "ConfigMap")[0]["data"]
+    config = settings_config_map(docs)["data"]
     (auth,) = of_kind(docs, "TriggerAuthentication")
     scaled = of_kind(docs, "ScaledObject")
     assert scaled
@@ -545,7 +564,7 @@ def test_service_accounts_carry_irsa_roles(manifests: dict[str, list]) -> None:
 @pytest.mark.parametrize("case", MAIN_CASES)
 def test_settings_and_secrets_wiring(case: str, manifests: dict[str, list]) -> None:
     docs = manifests[case]
-    (config,) = of_kind(docs, "ConfigMap")
+    config = settings_config_map(docs)
     for key in ("DATASYNC_ENV", "DATASYNC_EVENT_BUS_NAME", "AWS_REGION", "DATASYNC_LOG_LEVEL"):
         assert config["data"][key], key
     assert "DATASYNC_API_KEYS" not in config["data"]
@@ -574,8 +593,9 @@ def test_network_policies(case: str, manifests: dict[str, list]) -> None:
     api = policies[f"{RELEASE}-datasync-api"]["spec"]
     consumers = policies[f"{RELEASE}-datasync-consumers"]["spec"]
     assert set(api["policyTypes"]) == set(consumers["policyTypes"]) == {"Ingress", "Egress"}
-    (api_ingress,) = api["ingress"]
+    api_ingress, api_metrics_ingress = api["ingress"]
     assert api_ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert api_metrics_ingress["ports"] == [{"protocol": "TCP", "port": 9102}]
     (consumer_ingress,) = consumers["ingress"]
     assert consumer_ingress["ports"] == [{"protocol": "TCP", "port": 9100}]
     selected = consumers["podSelector"]["matchExpressions"][0]["values"]
@@ -621,7 +641,9 @@ def test_prometheus_is_off_by_default(manifests: dict[str, list]) -> None:
         )
     eks = manifests[eks_case()]
     monitors = of_kind(eks, "ServiceMonitor")
-    assert len(monitors) == len(consumer_deployments(eks))
+    assert {component(m) for m in monitors} == {"api"} | {
+        component(d) for d in consumer_deployments(eks)
+    }
     for monitor in monitors:
         assert (
             monitor["spec"]["endpoints"][0]
@@ -633,6 +655,9 @@ def test_prometheus_is_off_by_default(manifests: dict[str, list]) -> None:
         annotations = doc["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == "9100"
+    api_annotations = api_deployment(kind)["spec"]["template"]["metadata"]["annotations"]
+    assert api_annotations["prometheus.io/port"] == "9102"
+    assert api_annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_a_consumer_entry_can_be_switched_off(manifests: dict[str, list]) -> None:

@@ -147,6 +147,18 @@ A consumer entry with consumerDefaults under it: (dict "ctx" $ "consumer" $entry
 {{- end }}
 {{- end }}
 
+{{/*
+The ServiceMonitors and the PrometheusRule are Prometheus Operator kinds. Without its API the
+install fails here, naming the way out, rather than with "no matches for kind" from the API server
+or, worse, by leaving out the alerts the operator asked for.
+Call with (dict "ctx" $ "value" "metrics.serviceMonitor.enabled").
+*/}}
+{{- define "datasync.requirePrometheusOperator" -}}
+{{- if not (.ctx.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}
+{{- fail (printf "%s is true, but the cluster does not serve monitoring.coreos.com/v1 (the Prometheus Operator's CRDs): install the Prometheus Operator (e.g. kube-prometheus-stack) first, or set %s=false (metrics.podAnnotations needs no operator). With `helm template`, pass --api-versions monitoring.coreos.com/v1" .value .value) }}
+{{- end }}
+{{- end }}
+
 {{- define "datasync.triggerAuthName" -}}
 {{- printf "%s-aws" (include "datasync.fullname" .) }}
 {{- end }}
