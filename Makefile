@@ -17,6 +17,7 @@ include mk/k8s.mk
 include mk/security.mk
 include mk/bench.mk
 include mk/api-checks.mk
+include mk/browser.mk
 
 .PHONY: help
 help: ## list the targets
@@ -46,7 +47,7 @@ run: tools ## run the whole pipeline locally (MiniStack + Terraform + API + cons
 	@$(VENV)/bin/datasync up
 
 .PHONY: test
-test: tools $(K8S_CHECKS_VENV)/.installed $(SECURITY_VENV)/.installed $(BENCH_VENV)/.installed $(SCHEMATHESIS_VENV)/.installed ## run every test: unit, contract, Terraform, integration (with the image and pod rehearsal), chart checks, security scans
+test: tools $(K8S_CHECKS_VENV)/.installed $(SECURITY_VENV)/.installed $(BENCH_VENV)/.installed $(SCHEMATHESIS_VENV)/.installed $(BROWSER_TOOLS)/.installed ## run every test: unit, contract, Terraform, integration (with the image and pod rehearsal), chart checks, security scans
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from datasync.contract import DESTINATIONS
 
@@ -107,6 +107,25 @@ class Settings(_DestinationQueueUrls):
     api_request_timeout_seconds: float = Field(
         5.0, gt=0, le=300, validation_alias="DATASYNC_API_REQUEST_TIMEOUT_SECONDS"
     )
+    # Prometheus /metrics of the API: a port of its own, never the public one (0: none). Bound
+    # to loopback unless told otherwise (a pod sets 0.0.0.0 so that Prometheus can scrape it).
+    api_metrics_port: int = Field(
+        9102, ge=0, le=65535, validation_alias="DATASYNC_API_METRICS_PORT"
+    )
+    api_metrics_host: str = Field("127.0.0.1", validation_alias="DATASYNC_API_METRICS_HOST")
+    # Where the metrics of a running stack are scraped (`make run` writes them): the status
+    # page and the CLI read them. "crm=http://127.0.0.1:9100/metrics,marketing=...".
+    api_metrics_url: str | None = Field(None, validation_alias="DATASYNC_API_METRICS_URL")
+    consumer_metrics_urls: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="DATASYNC_CONSUMER_METRICS_URLS"
+    )
+
+    # The status page /dashboard (read-only, behind the API keys); a browser's login lasts this
+    # long (a signed cookie: no server-side session to share between workers).
+    dashboard_enabled: bool = Field(True, validation_alias="DATASYNC_DASHBOARD_ENABLED")
+    dashboard_session_hours: float = Field(
+        8, gt=0, le=24 * 7, validation_alias="DATASYNC_DASHBOARD_SESSION_HOURS"
+    )
 
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
     queue_url: str | None = Field(None, validation_alias="DATASYNC_QUEUE_URL")
@@ -121,17 +140,36 @@ class Settings(_DestinationQueueUrls):
     # After a partial batch a consumer waits this long before receiving again, so that messages
     # gather and the next call takes several: fewer calls per record, at most this much latency.
     receive_batch_window_seconds: float = Field(
-        0.0, ge=0, le=5, validation_alias="DATASYNC_RECEIVE_BATCH_WINDOW_SECONDS"
+        0.2, ge=0, le=5, validation_alias="DATASYNC_RECEIVE_BATCH_WINDOW_SECONDS"
     )
 
     analytics_hash_key: SecretStr | None = Field(
         None, validation_alias="DATASYNC_ANALYTICS_HASH_KEY"
     )
 
-    @field_validator("aws_endpoint_url", "queue_url", "database_url", mode="before")
+    @field_validator(
+        "aws_endpoint_url", "queue_url", "database_url", "api_metrics_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("consumer_metrics_urls", mode="before")
+    @classmethod
+    def _destination_urls(cls, value: object) -> object:
+        """``crm=URL,marketing=URL``: one URL per destination of the contract."""
+        if not isinstance(value, str):
+            return value
+        urls = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            destination, equals, url = item.partition("=")
+            if not equals or destination.strip() not in DESTINATIONS or not url.strip():
+                raise ValueError(
+                    f"{item!r} is not <destination>=<url> with a destination of "
+                    f"{', '.join(DESTINATIONS)}"
+                )
+            urls[destination.strip()] = url.strip()
+        return urls
 
     @classmethod
     def load(cls) -> Settings:

@@ -182,6 +182,33 @@ resource "aws_iam_policy" "api" {
   })
 }
 
+# Optional, read-only: attach it to the API's role as well to let the status page (/dashboard)
+# show queue depths and peek at the dead letters' reasons. Without it the API only publishes, and
+# the page says which permission it lacks. ReceiveMessage on the DLQs reads their bodies too (the
+# page shows only the message attributes); it cannot delete, send or purge anything.
+resource "aws_iam_policy" "dashboard" {
+  name        = "${var.name_prefix}-dashboard"
+  description = "Lets the datasync API's status page read queue depths and peek at the DLQs."
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "QueueDepths"
+        Effect   = "Allow"
+        Action   = "sqs:GetQueueAttributes"
+        Resource = flatten([for d in module.destination : [d.buffer_queue_arn, d.queue_arn, d.dlq_arn]])
+      },
+      {
+        Sid      = "PeekDeadLetters"
+        Effect   = "Allow"
+        Action   = "sqs:ReceiveMessage"
+        Resource = [for d in module.destination : d.dlq_arn]
+      },
+    ]
+  })
+}
+
 resource "aws_iam_policy" "consumer" {
   for_each = var.destinations
 

@@ -58,6 +58,11 @@ output "api_policy_arn" {
   value       = aws_iam_policy.api.arn
 }
 
+output "dashboard_policy_arn" {
+  description = "ARN of the optional read-only policy (queue depths, DLQ peek) to attach to the API workload's role as well, for its status page /dashboard."
+  value       = aws_iam_policy.dashboard.arn
+}
+
 output "consumer_policy_arns" {
   description = "ARN of the managed policy to attach to each consumer workload's role, by destination."
   value       = { for k, p in aws_iam_policy.consumer : k => p.arn }

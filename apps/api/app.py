@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, request
 
+from apps.api import metrics
 from apps.api.auth import ApiKeys
+from apps.api.correlation import correlation_id_of
+from apps.api.dashboard import init_dashboard
 from apps.api.errors import MAX_BODY_BYTES, register_error_handlers
 from apps.api.headers import SECURITY_HEADERS
 from apps.api.openapi import build_openapi
 from apps.api.ratelimit import RateLimiter
 from apps.api.readiness import Readiness
 from apps.api.routes import batches, health, users
-from datasync.contract.events import is_valid_correlation_id
 from datasync.core.aws import client
 from datasync.core.bus import CircuitBreaker, EventPublisher
 from datasync.core.logging import configure_logging
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, publisher: Any = None) -> Flask
     app.register_blueprint(users)
     app.register_blueprint(batches)
     app.register_blueprint(health)
+    init_dashboard(app, settings)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)
@@ -76,6 +78,7 @@ def build_publisher(settings: Settings) -> EventPublisher:
             f"({attempt:g}s) must not exceed DATASYNC_PUBLISH_BUDGET_SECONDS "
             f"({settings.publish_budget_seconds:g}s): lower the timeouts or raise the budget"
         )
+    observer = metrics.PrometheusPublishObserver()
     events = client(
         "events",
         region=settings.aws_region,
@@ -91,30 +94,33 @@ def build_publisher(settings: Settings) -> EventPublisher:
         attempt_timeout=attempt,
         max_in_flight=settings.publish_max_in_flight,
         linger_seconds=settings.publish_linger_seconds,
-        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_seconds),
+        breaker=CircuitBreaker(
+            settings.breaker_failures, settings.breaker_cooldown_seconds, observer=observer
+        ),
+        observer=observer,
     )
 
 
 def _start_request() -> None:
     g.started = time.perf_counter()
-    offered = request.headers.get("X-Correlation-ID", "")
-    g.correlation_id = offered if is_valid_correlation_id(offered) else uuid.uuid4().hex
+    g.correlation_id = correlation_id_of(request.headers)
 
 
 def _finish_request(response: Response) -> Response:
     response.headers["X-Correlation-ID"] = g.get("correlation_id", "")
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(g.get("security_headers", SECURITY_HEADERS))  # pages: their CSP
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule else None
+    metrics.observe_request(route, request.method, response.status_code, seconds)
     if request.path not in ("/healthz", "/readyz"):
         # Route template, not the URL: ids in paths are fine, but bodies never get logged.
         logger.info(
             "request",
             extra={
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule else None,
+                "route": route,
                 "status": response.status_code,
-                "duration_ms": round(
-                    (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
-                ),
+                "duration_ms": round(seconds * 1000, 2),
                 "correlation_id": g.get("correlation_id"),
                 "event_id": g.get("event_id"),
                 **g.get("batch", {}),  # a batch: how many users were accepted and refused

@@ -6,9 +6,17 @@ one worker with 16 threads is the default. Measured with `make bench` at 200 req
 pipeline applies every event on 2 shared cores: 1 x 16 served all 200 req/s (p50 ~0.1 s on a
 machine at load 3-8) where 2 x 8 saturated at ~150 req/s; MiniStack spent ~2.1 instead of
 ~2.4 ms per event. More workers only pay off once one process's GIL is the limit.
+
+Prometheus metrics (apps/api/metrics.py) in multiprocess mode: the master makes a private
+directory for the workers' sample files before any worker starts, serves every worker's samples
+summed on DATASYNC_API_METRICS_HOST:DATASYNC_API_METRICS_PORT (never the public port), forgets
+a dead worker's gauges, and removes the directory when it exits.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from datasync.settings import Settings
 
@@ -25,6 +33,7 @@ graceful_timeout = 20
 keepalive = 5
 # The heartbeat file must live on a writable tmpfs: the container root is read-only.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client reads it when first imported
 accesslog = None  # the app logs one structured line per request instead
 errorlog = "-"
 loglevel = _settings.log_level.lower()
@@ -68,3 +77,55 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     state = getattr(worker.wsgi, "extensions", {}).get("datasync")  # none if the app failed
     if state is not None:
         state.readiness.check()
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Before any worker imports prometheus-client: where the workers write their samples.
+
+    A directory of our own (on the tmpfs, like the heartbeats), or the one
+    PROMETHEUS_MULTIPROC_DIR names, emptied: samples of an earlier run's processes would be
+    added to this run's.
+    """
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="datasync-api-metrics-", dir=worker_tmp_dir))
+        os.environ[MULTIPROC_DIR] = str(directory)
+        server.datasync_metrics_dir = directory  # ours: removed on exit
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """Serve /metrics from the master: it outlives the workers and sees all their samples."""
+    if not _settings.api_metrics_port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    host, port = _settings.api_metrics_host, _settings.api_metrics_port
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror}): set "
+            "DATASYNC_API_METRICS_PORT to a free port, or 0 for no metrics"
+        ) from None
+    server.log.info("metrics served", extra={"host": host, "port": port, "path": "/metrics"})
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker is gone: its live gauges (circuit open) go with it; its counts stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    directory = getattr(server, "datasync_metrics_dir", None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)

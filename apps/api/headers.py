@@ -12,3 +12,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+# The status page (/dashboard) is HTML with its own script and style: its CSP allows exactly
+# those, from this origin, and nothing inline. Its forms' posts carry their Origin (under
+# no-referrer a browser sends "Origin: null"); other sites still get no referrer.
+PAGE_SECURITY_HEADERS = {
+    **SECURITY_HEADERS,
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'",
+}

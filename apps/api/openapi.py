@@ -29,7 +29,8 @@ HEADER = "#/components/headers/{name}"
 
 HEADERS: dict[str, dict[str, Any]] = {
     "X-Correlation-ID": {
-        "description": "The request's correlation id: the one sent, or a new one",
+        "description": "The request's correlation id: the one sent (X-Correlation-ID, X-Request-ID "
+        "or traceparent's trace id), or a new one",
         "required": True,
         "schema": {"type": "string", "pattern": CORRELATION_ID_PATTERN},
     },
@@ -83,6 +84,23 @@ CORRELATION_ID = {
     "id, which the X-Correlation-ID response header returns.",
     "schema": {"type": "string"},
 }
+REQUEST_ID = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Used as the correlation id when X-Correlation-ID is absent or invalid "
+    "(and passed over when it is invalid itself).",
+    "schema": {"type": "string"},
+}
+TRACEPARENT = {
+    "name": "traceparent",
+    "in": "header",
+    "required": False,
+    "description": "W3C Trace Context: its trace id is the correlation id when neither "
+    "X-Correlation-ID nor X-Request-ID is valid. An invalid traceparent is passed over.",
+    "schema": {"type": "string"},
+}
+CORRELATION_HEADERS = [CORRELATION_ID, REQUEST_ID, TRACEPARENT]
 USER_ID = {
     "name": "user_id",
     "in": "path",
@@ -115,7 +133,7 @@ def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -
     operation: dict[str, Any] = {
         "summary": summary,
         "security": [{"bearer": []}, {"apiKey": []}],
-        "parameters": [IDEMPOTENCY_KEY, CORRELATION_ID],
+        "parameters": [IDEMPOTENCY_KEY, *CORRELATION_HEADERS],
         "responses": responses,
     }
     if with_path_id:
@@ -161,7 +179,7 @@ def _batch_operation() -> dict[str, Any]:
             "duplicates nothing downstream. 1-255 visible ASCII characters, no spaces; "
             "anything else is answered 400.",
         },
-        CORRELATION_ID,
+        *CORRELATION_HEADERS,
     ]
     return operation
 

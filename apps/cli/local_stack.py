@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import time
 import urllib.request
@@ -29,7 +30,7 @@ from apps.cli.emulator import Emulator, has_saved_state, port_in_use, start_mini
 from apps.cli.lambda_package import build_lambda_package
 from apps.cli.paths import ROOT, venv_bin
 from apps.cli.processes import ProcessFile, exit_description, spawn, stop_leftovers
-from apps.cli.settings import CliSettings, cli_settings
+from apps.cli.settings import LOCAL_LAMBDA_CONCURRENCY, CliSettings, cli_settings
 from apps.cli.supervisor import (
     StopLatch,
     StopRequested,
@@ -81,8 +82,9 @@ class StackConfig:
     external_endpoint: str | None = None  # a LocalStack-compatible emulator someone else runs
     stream_terraform: bool = True
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
-    consumer_concurrency: int = 4
+    consumer_concurrency: int = 1
     receive_wait_seconds: int = 5
+    lambda_concurrency: int = LOCAL_LAMBDA_CONCURRENCY  # batches at once per event source mapping
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -95,6 +97,7 @@ class StackConfig:
             external_endpoint=settings.external_endpoint,
             consumer_concurrency=settings.consumer_concurrency,
             receive_wait_seconds=settings.receive_wait_seconds,
+            lambda_concurrency=settings.lambda_concurrency,
         )
 
     @property
@@ -143,6 +146,9 @@ class LocalStack:
     emulator: Emulator | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, Supervised] = field(default_factory=dict)
+    # /metrics ports on 127.0.0.1: "api" and one per consumer. Chosen once per run, so that a
+    # restarted app serves where the env file and the summary say.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     # -- infrastructure ---------------------------------------------------------------------
     def start_infra(self, *, fresh: bool = False) -> dict[str, Any]:
@@ -199,14 +205,7 @@ class LocalStack:
         started = time.monotonic()
         workdir = prepare_workdir(cfg.terraform_dir, self.emulator.url)
         stack = TerraformStack(workdir, stream=cfg.stream_terraform)
-        variables = {
-            "lambda_package_path": str(package),
-            "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
-            # The override turns alarms off (MiniStack reads them back incompletely, so every
-            # plan shows a diff). We keep them on to exercise that part of the configuration:
-            # restarts with nothing changed skip Terraform, and a changed input re-applies them.
-            "create_alarms": "true",
-        }
+        variables = self.terraform_variables(package)
         applied = stack.applied()
         why = self._why_apply(applied, inputs_fingerprint(workdir, variables), package)
         if why is None:
@@ -229,6 +228,21 @@ class LocalStack:
             ) from None
         say(f"terraform applied ({time.monotonic() - started:.0f}s)")
         return outputs
+
+    def terraform_variables(self, package: Path) -> dict[str, str]:
+        """What `make run` applies terraform/ with (besides the emulator override)."""
+        return {
+            "lambda_package_path": str(package),
+            "analytics_hash_key": LOCAL_ANALYTICS_HASH_KEY,
+            # The override turns alarms off (MiniStack reads them back incompletely, so every
+            # plan shows a diff). We keep them on to exercise that part of the configuration:
+            # restarts with nothing changed skip Terraform, and a changed input re-applies them.
+            "create_alarms": "true",
+            # MiniStack runs up to 5 batches per mapping at once, each in a worker process of its
+            # own: 15 processes for 3 destinations on a laptop's few cores. Fewer, fuller batches
+            # cost less CPU per event (BENCHMARKS.md).
+            "lambda_maximum_concurrency": str(self.config.lambda_concurrency),
+        }
 
     def _why_apply(self, applied: Any, fingerprint: str, package: Path) -> str | None:
         """Why Terraform must run, or None when it provably has nothing to do."""
@@ -280,7 +294,23 @@ class LocalStack:
             for kind in QUEUE_KINDS:
                 url = self.outputs[f"{kind}_urls"][destination]
                 env[queue_setting_name(destination, kind)] = url
+        env["DATASYNC_API_METRICS_URL"] = self.metrics_url("api")
+        env["DATASYNC_CONSUMER_METRICS_URLS"] = ",".join(
+            f"{destination}={self.metrics_url(destination)}"
+            for destination in self.outputs["queue_urls"]
+        )
         return env
+
+    def metrics_port(self, app: str) -> int:
+        """The /metrics port of "api" or of a destination's consumer: a free one, kept."""
+        if app not in self.metrics_ports:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                self.metrics_ports[app] = int(sock.getsockname()[1])
+        return self.metrics_ports[app]
+
+    def metrics_url(self, app: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_port(app)}/metrics"
 
     def write_env_file(self) -> Path:
         lines = [f"{key}={value}" for key, value in sorted(self.app_environment().items())]
@@ -304,16 +334,23 @@ class LocalStack:
         base.update(self.app_environment())
         base["DATASYNC_ENV_FILE"] = str(cfg.env_file)
         base["DATASYNC_RECEIVE_WAIT_SECONDS"] = str(cfg.receive_wait_seconds)
-        api_env = {**base, "API_HOST": "127.0.0.1", "API_PORT": str(cfg.api_port)}
+        api_env = {
+            **base,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(cfg.api_port),
+            "DATASYNC_API_METRICS_HOST": "127.0.0.1",
+            "DATASYNC_API_METRICS_PORT": str(self.metrics_port("api")),
+        }
         api = [venv_bin("gunicorn"), "--config", "python:apps.api.gunicorn_conf"]
         api.append("apps.api.wsgi:app")
         self._supervise("api", api, api_env)
         for destination in self.outputs["queue_urls"]:
             consumer = [
                 venv_bin("datasync-consumer"), "--destination", destination,
-                "--concurrency", str(cfg.consumer_concurrency),
+                "--concurrency", str(cfg.consumer_concurrency), "--health-host", "127.0.0.1",
             ]  # fmt: skip
-            self._supervise(f"consumer-{destination}", consumer, base)
+            consumer_env = {**base, "DATASYNC_HEALTH_PORT": str(self.metrics_port(destination))}
+            self._supervise(f"consumer-{destination}", consumer, consumer_env)
         self._record_pids()
 
     def _supervise(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -454,6 +491,11 @@ class LocalStack:
                 f"  stores       {cfg.store_dir}  (SQLite; DATABASE_URL switches to PostgreSQL)",
                 f"  logs         {cfg.logs_dir}",
                 f"  settings     {cfg.env_file}",
+                f"  metrics      API {self.metrics_url('api')}",
+                *(
+                    f"               {destination} {self.metrics_url(destination)}"
+                    for destination in self.outputs["queue_urls"]
+                ),
                 "",
                 f"  try:  curl -s -X POST http://127.0.0.1:{cfg.api_port}/v1/users \\",
                 f"          -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",

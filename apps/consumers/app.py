@@ -18,7 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from apps.consumers.health import start_health_server
-from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
+from apps.consumers.metrics import ConsumerMetrics
+from apps.consumers.worker import ConsumerWorker, RedriveTarget
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.aws import client
@@ -40,7 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="queue to read (default: DATASYNC_QUEUE_URL, else DATASYNC_<DEST>_QUEUE_URL)",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="worker threads (default 1)")
-    parser.add_argument("--health-host", default="0.0.0.0", help="bind address of /healthz")  # noqa: S104
+    parser.add_argument(
+        "--health-host",
+        default="0.0.0.0",  # noqa: S104 - in a pod the kubelet and Prometheus reach it
+        help="bind address of /healthz and /metrics",
+    )
     return parser.parse_args(argv)
 
 
@@ -85,7 +90,7 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
             file=sys.stderr,
         )
         return exit_codes.UNAVAILABLE
-    metrics = Metrics()
+    metrics = ConsumerMetrics(args.destination)
     workers = [
         ConsumerWorker(
             sqs=sqs,
@@ -99,7 +104,7 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
         for _ in range(max(1, args.concurrency))
     ]
     if settings.health_port:
-        start_health_server(args.health_host, settings.health_port, args.destination, metrics)
+        start_health_server(args.health_host, settings.health_port, metrics)
     logger.info(
         "consumer started", extra={"destination": args.destination, "threads": len(workers)}
     )

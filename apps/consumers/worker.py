@@ -25,15 +25,17 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from apps.consumers.metrics import ConsumerMetrics
 from datasync.contract import DestinationRecord, RecordPack, parse_queue_message
+from datasync.contract.events import now_utc, version_time
 from datasync.core.logging import log_context
 from datasync.core.queues import (
     ATTEMPT_ATTRIBUTE,
@@ -83,30 +85,12 @@ class RedriveTarget:
 
 
 @dataclass
-class Metrics:
-    counts: Counter[str] = field(default_factory=Counter)
-    last_poll: float = field(default_factory=time.monotonic)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, name: str, value: int = 1) -> None:
-        with self._lock:
-            self.counts[name] += value
-
-    def polled(self) -> None:
-        self.last_poll = time.monotonic()
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.counts)
-
-
-@dataclass
 class ConsumerWorker:
     sqs: Any
     queue_url: str
     store: SqlStore
     redrive: RedriveTarget
-    metrics: Metrics
+    metrics: ConsumerMetrics
     wait_seconds: int = LONG_POLL_SECONDS
     backoff: Callable[[int], int] = retry_delay
     # After a batch of fewer than BATCH_SIZE messages, wait this long before the next receive:
@@ -174,6 +158,9 @@ class ConsumerWorker:
         deliveries, done = self._parse(messages)
         records = [record for delivery in deliveries for record in delivery.records]
         later: list[Delivery] = []
+        if records:
+            self.metrics.batch_records(len(records))
+        started = time.perf_counter()
         try:
             results = self.store.apply(records)
         except Exception as exc:  # noqa: BLE001 - the store is down: every record waits and retries
@@ -184,7 +171,8 @@ class ConsumerWorker:
                 failed = [(record, reason) for record in delivery.records]
                 self._settle(delivery, failed, done, later, quiet=True)
         else:
-            traced = self._settle_all(deliveries, iter(results), done, later)
+            self.metrics.applied_in(time.perf_counter() - started)
+            traced = self._settle_all(deliveries, iter(results), done, later, now_utc())
             if traced:
                 # One line per batch, as the Lambda logs: log shipping is billed per GB, and a
                 # line per record would cost about as much as the records. Failures keep a line
@@ -193,7 +181,9 @@ class ConsumerWorker:
         self._delete(done)
         self._retry_later(later)
 
-    def _settle_all(self, deliveries, results, done, later) -> dict[str, list[str]]:
+    def _settle_all(
+        self, deliveries, results, done, later, applied_at: datetime
+    ) -> dict[str, list[str]]:
         """Each delivery's results: what to delete, retry or dead-letter; the applied traces."""
         traced: dict[str, list[str]] = {}  # outcome -> "event_id/correlation_id", ...
         for delivery in deliveries:
@@ -203,6 +193,8 @@ class ConsumerWorker:
                 if result.ok:
                     outcome = result.outcome or "applied"
                     self.metrics.add(outcome)
+                    if outcome != "duplicate":  # a redelivery's age is not the pipeline's lag
+                        self.metrics.lag(version_time(record.version), applied_at)
                     traced.setdefault(outcome, []).append(record.trace)
                 else:
                     failed.append((record, result.error or "unknown error"))
@@ -228,7 +220,7 @@ class ConsumerWorker:
                     logger.error("giving up on record", extra={"reason": reason})
                 elif not quiet:
                     logger.warning("record failed; will retry", extra={"reason": reason})
-            if not last and not quiet:
+            if not last:  # to be retried (when the store is down too: quiet is for the log)
                 self.metrics.add("failed")
         if last:
             # Every failed record is sent (a list, not a generator: no short circuit); the message

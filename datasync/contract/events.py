@@ -69,6 +69,17 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def version_time(version: str) -> datetime | None:
+    """When the event of a ``version`` (an event's, or its records') occurred; None if the
+    version is not ``<format_time>#<event id>``."""
+    try:
+        return datetime.strptime(version.partition("#")[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=UTC
+        )
+    except ValueError:
+        return None
+
+
 def _known_country(value: str) -> str:
     if value not in ISO_3166_ALPHA2:
         raise ValueError("not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")

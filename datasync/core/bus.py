@@ -20,7 +20,8 @@ the entry's own ``ErrorCode`` decides, and a publish stops waiting at its deadli
 the call carrying its entry hangs.
 
 The interface (``publish(event) -> entry id`` raising ``PublishError``, ``is_reachable()``,
-``circuit``) is what the API depends on.
+``circuit``) is what the API depends on. What happens is reported to a ``PublishObserver``
+(the API's counts it in Prometheus metrics; core code knows no metrics library).
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ CIRCUIT_OPEN = "CircuitOpen"
 logger = logging.getLogger("datasync.bus")
 
 CircuitState = Literal["closed", "open", "half_open"]
+# What became of one event handed to the publisher (docs/observability.md, publish outcomes).
+PublishOutcome = Literal["accepted", "refused", "unavailable", "circuit_open"]
+
+
+class PublishObserver:
+    """Told what the publisher does; does nothing. Called on request threads: keep it cheap."""
+
+    def put_events_call(self, entries: int, seconds: float) -> None:
+        """One PutEvents call carrying ``entries`` entries took ``seconds`` (error or not)."""
+
+    def published(self, outcome: PublishOutcome) -> None:
+        """One event's publish ended so."""
+
+    def circuit_changed(self, is_open: bool) -> None:
+        """The breaker opened (True), or closed again after a success (False)."""
 
 
 class PublishError(RuntimeError):
@@ -94,6 +110,7 @@ class CircuitBreaker:
     failure_threshold: int = 5
     cooldown_seconds: float = 5.0
     clock: Callable[[], float] = time.monotonic
+    observer: PublishObserver = field(default_factory=PublishObserver, repr=False)
     _failures: int = 0
     _opened_at: float | None = None
     _probe_started_at: float | None = None
@@ -135,6 +152,7 @@ class CircuitBreaker:
             self._opened_at = None
             self._probe_started_at = None
         if was_open:
+            self.observer.circuit_changed(False)
             logger.info("circuit breaker closed: the event bus answers again")
 
     def record_failure(self) -> None:
@@ -147,6 +165,7 @@ class CircuitBreaker:
                 self._opened_at = self.clock()
                 self._probe_started_at = None
         if newly:
+            self.observer.circuit_changed(True)
             logger.warning(
                 "circuit breaker open: failing publishes at once for the cool-down",
                 extra={"failures": self._failures, "cooldown_seconds": self.cooldown_seconds},
@@ -222,8 +241,10 @@ class _Batcher:
         max_in_flight: int,
         linger_seconds: float,
         clock: Callable[[], float],
+        observer: PublishObserver,
     ):
         self.events_client = events_client
+        self.observer = observer
         self.attempt_timeout = attempt_timeout
         self.max_in_flight = max_in_flight
         self.linger_seconds = linger_seconds
@@ -334,6 +355,7 @@ class _Batcher:
 
     def _put(self, entries: list[dict[str, Any]]) -> list[_Outcome]:
         """One PutEvents call; an outcome per entry, in order (a whole-call error for each)."""
+        started = time.perf_counter()
         try:
             response = self.events_client.put_events(Entries=entries)
         except ClientError as exc:
@@ -345,8 +367,18 @@ class _Batcher:
             return [_Outcome(code=code, message=error.get("Message", ""))] * len(entries)
         except BotoCoreError as exc:  # connection refused, timeout: the bus is not answering
             return [_Outcome(code="InternalFailure", message=type(exc).__name__)] * len(entries)
+        finally:
+            self.observer.put_events_call(len(entries), time.perf_counter() - started)
         results = response.get("Entries") or []
         return [_entry_outcome(results[i] if i < len(results) else {}) for i in range(len(entries))]
+
+
+def _outcome_of(result: str | PublishError) -> PublishOutcome:
+    if not isinstance(result, PublishError):
+        return "accepted"
+    if result.code == CIRCUIT_OPEN:
+        return "circuit_open"
+    return "unavailable" if result.retryable else "refused"
 
 
 def _entry_outcome(result: dict[str, Any]) -> _Outcome:
@@ -376,6 +408,7 @@ class EventPublisher:
     max_in_flight: int = 2
     linger_seconds: float = 0.0
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    observer: PublishObserver = field(default_factory=PublishObserver)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     rng: Callable[[], float] = random.random
@@ -395,6 +428,7 @@ class EventPublisher:
             max_in_flight=self.max_in_flight,
             linger_seconds=self.linger_seconds,
             clock=self.clock,
+            observer=self.observer,
         )
 
     @property
@@ -414,6 +448,17 @@ class EventPublisher:
         One budget for all of them; each entry is retried, counted by the breaker and refused
         alone, exactly as if it had been published by a request of its own.
         """
+        try:
+            results = self._publish_many(events)
+        except Exception:  # unexpected: none of them is known to be on the bus
+            for _ in events:
+                self.observer.published("unavailable")
+            raise
+        for result in results:
+            self.observer.published(_outcome_of(result))
+        return results
+
+    def _publish_many(self, events: list[AnyEvent]) -> list[str | PublishError]:
         results: list[str | PublishError | None] = [None] * len(events)
         entries: dict[int, tuple[dict[str, Any], int]] = {}
         for index, event in enumerate(events):

@@ -416,6 +416,38 @@ run "consumer_and_api_policies" {
   }
 }
 
+run "dashboard_policy_only_reads_the_pipelines_queues" {
+  command = apply
+
+  assert {
+    condition     = toset(flatten([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Action])) == toset(["sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
+    error_message = "The dashboard policy may only read queue attributes and receive (peek) messages."
+  }
+
+  assert {
+    condition = toset([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Resource if s.Action == "sqs:GetQueueAttributes"][0]) == toset(flatten([
+      for d in ["crm", "marketing", "analytics"] : [
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-buffer",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}",
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq",
+      ]
+    ]))
+    error_message = "The dashboard reads the attributes of every buffer queue, destination queue and DLQ, and of no other queue."
+  }
+
+  assert {
+    condition = toset([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Resource if s.Action == "sqs:ReceiveMessage"][0]) == toset([
+      for d in ["crm", "marketing", "analytics"] : "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq"
+    ])
+    error_message = "The dashboard may receive from the DLQs only, never from a queue a consumer or Lambda reads."
+  }
+
+  assert {
+    condition     = output.dashboard_policy_arn == aws_iam_policy.dashboard.arn && aws_iam_policy.dashboard.name == "datasync-dashboard"
+    error_message = "dashboard_policy_arn is a policy of its own (datasync-dashboard), separate from the API's."
+  }
+}
+
 ################################################################################
 # Monitoring: wired to each destination's own resources
 ################################################################################

@@ -69,6 +69,7 @@ def deployed(stack, pipeline) -> dict[str, Any]:
             d: managed_document(arn) for d, arn in outputs["consumer_policy_arns"].items()
         },
         "api_policy": managed_document(outputs["api_policy_arn"]),
+        "dashboard_policy": managed_document(outputs["dashboard_policy_arn"]),
     }
 
 
@@ -304,5 +305,24 @@ def test_the_api_policy_may_only_publish_to_the_datasync_bus(enforcing, deployed
         expectations += [
             (f"send to the {d} buffer", q.send("buffer", d), False),
             (f"receive from the {d} queue", q.receive("queue", d), False),
+        ]
+    check(expectations)
+
+
+def test_the_dashboard_policy_may_only_read_depths_and_peek_at_the_dlqs(enforcing, deployed):
+    session = enforcing.session_for("probe-dashboard", deployed["dashboard_policy"], "managed")
+    q = Queues(session, enforcing)
+    expectations = [("publish to the bus", put_event(session, enforcing, enforcing.bus), False)]
+    for d in deployed["destinations"]:
+        expectations += [
+            (f"read the {d} buffer's attributes", q.attributes("buffer", d), True),
+            (f"read the {d} queue's attributes", q.attributes("queue", d), True),
+            (f"read the {d} DLQ's attributes", q.attributes("dlq", d), True),
+            (f"peek at the {d} DLQ", q.receive("dlq", d), True),
+            (f"receive from the {d} queue", q.receive("queue", d), False),
+            (f"receive from the {d} buffer", q.receive("buffer", d), False),
+            (f"delete from the {d} DLQ", q.delete("dlq", d), False),
+            (f"send to the {d} DLQ", q.send("dlq", d), False),
+            (f"purge the {d} DLQ", q.purge("dlq", d), False),
         ]
     check(expectations)

@@ -34,33 +34,59 @@ def test_a_retried_request_with_the_same_idempotency_key_is_applied_once(pipelin
     assert len(pipeline.get("analytics", user_id)["events"]) == 1
 
 
-def test_correlation_id_travels_to_the_consumers_logs_and_no_personal_data_is_logged(
-    pipeline, stack
+TRACE_ID = uuid.uuid4().hex  # a valid W3C trace id: 32 lower-case hex digits, not all zero
+
+
+@pytest.mark.parametrize(
+    ("header", "sent", "expected"),
+    [
+        ("X-Correlation-ID", f"trace-{uuid.uuid4().hex[:10]}", None),
+        ("X-Request-ID", f"request-{uuid.uuid4().hex[:10]}", None),
+        ("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01", TRACE_ID),
+    ],
+)
+def test_one_correlation_id_is_logged_at_every_hop_and_no_personal_data_is_logged(
+    pipeline, stack, header, sent, expected
 ):
+    """API, the three Lambdas (CloudWatch Logs), the three consumers: each logs the id."""
+    correlation_id = expected or sent
     email = flows.unique_email("trace")
-    correlation_id = f"trace-{uuid.uuid4().hex[:10]}"
-    response = pipeline.call(
-        "POST",
-        "/v1/users",
-        {"email": email, "name": "Trace Me"},
-        {"X-Correlation-ID": correlation_id},
-    )
+    body = {"email": email, "name": "Trace Me", "marketing_opt_in": True}
+    response = pipeline.call("POST", "/v1/users", body, {header: sent})
+    assert response.status == 202
     assert response.headers["X-Correlation-ID"] == correlation_id
     user_id = response.body["user_id"]
-    wait_until(lambda: pipeline.get("crm", user_id), what="crm record")
+    for destination in ("crm", "marketing", "analytics"):
+        wait_until(lambda d=destination: pipeline.get(d, user_id), what=f"{destination} record")
     logs = stack.config.logs_dir
-    wait_until(
-        lambda: correlation_id in (logs / "consumer-crm.log").read_text(),
-        timeout=10,
-        what="consumer log line",
-    )
+    for destination in ("crm", "marketing", "analytics"):
+        wait_until(
+            lambda d=destination: correlation_id in (logs / f"consumer-{d}.log").read_text(),
+            timeout=10,
+            what=f"the {destination} consumer's log line",
+        )
     assert correlation_id in (logs / "api.log").read_text()
+    for destination, function in stack.outputs["lambda_function_names"].items():
+        wait_until(
+            lambda f=function: lambda_logged(pipeline, f, correlation_id),
+            timeout=30,
+            what=f"the {destination} Lambda's log line",
+        )
     for log in logs.glob("*.log"):
         assert email not in log.read_text(), f"personal data in {log.name}"
 
 
+def lambda_logged(pipeline, function: str, text: str) -> bool:
+    pages = (
+        pipeline.aws("logs")
+        .get_paginator("filter_log_events")
+        .paginate(logGroupName=f"/aws/lambda/{function}", filterPattern=f'"{text}"')
+    )
+    return any(text in event["message"] for page in pages for event in page["events"])
+
+
 def test_status_reports_every_destination(pipeline, stack, monkeypatch):
-    from apps.cli.main import collect_status
+    from apps.cli.status import collect_status
     from datasync.settings import Settings
 
     for name, value in pipeline.env.items():
@@ -116,9 +142,9 @@ def test_dlq_redrive_sends_each_message_back_to_where_it_failed(pipeline, monkey
     )
     for name, value in pipeline.env.items():
         monkeypatch.setenv(name, value)
-    assert main(["dlq", "crm"]) == 0
+    assert main(["dlq", "list", "crm"]) == 0
     assert "store was down" in capsys.readouterr().out
-    assert main(["dlq", "crm", "--redrive"]) == 0
+    assert main(["dlq", "redrive", "crm", "--json"]) == 0
     assert '"to_queue": 1' in capsys.readouterr().out
     wait_until(
         lambda: (pipeline.get("crm", user_key) or {}).get("name") == "Redriven",

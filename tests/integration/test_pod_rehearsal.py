@@ -17,7 +17,6 @@ what `make kind-up` adds (deploy/kind/kind_values.py), pointed at this session's
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import urllib.request

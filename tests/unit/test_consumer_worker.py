@@ -10,8 +10,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from apps.consumers.__main__ import main
 from apps.consumers.app import database_url
-from apps.consumers.health import prometheus_text, start_health_server
-from apps.consumers.worker import ConsumerWorker, Metrics, RedriveTarget
+from apps.consumers.health import start_health_server
+from apps.consumers.metrics import ConsumerMetrics
+from apps.consumers.worker import ConsumerWorker, RedriveTarget
 from datasync.contract import DestinationRecord, RecordPack
 from datasync.core import exit_codes
 from datasync.core.stores import open_store
@@ -35,7 +36,7 @@ def worker(sqs, queues, store):
         queue_url=queues["queue"],
         store=store,
         redrive=RedriveTarget.of_queue(sqs, queues["queue"]),
-        metrics=Metrics(),
+        metrics=ConsumerMetrics("crm"),
         wait_seconds=0,
     )
 
@@ -147,7 +148,7 @@ def broken_store_worker(sqs, queues):
         queues["queue"],
         BrokenStore(),
         RedriveTarget(queues["dlq"], 3),
-        Metrics(),
+        ConsumerMetrics("crm"),
         wait_seconds=0,
         backoff=lambda receive_count: 0,
     )
@@ -229,7 +230,9 @@ class RecordingStop(threading.Event):
 
 def test_an_unreachable_queue_is_waited_out_with_growing_jittered_pauses(store):
     sqs = FlakySqs(outages=4)
-    worker = ConsumerWorker(sqs, "q", store, RedriveTarget(None, None), Metrics(), wait_seconds=0)
+    worker = ConsumerWorker(
+        sqs, "q", store, RedriveTarget(None, None), ConsumerMetrics("crm"), wait_seconds=0
+    )
     stop = RecordingStop(sqs, polls=7)
     worker.run(stop)
     assert len(stop.waits) == 4  # one pause per failed receive, none after it answers
@@ -341,16 +344,17 @@ def test_run_stops_between_batches(worker, sqs, queues):
 def test_health_and_metrics_endpoints():
     import urllib.request
 
-    metrics = Metrics()
+    metrics = ConsumerMetrics("crm")
     metrics.add("applied", 3)
-    assert 'outcome="applied"} 3' in prometheus_text("crm", metrics)
-    server = start_health_server("127.0.0.1", 0, "crm", metrics)
+    server = start_health_server("127.0.0.1", 0, metrics)
     try:
         port = server.server_address[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
             assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            assert b"datasync_consumer_records_total" in r.read()
+            assert b'datasync_consumer_records_total{destination="crm",outcome="applied"} 3.0' in (
+                r.read()
+            )
         metrics.last_poll -= 3600
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -573,7 +577,7 @@ class ScriptedSqs:
 
 def test_after_a_partial_batch_the_worker_waits_its_window_so_messages_gather(store):
     sqs = ScriptedSqs([3, 10, 0, 1])
-    worker = ConsumerWorker(sqs, "q", store, RedriveTarget(None, None), Metrics(),
+    worker = ConsumerWorker(sqs, "q", store, RedriveTarget(None, None), ConsumerMetrics("crm"),
                             wait_seconds=0, batch_window_seconds=0.25)  # fmt: skip
     worker.handle = lambda messages: None
     stop = RecordingStop(sqs, polls=4)

@@ -289,6 +289,12 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     assert (config.var_dir, config.emulator_port, config.api_port) == (tmp_path, 4999, 8999)
     assert config.consumer_concurrency == 2 and config.external_endpoint is None
     assert config.receive_wait_seconds == 5  # local consumers stop within 5 s of SIGTERM
+    assert config.lambda_concurrency == 3  # not MiniStack's 5 batches (processes) per mapping
+    monkeypatch.setenv("DATASYNC_LAMBDA_CONCURRENCY", "2")
+    stack = LocalStack(StackConfig.from_environment())
+    variables = stack.terraform_variables(Path("/b/lambda-local-aaaa.zip"))
+    assert variables["lambda_maximum_concurrency"] == "2"
+    assert variables["lambda_package_path"] == "/b/lambda-local-aaaa.zip"
     monkeypatch.setenv("DATASYNC_EMULATOR_PORT", "99999")
     with pytest.raises(ValueError, match="DATASYNC_EMULATOR_PORT"):
         StackConfig.from_environment()
