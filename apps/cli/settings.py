@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # 30 s budget. Empty receives cost nothing on the emulator, and MiniStack re-scans a waiting
 # queue every 100 ms whatever the wait, so a shorter wait adds one request per 5 s per thread.
 LOCAL_RECEIVE_WAIT_SECONDS = 5
+LOCAL_LAMBDA_CONCURRENCY = 3
 
 
 class CliSettings(BaseSettings):
@@ -28,9 +29,18 @@ class CliSettings(BaseSettings):
     emulator_host: str = Field("127.0.0.1", validation_alias="DATASYNC_EMULATOR_HOST")
     emulator_port: int = Field(4566, ge=1, le=65535, validation_alias="DATASYNC_EMULATOR_PORT")
     api_port: int = Field(8080, ge=1, le=65535, validation_alias="API_PORT")
+    # Where `datasync send` finds the API (default: the local one, on api_port).
+    api_url: str | None = Field(None, validation_alias="DATASYNC_API_URL")
     # A LocalStack-compatible emulator someone else runs: no MiniStack is started then.
     external_endpoint: str | None = Field(None, validation_alias="DATASYNC_AWS_ENDPOINT_URL")
-    consumer_concurrency: int = Field(4, ge=1, validation_alias="DATASYNC_CONSUMER_CONCURRENCY")
+    # One worker thread per local consumer: SQLite takes one writer at a time anyway, and one
+    # thread waiting out its batch window takes many record packs per call (BENCHMARKS.md).
+    consumer_concurrency: int = Field(1, ge=1, validation_alias="DATASYNC_CONSUMER_CONCURRENCY")
+    # Concurrent Lambda batches per event source mapping (its MaximumConcurrency; AWS's minimum
+    # is 2). MiniStack's default, 5, means 15 worker processes competing for a laptop's cores.
+    lambda_concurrency: int = Field(
+        LOCAL_LAMBDA_CONCURRENCY, ge=2, le=5, validation_alias="DATASYNC_LAMBDA_CONCURRENCY"
+    )
     ministack_venv: Path = Field(
         ROOT / ".tools" / "ministack", validation_alias="DATASYNC_MINISTACK_VENV"
     )
@@ -40,7 +50,7 @@ class CliSettings(BaseSettings):
         LOCAL_RECEIVE_WAIT_SECONDS, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
     )
 
-    @field_validator("external_endpoint", "terraform_mirror", mode="before")
+    @field_validator("external_endpoint", "terraform_mirror", "api_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -457,7 +457,7 @@ def _peek_all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def _redrive(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]) -> dict:
-    assert main(["dlq", "crm", "--redrive"]) == 0
+    assert main(["dlq", "redrive", "crm"]) == 0
     return json.loads(capsys.readouterr().out)
 
 

@@ -217,6 +217,13 @@ class SqlStore:
     def applied_count(self) -> int:
         return int(self._sql(f"SELECT count(*) FROM {self._prefix}_applied_events").fetchone()[0])
 
+    def applied_at(self, event_id: str) -> str | None:
+        """When this event was applied (`datasync trace` asks), or None if it never was."""
+        row = self._sql(
+            f"SELECT applied_at FROM {self._prefix}_applied_events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def close(self) -> None:
         self._conn.close()
 
