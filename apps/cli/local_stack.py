@@ -14,6 +14,7 @@ in hand), then the emulator, which saves its state - queued messages included - 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -45,6 +46,7 @@ from apps.cli.terraform import (
     inputs_fingerprint,
     prepare_workdir,
 )
+from datasync.core.logging import JsonFormatter
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
@@ -69,8 +71,26 @@ def show(text: str, *, file: Any = None) -> None:
         pass
 
 
+# make run's own lines, also written as JSON (service datasync-up) to logs/up.log like every
+# runtime's log, so `datasync logs` and a log shipper read one format (docs/observability.md).
+UP_LOG = logging.getLogger("datasync.up")
+
+
 def say(message: str) -> None:
     show(f"datasync: {message}")
+    UP_LOG.info(message)
+
+
+def keep_json_log(path: Path) -> None:
+    """Send the supervisor's lines to ``path`` as JSON too (replacing an earlier file handler)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter("datasync-up"))
+    for old in UP_LOG.handlers:
+        old.close()
+    UP_LOG.handlers[:] = [handler]
+    UP_LOG.setLevel(logging.INFO)
+    UP_LOG.propagate = False  # the terminal already has the line
 
 
 @dataclass
@@ -154,6 +174,7 @@ class LocalStack:
     def start_infra(self, *, fresh: bool = False) -> dict[str, Any]:
         cfg = self.config
         self.clear_the_way(fresh=fresh)
+        keep_json_log(cfg.logs_dir / "up.log")
         if cfg.external_endpoint:
             say(f"using the emulator at {cfg.external_endpoint} (DATASYNC_AWS_ENDPOINT_URL)")
             self.emulator = Emulator(cfg.external_endpoint)

@@ -298,3 +298,24 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     monkeypatch.setenv("DATASYNC_EMULATOR_PORT", "99999")
     with pytest.raises(ValueError, match="DATASYNC_EMULATOR_PORT"):
         StackConfig.from_environment()
+
+
+def test_make_runs_own_lines_are_json_lines_like_every_runtimes(tmp_path, capsys):
+    from apps.cli.local_stack import UP_LOG, keep_json_log, say
+
+    log = tmp_path / "logs" / "up.log"
+    keep_json_log(log)
+    try:
+        say("consumer-crm exited with code -9; restarting in 0.6s")
+    finally:
+        for handler in UP_LOG.handlers:
+            handler.close()
+        UP_LOG.handlers.clear()
+    assert (
+        capsys.readouterr().out
+        == "datasync: consumer-crm exited with code -9; restarting in 0.6s\n"
+    )
+    [line] = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["service"] == "datasync-up" and line["logger"] == "datasync.up"
+    assert line["message"] == "consumer-crm exited with code -9; restarting in 0.6s"
+    assert {"time", "level"} <= set(line)
