@@ -414,7 +414,7 @@ def test_redrive_after_a_fix_applies_each_message_once_and_repeating_it_applies_
                             "DATASYNC_CRM_QUEUE_URL": own_queue["queue"],
                             "DATASYNC_CRM_DLQ_URL": own_queue["dlq"]}.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        assert main(["dlq", "crm"]) == 0
+        assert main(["dlq", "list", "crm", "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert {(m["stage"], m["receive_count"]) for m in shown} == {("consume", "3")}
         assert all(m["reason"].startswith("LockNotAvailable: canceling statement") for m in shown)
@@ -457,8 +457,9 @@ def _peek_all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def _redrive(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]) -> dict:
-    assert main(["dlq", "redrive", "crm"]) == 0
-    return json.loads(capsys.readouterr().out)
+    assert main(["dlq", "redrive", "crm", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    return {key: report[key] for key in ("to_buffer_queue", "to_queue", "failed")}
 
 
 def _duplicates(log: Path) -> set[str]:
