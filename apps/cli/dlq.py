@@ -175,6 +175,12 @@ class RedriveReport:
         }
 
 
+def dead_lettered_since(message: dict[str, Any], since_ms: int) -> bool:
+    """Whether SQS received this message after ``since_ms`` (epoch milliseconds)."""
+    sent = message.get("Attributes", {}).get("SentTimestamp")
+    return sent is not None and int(sent) > since_ms
+
+
 def redrive(
     sqs: Any,
     dlq_url: str,
@@ -185,21 +191,29 @@ def redrive(
     filters: dict[str, str] | None = None,
     dry_run: bool = False,
     on_batch: Callable[[RedriveReport], None] = lambda report: None,
+    clock: Callable[[], float] = time.time,
 ) -> RedriveReport:
     """Move up to ``limit`` matching messages back, in batches of 10.
 
     Each is deleted from the DLQ only after SQS confirmed its send; one whose send failed stays
     (and is reported). Messages not moved (no match, over the limit, a dry run) are made
-    visible again when the pass ends.
+    visible again when the pass ends. Only what was in the DLQ when the redrive started moves:
+    a message that still fails comes back while the pass goes on, as a new message, and moving
+    it again would go round in circles until the limit.
     """
     report = RedriveReport(dry_run=dry_run)
+    started_ms = int(clock() * 1000)
     kept: list[dict[str, Any]] = []
     unsent: list[dict[str, Any]] = []  # their send failed: they stay, visible again
     try:
         for batch in receive_pass(sqs, dlq_url):
             chosen = []
             for message in batch:
-                if len(chosen) + report.moved < limit and matches(describe(message), filters or {}):
+                if dead_lettered_since(message, started_ms):
+                    kept.append(message)  # came (back) during this pass: not this pass's
+                elif len(chosen) + report.moved < limit and matches(
+                    describe(message), filters or {}
+                ):
                     chosen.append(message)
                 else:
                     kept.append(message)
