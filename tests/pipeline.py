@@ -142,3 +142,18 @@ def wait_until(
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+def consumer_outcomes(logs_dir: Path, destination: str, event_id: str) -> list[str]:
+    """What a consumer's batch lines say it did with one event (applied, duplicate, ...), in
+    the order it did it."""
+    outcomes = []
+    for line in (logs_dir / f"consumer-{destination}.log").read_text().splitlines():
+        try:
+            events = json.loads(line).get("events") or {}
+        except ValueError:
+            continue
+        outcomes += [
+            o for o, traced in events.items() if any(t.startswith(event_id) for t in traced)
+        ]
+    return outcomes

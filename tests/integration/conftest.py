@@ -50,6 +50,19 @@ def pipeline(stack) -> Pipeline:
     )
 
 
+@pytest.fixture
+def cli(pipeline, stack, monkeypatch, tmp_path):
+    """`datasync` (apps.cli.main.main) with the session stack's settings, var dir and API."""
+    from apps.cli.main import main
+
+    for name, value in pipeline.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("DATASYNC_VAR_DIR", str(stack.config.var_dir))
+    monkeypatch.setenv("DATASYNC_API_URL", pipeline.api_url)
+    return main
+
+
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory):
     """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl), stopped at session end."""

@@ -69,6 +69,16 @@ def supervise_for(stack, seconds: float) -> None:
         time.sleep(0.1)
 
 
+def let_dead_long_polls_end(stack) -> None:
+    """A SIGKILLed consumer's last long poll stays open on the emulator until its wait is over
+    and takes the messages that arrive meanwhile; they come back only after the visibility
+    timeout (60 s). Before timing a clean stop, let the polls of consumers that earlier tests
+    killed run out: each began before its kill, so before its successor started."""
+    wait = stack.config.receive_wait_seconds + 1
+    newest = max(max(app.started_at, app.restart_at or 0.0) for app in stack.apps.values())
+    supervise_for(stack, max(0.0, newest + wait - time.monotonic()))
+
+
 def pid_of(stack, name: str) -> int:
     return stack.apps[name].process.pid
 
@@ -108,6 +118,7 @@ def test_consumers_killed_again_and_again_while_events_flow(pipeline, stack, rea
 
 
 def test_a_consumer_stopped_with_sigterm_during_a_burst_hands_nothing_back(pipeline, stack, reader):
+    let_dead_long_polls_end(stack)  # what a kill left behind would be blamed on this stop
     workload = Workload.generate(800, seed=9)
     client = LoadClient(pipeline.api_url, pipeline.api_key, concurrency=16)
     thread, result = run_in_background(client, workload)

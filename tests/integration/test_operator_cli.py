@@ -15,35 +15,9 @@ import pytest
 
 from tests import flows
 from tests.builders import record
-from tests.pipeline import wait_until
+from tests.pipeline import consumer_outcomes, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli(pipeline, stack, monkeypatch, tmp_path):
-    """The CLI's environment: the stack's settings, and its var dir (for the logs)."""
-    from apps.cli.main import main
-
-    for name, value in pipeline.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
-    monkeypatch.setenv("DATASYNC_VAR_DIR", str(stack.config.var_dir))
-    return main
-
-
-def consumer_outcomes(stack, destination: str, event_id: str) -> list[str]:
-    """What the consumer's batch lines say it did with one event, in order."""
-    outcomes = []
-    for line in (stack.config.logs_dir / f"consumer-{destination}.log").read_text().splitlines():
-        try:
-            events = json.loads(line).get("events") or {}
-        except ValueError:
-            continue
-        outcomes += [
-            o for o, traced in events.items() if any(t.startswith(event_id) for t in traced)
-        ]
-    return outcomes
 
 
 def applied_at(pipeline, destination: str, event_id: str) -> str | None:
@@ -98,7 +72,7 @@ def test_dlq_list_redrive_filter_dry_run_and_repeat(cli, pipeline, stack, capsys
                     attributes=one.message_attributes())  # fmt: skip
     assert cli(["dlq", "redrive", "crm", "--filter", f"reason=again {token}"]) == 0
     for event_id, at in first.items():
-        wait_until(lambda e=event_id: "duplicate" in consumer_outcomes(stack, "crm", e),
+        wait_until(lambda e=event_id: "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", e),
                    what="the repeated redrive seen as a duplicate")  # fmt: skip
         assert applied_at(pipeline, "crm", event_id) == at
     cli(["dlq", "redrive", "crm", "--filter", f"reason={token}"])  # leave the DLQ as found
@@ -135,7 +109,7 @@ def test_replay_to_one_destination_filters_by_its_rule_and_applies_nothing_twice
     rules = pipeline.aws("events").list_rules(EventBusName=pipeline.env["DATASYNC_EVENT_BUS_NAME"])
     [crm_rule] = [r["Arn"] for r in rules["Rules"] if r["Name"].endswith("crm")]
     assert (shown["state"], shown["filter_arns"]) == ("COMPLETED", [crm_rule])
-    wait_until(lambda: "duplicate" in consumer_outcomes(stack, "crm", event_id),
+    wait_until(lambda: "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", event_id),
                what="the replayed event at the crm consumer")  # fmt: skip
     assert applied_at(pipeline, "crm", event_id) == applied_first
     assert len(pipeline.get("analytics", created["user_id"])["events"]) == 1

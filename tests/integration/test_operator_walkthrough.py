@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import wait_until
+from tests.pipeline import consumer_outcomes, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +25,6 @@ BREAK = (
     "BEGIN SELECT RAISE(ABORT, 'broken on purpose'); END"
 )
 FIX = "DROP TRIGGER broken"
-
-
-@pytest.fixture
-def cli(pipeline, stack, monkeypatch, tmp_path):
-    """The CLI's environment: the stack's settings, and its var dir (for the logs)."""
-    from apps.cli.main import main
-
-    for name, value in pipeline.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
-    monkeypatch.setenv("DATASYNC_VAR_DIR", str(stack.config.var_dir))
-    monkeypatch.setenv("DATASYNC_API_URL", pipeline.api_url)
-    return main
 
 
 def migrate(store: Path, statement: str) -> None:
@@ -56,18 +43,6 @@ def crm_applied_at(store: Path, event_ids: set[str]) -> dict[str, str]:
     with sqlite3.connect(store) as connection:
         rows = connection.execute("SELECT event_id, applied_at FROM datasync_crm_applied_events")
         return {event_id: at for event_id, at in rows if event_id in event_ids}
-
-
-def crm_outcomes(stack, event_id: str) -> list[str]:
-    """What the crm consumer's batch lines say it did with one event, in order."""
-    outcomes = []
-    for line in (stack.config.logs_dir / "consumer-crm.log").read_text().splitlines():
-        try:
-            events = json.loads(line).get("events") or {}
-        except ValueError:
-            continue
-        outcomes += [o for o, pairs in events.items() if any(event_id in p for p in pairs)]
-    return outcomes
 
 
 def user_event_ids(trace: dict) -> set[str]:
@@ -141,7 +116,10 @@ def test_break_a_consumer_see_the_dlq_and_alarm_trace_redrive_and_replay(
                 "--destination", "crm"]) == 0  # fmt: skip
     [event_id] = victim_events
     outcomes = wait_until(
-        lambda: "duplicate" in crm_outcomes(stack, event_id) and crm_outcomes(stack, event_id),
+        lambda: (
+            "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", event_id)
+            and consumer_outcomes(stack.config.logs_dir, "crm", event_id)
+        ),
         what="the replayed event seen again by crm",
     )
     assert outcomes.count("applied") == 1, outcomes  # applied once: by the redrive
