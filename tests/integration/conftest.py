@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from apps.cli.paths import ROOT
 from apps.cli.settings import cli_settings
 from datasync.settings import LOCAL_API_KEY
 from tests.pipeline import Pipeline, free_port
+
+APPS_BACK_SECONDS = 45  # the supervisor's restart backoff is capped at 30 s
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +42,23 @@ def stack(tmp_path_factory):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def _every_app_running(request):
+    """Each test starts with every app of the session stack running, whatever the test before
+    it killed: a fault test that fails half-way must not take the tests after it down too."""
+    if "stack" not in request.fixturenames:
+        return
+    stack = request.getfixturevalue("stack")
+    deadline = time.monotonic() + APPS_BACK_SECONDS
+    while not all(app.running for app in stack.apps.values()):
+        if time.monotonic() > deadline:
+            down = sorted(name for name, app in stack.apps.items() if not app.running)
+            pytest.fail(f"{down} not running again {APPS_BACK_SECONDS}s after the test before")
+        for app in stack.apps.values():
+            app.check()
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -119,21 +119,32 @@ def test_consumers_killed_again_and_again_while_events_flow(pipeline, stack, rea
 
 def test_a_consumer_stopped_with_sigterm_during_a_burst_hands_nothing_back(pipeline, stack, reader):
     let_dead_long_polls_end(stack)  # what a kill left behind would be blamed on this stop
-    workload = Workload.generate(800, seed=9)
-    client = LoadClient(pipeline.api_url, pipeline.api_key, concurrency=16)
+    # Paced, so the burst lasts ~8 s: unpaced, the pipeline had applied all of it before the
+    # stop, and the test proved nothing about a stop with work in hand.
+    workload = Workload.generate(1200, seed=9)
+    client = LoadClient(pipeline.api_url, pipeline.api_key, concurrency=16, rate=150)
+    applied_before = len(reader.applied_event_ids("crm"))
     thread, result = run_in_background(client, workload)
-    supervise_for(stack, 2.0)
+    supervise_for(stack, 3.0)
     victim = stack.apps["consumer-crm"].process
     victim.send_signal(signal.SIGTERM)
     assert victim.wait(30) == 0, "SIGTERM must finish the batch in hand and exit 0"
+    applied_by_the_victim = len(reader.applied_event_ids("crm")) - applied_before
     while thread.is_alive():
         supervise_for(stack, 0.5)
+    assert len(result["ledger"].acks) == workload.size
+    assert 0 < applied_by_the_victim, "the stopped consumer had applied nothing of the burst"
     settled_from = time.monotonic()
     report = wait_until_settled(
         reader, result["ledger"], timeout=SETTLE_SECONDS, logs_dir=stack.config.logs_dir,
         progress=lambda *_: supervise(stack),
     )  # fmt: skip
     assert report.ok, f"\n{report}"
+    # The stop came during the burst: the consumer the supervisor started after it had work.
+    applied_by_the_successor = (
+        len(reader.applied_event_ids("crm")) - applied_before - applied_by_the_victim
+    )
+    assert applied_by_the_successor > 0, "the burst was over before the stop"
     # A stop that abandoned received messages would leave them invisible for the queue's
     # visibility timeout (60 s); a clean stop hands nothing back to wait for.
     assert time.monotonic() - settled_from < 45, "the stop left messages to time out"
