@@ -44,6 +44,7 @@ TRACE_ID = uuid.uuid4().hex  # a valid W3C trace id: 32 lower-case hex digits, n
         ("X-Request-ID", f"request-{uuid.uuid4().hex[:10]}", None),
         ("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01", TRACE_ID),
     ],
+    ids=["X-Correlation-ID", "X-Request-ID", "traceparent"],  # the same in every xdist worker
 )
 def test_one_correlation_id_is_logged_at_every_hop_and_no_personal_data_is_logged(
     pipeline, stack, header, sent, expected
