@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from datasync.contract import DESTINATIONS
 from datasync.core.aws import client
-from datasync.core.queues import error_code, string_attributes
+from datasync.core.queues import error_code, queue_depth, string_attributes
 from datasync.settings import Settings, queue_setting_name
 
 SOURCE_TIMEOUT_SECONDS = 1.0
@@ -208,22 +208,12 @@ class StatusCollector:
 
     def _depth(self, destination: str, kind: str) -> dict[str, Any]:
         try:
-            attributes = self._sqs.get_queue_attributes(
-                QueueUrl=self._queue_url(destination, kind),
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
+            depth = queue_depth(self._sqs, self._queue_url(destination, kind))
         except SourceUnavailable as exc:
             return {"visible": None, "in_flight": None, "error": str(exc)}
         except (BotoCoreError, ClientError) as exc:
             return {"visible": None, "in_flight": None, "error": describe_aws_error(exc)}
-        return {
-            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
-            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            "error": None,
-        }
+        return {**depth, "error": None}
 
     def _failures(self, destination: str) -> dict[str, Any]:
         """A peek at the DLQ: reasons and ids of up to MAX_FAILURES dead letters, newest first."""

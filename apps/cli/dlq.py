@@ -139,13 +139,6 @@ def list_messages(sqs: Any, dlq_url: str, *, limit: int) -> list[dict[str, Any]]
     return [describe(m) for m in received[:limit]]
 
 
-def depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes.get("ApproximateNumberOfMessages", 0))
-
-
 def is_bus_event(body: str) -> bool:
     try:
         return isinstance(json.loads(body).get("detail"), dict)

@@ -7,9 +7,10 @@ import sys
 from typing import Any
 
 from apps.cli import common
-from apps.cli.dlq import depth, list_messages, parse_filters, redrive
+from apps.cli.dlq import list_messages, parse_filters, redrive
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
+from datasync.core.queues import queue_depth
 from datasync.settings import ConfigError, Settings, queue_setting_name
 
 COLUMNS = ("age", "reason", "stage", "receive_count", "event_id", "correlation_id")
@@ -143,7 +144,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     settings = common.settings()
     sqs = common.sqs(settings)
     dlq_url = _dlq_url(settings, args.destination)
-    total = min(depth(sqs, dlq_url), args.limit)
+    total = min(queue_depth(sqs, dlq_url)["visible"], args.limit)
     verb = "would move" if args.dry_run else "redrive"
     with common.progress(f"{verb} {args.destination}", total) as bar:
 
@@ -186,7 +187,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
                 "purge deletes every DLQ message for good; no terminal to ask on: "
                 "pass --yes to purge without asking"
             )
-        count = depth(sqs, dlq_url)
+        count = queue_depth(sqs, dlq_url)["visible"]
         print(
             f"Delete all {count} message(s) of the {args.destination} DLQ for good? "
             f"Type '{args.destination}' to confirm: ",

@@ -11,6 +11,7 @@ from typing import Any
 from apps.cli import common
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
+from datasync.core.queues import queue_depth
 from datasync.settings import Settings
 
 # The defaults of terraform/variables.tf (oldest_message_alarm_seconds,
@@ -42,17 +43,6 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
-
-
-def _queue_depth(sqs: Any, url: str) -> dict[str, int]:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return {
-        "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
-        "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-    }
 
 
 def oldest_message_age(cloudwatch: Any, queue_url: str) -> float | None:
@@ -94,12 +84,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             url = settings.destination_queue_url(destination, name)
             if url:
                 entry[kind] = {
-                    **_queue_depth(sqs, url),
+                    **queue_depth(sqs, url),
                     "oldest_age_seconds": oldest_message_age(cloudwatch, url),
                 }
         dlq_url = settings.dlq_url_for(destination)
         if dlq_url:
-            entry["dlq_depth"] = _queue_depth(sqs, dlq_url)["visible"]
+            entry["dlq_depth"] = queue_depth(sqs, dlq_url)["visible"]
         store = common.open_destination_store(settings, destination)
         try:
             entry["applied_events"] = store.applied_count()

@@ -1,4 +1,4 @@
-"""SQS helpers shared by the Lambdas and the consumers.
+"""SQS helpers shared by the runtimes (Lambdas, consumers, the API's status page, the CLI).
 
 - ``send_batch``: SendMessageBatch in chunks of 10, checking the per-entry ``Failed`` list
   (like PutEvents, a 200 can hide refused entries) and retrying only those.
@@ -7,6 +7,8 @@
 - ``retry_delay``: how long a failed message stays invisible before its next delivery.
 - ``delivery_attempt``: the attempt of a message's records, counted across re-sends (a
   consumer re-sends a pack's failed records as a new message, whose receive count restarts).
+- ``queue_depth``: messages waiting and in flight, as `datasync status`, `dlq` and the status
+  page show them.
 
 Every wait here follows ``datasync.core.retry`` (exponential, capped, equal jitter).
 """
@@ -178,6 +180,19 @@ def string_values(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from string_values(item)
+
+
+def queue_depth(sqs: Any, queue_url: str) -> dict[str, int]:
+    """SQS's approximate counts: ``visible`` (waiting) and ``in_flight`` (received, not yet
+    deleted)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return {
+        "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+        "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    }
 
 
 def receive_count(message: dict[str, Any]) -> int:
