@@ -144,6 +144,12 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
 
 
+def supervise(stack: Any) -> None:
+    """One round of what `make run`'s loop does: restart the apps that exited (main thread)."""
+    for app in stack.apps.values():
+        app.check()
+
+
 def consumer_outcomes(logs_dir: Path, destination: str, event_id: str) -> list[str]:
     """What a consumer's batch lines say it did with one event (applied, duplicate, ...), in
     the order it did it."""

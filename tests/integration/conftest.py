@@ -18,7 +18,7 @@ from apps.cli.local_stack import LocalStack, StackConfig
 from apps.cli.paths import ROOT
 from apps.cli.settings import cli_settings
 from datasync.settings import LOCAL_API_KEY
-from tests.pipeline import Pipeline, free_port
+from tests.pipeline import Pipeline, free_port, supervise
 
 APPS_BACK_SECONDS = 45  # the supervisor's restart backoff is capped at 30 s
 
@@ -56,8 +56,7 @@ def _every_app_running(request):
         if time.monotonic() > deadline:
             down = sorted(name for name, app in stack.apps.items() if not app.running)
             pytest.fail(f"{down} not running again {APPS_BACK_SECONDS}s after the test before")
-        for app in stack.apps.values():
-            app.check()
+        supervise(stack)
         time.sleep(0.1)
 
 

@@ -25,7 +25,7 @@ import pytest
 
 from apps.cli.paths import ROOT, venv_bin
 from tests.faults import SwitchableProxy, paused
-from tests.pipeline import free_port, wait_until
+from tests.pipeline import free_port, supervise, wait_until
 from tests.reconcile import (
     Ack,
     Ledger,
@@ -54,12 +54,6 @@ def assert_reconciled(stack, reader: StoreReader, ledger: Ledger) -> None:
         reader, ledger, timeout=SETTLE_SECONDS, logs_dir=stack.config.logs_dir
     )
     assert report.ok, f"\n{report}"
-
-
-def supervise(stack) -> None:
-    """One round of what `make run`'s loop does: restart the apps that exited (main thread)."""
-    for app in stack.apps.values():
-        app.check()
 
 
 def supervise_for(stack, seconds: float) -> None:
