@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.processes import all_pids, classify_cmdline, read_cmdline, read_hwm_kib, read_stat
+from bench.processes import (
+    all_pids,
+    classify_cmdline,
+    read_cmdline,
+    read_hwm_kib,
+    read_machine_busy_seconds,
+    read_stat,
+)
 
 
 @dataclass
@@ -109,9 +116,11 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
         self._last_line = 0.0
         self._phase_started = time.time()
+        self._machine_busy: float | None = None
 
     def start(self) -> Monitor:
         self.sampler.sample()
+        self._machine_busy = read_machine_busy_seconds()
         self._thread.start()
         return self
 
@@ -156,6 +165,7 @@ class Monitor:
                     "t": now,
                     "phase": self.phase,
                     "cpu_seconds": self.sampler.sample(),
+                    "machine_busy_seconds": self._machine_busy_since_last(),
                     "interval": now - previous,
                     "applied": self.stores.counts(),
                     "depth": self.depths(),
@@ -165,6 +175,11 @@ class Monitor:
             previous = now
             self.samples.append(sample)
             self._print(sample)
+
+    def _machine_busy_since_last(self) -> float | None:
+        """CPU seconds every process of the machine used since the last sample (ours included)."""
+        busy, self._machine_busy = self._machine_busy, read_machine_busy_seconds()
+        return None if busy is None or self._machine_busy is None else self._machine_busy - busy
 
     def _print(self, sample: dict[str, Any]) -> None:
         if not self.progress:
@@ -190,6 +205,25 @@ class Monitor:
         return [
             s for s in self.samples if start < s["t"] <= end + self.interval and "cpu_seconds" in s
         ]
+
+    def phase_cpu(self, start: float, end: float, events: int) -> dict[str, Any]:
+        """How busy the machine was over a phase, and each kind's CPU per event in it.
+
+        Samples are once a second, so a phase is widened to whole samples: ``seconds`` says how
+        long the figures cover (a short burst is diluted by the idle part of its last sample).
+        """
+        samples = self.window(start, end)
+        seconds = sum(s["interval"] for s in samples)
+        busy = [s.get("machine_busy_seconds") for s in samples]
+        by_kind = self.cpu_seconds(start, end)
+        return {
+            "seconds": round(seconds, 2),
+            "cores_busy": round(sum(busy) / seconds, 2) if seconds and None not in busy else None,
+            "ms_per_event": {
+                kind: round(1000 * value / max(events, 1), 3)
+                for kind, value in sorted(by_kind.items())
+            },
+        }
 
     def cpu_seconds(self, start: float, end: float) -> dict[str, float]:
         totals: dict[str, float] = {}

@@ -64,6 +64,28 @@ def parse_hwm_kib(status_text: str) -> int | None:
     return None
 
 
+def parse_machine_cpu(text: str) -> tuple[float, float]:
+    """Busy and total CPU seconds of all cores since boot, from /proc/stat's ``cpu`` line.
+
+    Idle and iowait are not busy; guest time is already inside user time, so only the first
+    eight fields (user nice system idle iowait irq softirq steal) are summed.
+    """
+    fields = text.split("\n", 1)[0].split()
+    if not fields or fields[0] != "cpu":
+        raise ValueError("/proc/stat does not start with the aggregate cpu line")
+    ticks = [int(value) for value in fields[1:9]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    total = sum(ticks)
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def read_machine_busy_seconds() -> float | None:
+    try:
+        return parse_machine_cpu(Path("/proc/stat").read_text())[0]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def read_stat(pid: int) -> ProcStat | None:
     try:
         return parse_stat(Path(f"/proc/{pid}/stat").read_text())

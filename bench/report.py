@@ -141,11 +141,14 @@ def _throughput_lines(result: dict[str, Any]) -> list[str]:
             f"{ceiling['events_per_second']} events/s;"
             f" ratio {result.get('pipeline_to_ceiling_ratio')}"
         )
+    if burst and ceiling:
+        lines += [_cpu_line("pipeline", burst), _cpu_line("ceiling", ceiling)]
     for row in result.get("scaling") or []:
         lines.append(
             f"          scaling {row['events']:>6}: pipeline {row['pipeline_events_per_second']}"
             f" events/s, ceiling {row['ceiling_events_per_second']}, ratio {row['ratio']}"
         )
+        lines += [_cpu_line("pipeline", row["pipeline"]), _cpu_line("ceiling", row["ceiling"])]
     sustained = result.get("sustained")
     if sustained:
         lines.append(
@@ -155,6 +158,18 @@ def _throughput_lines(result: dict[str, Any]) -> list[str]:
             f" p95 {sustained['p95_latency_last_over_first']}"
         )
     return lines
+
+
+def _cpu_line(label: str, phase: dict[str, Any]) -> str:
+    """Where a burst's or a ceiling's CPU went: the evidence of what bounds its rate."""
+    cpu = phase.get("cpu") or {}
+    per_event = cpu.get("ms_per_event") or {}
+    invocations = (phase.get("lambda") or {}).get("invocations_per_event")
+    return (
+        f"            {label:<8} {cpu.get('cores_busy')} cores busy; CPU ms/event "
+        + ", ".join(f"{k} {v}" for k, v in per_event.items() if v)
+        + (f"; {invocations} Lambda invocations/event" if invocations is not None else "")
+    )
 
 
 def _aws_line(result: dict[str, Any]) -> str:

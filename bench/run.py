@@ -129,14 +129,14 @@ def run_passes(ctx: phases.Context, result: dict[str, Any]) -> None:
     result["lambda"] = lambda_figures(ctx, start, end, events)
     if config.burst:
         say(f"burst of {config.burst} on the bus, then the emulator ceiling at the same size")
-        result["burst"] = phases.pipeline_burst(ctx, config.burst)
-        result["ceiling"] = phases.ceiling(ctx, config.burst)
+        result["burst"] = burst_with_cpu(ctx, config.burst)
+        result["ceiling"] = ceiling_with_cpu(ctx, config.burst)
     if config.scaling:
         result["scaling"] = []
         for size in config.scaling_sizes:
             say(f"scaling: burst of {size}, then the ceiling at {size}")
-            pipeline = phases.pipeline_burst(ctx, size)
-            fanout = phases.ceiling(ctx, size)
+            pipeline = burst_with_cpu(ctx, size)
+            fanout = ceiling_with_cpu(ctx, size)
             result["scaling"].append(
                 {
                     "events": size,
@@ -153,6 +153,27 @@ def run_passes(ctx: phases.Context, result: dict[str, Any]) -> None:
         rate, seconds = config.sustained_rate, config.sustained_seconds
         say(f"sustained: {rate:.0f} events/s on the bus for {seconds:.0f} s")
         result["sustained"] = phases.sustained(ctx, config.sustained_rate, config.sustained_seconds)
+
+
+def burst_with_cpu(ctx: phases.Context, count: int) -> dict[str, Any]:
+    """A burst, with what it cost: the machine's busy cores, each kind's CPU per event, and how
+    full the emulator filled the Lambdas' batches. These say what bounds the pipeline's rate."""
+    burst = phases.pipeline_burst(ctx, count)
+    start, end = burst["window"]
+    burst["cpu"] = ctx.monitor.phase_cpu(start, end, count)
+    burst["lambda"] = lambda_figures(ctx, start, end, count)
+    return burst
+
+
+def ceiling_with_cpu(ctx: phases.Context, count: int) -> dict[str, Any]:
+    """The emulator ceiling, with the same CPU figures as a burst (its drainers included)."""
+    fanout = phases.ceiling(ctx, count)
+    start, end = fanout["window"]
+    fanout["cpu"] = ctx.monitor.phase_cpu(start, end, count)
+    drainers = fanout.get("drainer_cpu_seconds")
+    if drainers is not None:
+        fanout["cpu"]["ms_per_event"]["ceiling_drainers"] = round(1000 * drainers / count, 3)
+    return fanout
 
 
 def lambda_figures(ctx: phases.Context, start: float, end: float, events: int) -> dict[str, Any]:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.processes import CLOCK_TICKS, classify_cmdline, parse_hwm_kib, parse_stat
+from bench.monitor import Monitor
+from bench.processes import (
+    CLOCK_TICKS,
+    classify_cmdline,
+    parse_hwm_kib,
+    parse_machine_cpu,
+    parse_stat,
+)
 from bench.stack import destinations_of, process_groups_in, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,6 +24,30 @@ def test_stat_parsing_survives_spaces_and_parentheses_in_the_command_name():
     stat = parse_stat(f"1234 (python (worker) 1) {' '.join(fields)} 0 0 20 0 1 0 100")
     assert (stat.pid, stat.ppid, stat.pgid) == (1234, 7, 42)
     assert stat.cpu_seconds == pytest.approx(300 / CLOCK_TICKS)
+
+
+def test_machine_cpu_counts_idle_and_iowait_as_not_busy_and_guest_time_once():
+    # /proc/stat of a 2-core machine: user nice system idle iowait irq softirq steal guest guest_nice
+    text = "cpu  1000 20 300 5000 100 0 30 0 400 0\ncpu0 500 10 150 2500 50 0 15 0 200 0\n"
+    busy, total = parse_machine_cpu(text)
+    assert busy == pytest.approx((1000 + 20 + 300 + 30) / CLOCK_TICKS)
+    assert total == pytest.approx((1000 + 20 + 300 + 5000 + 100 + 30) / CLOCK_TICKS)
+    with pytest.raises(ValueError):
+        parse_machine_cpu("cpu0 1 2 3 4\n")
+
+
+def test_a_phases_cpu_is_the_whole_samples_it_overlaps():
+    monitor = Monitor(stack=None, stores=None, sqs=None, sampler=None, progress=False)
+    monitor.samples = [
+        {"t": 100.0, "interval": 1.0, "machine_busy_seconds": 0.2, "cpu_seconds": {"api": 0.1}},
+        {"t": 101.0, "interval": 1.0, "machine_busy_seconds": 1.9, "cpu_seconds": {"api": 0.5}},
+        {"t": 102.0, "interval": 1.0, "machine_busy_seconds": 1.7, "cpu_seconds": {"api": 0.3}},
+        {"t": 104.0, "interval": 1.0, "machine_busy_seconds": 0.1, "cpu_seconds": {"api": 0.9}},
+    ]
+    cpu = monitor.phase_cpu(100.5, 101.8, events=400)
+    assert cpu == {"seconds": 2.0, "cores_busy": 1.8, "ms_per_event": {"api": 2.0}}
+    monitor.samples[1]["machine_busy_seconds"] = None  # /proc/stat unreadable once
+    assert monitor.phase_cpu(100.5, 101.8, events=400)["cores_busy"] is None
 
 
 def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():

@@ -79,6 +79,18 @@ def test_the_summary_quotes_the_headline_figures(result):
     assert "Targets" in text
 
 
+def test_the_summary_says_where_a_bursts_and_a_ceilings_cpu_went(result):
+    result["burst"]["cpu"] = {"cores_busy": 1.93, "ms_per_event": {"ministack": 1.9, "api": 0.0}}
+    result["burst"]["lambda"] = {"invocations_per_event": 0.31}
+    result["ceiling"]["cpu"] = {"cores_busy": 1.41, "ms_per_event": {"ceiling_drainers": 0.57}}
+    lines = summary(result).splitlines()
+    assert (
+        "pipeline 1.93 cores busy; CPU ms/event ministack 1.9; 0.31 Lambda invocations/event"
+        in (" ".join(lines))
+    )
+    assert any("ceiling  1.41 cores busy; CPU ms/event ceiling_drainers 0.57" in x for x in lines)
+
+
 def test_lambda_invocations_and_log_bytes_from_the_emulators_log_lines():
     lines = (FIXTURES / "lambda-log-lines.txt").read_text().splitlines()
     stats = summarize_log_lines(lines)
