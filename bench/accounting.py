@@ -120,11 +120,16 @@ def archive_retention_days(env: dict[str, str]) -> int | None:
 def lambda_shape(env: dict[str, str]) -> dict[str, Any]:
     functions = pipeline_functions(client("lambda", env))
     if not functions:
-        return {"names": [], "memory_mb": 128, "architecture": "x86_64"}
+        return {"names": [], "memory_mb": 128, "architecture": "x86_64", "system_log_level": "INFO"}
+    logging_config = functions[0].get("LoggingConfig") or {}
     return {
         "names": [f["FunctionName"] for f in functions],
         "memory_mb": int(functions[0].get("MemorySize", 128)),
         "architecture": (functions[0].get("Architectures") or ["x86_64"])[0],
+        # Lambda filters its own lines by level only in JSON format (Text sends them all).
+        "system_log_level": logging_config.get("SystemLogLevel", "INFO")
+        if logging_config.get("LogFormat") == "JSON"
+        else "INFO",
     }
 
 

@@ -43,6 +43,8 @@ class Usage:
     lambda_memory_mb: int = 128
     lambda_architecture: str = "x86_64"
     lambda_log_bytes: int | None = None
+    lambda_platform_log_bytes: int = 0  # of lambda_log_bytes: START, END and REPORT lines
+    lambda_system_log_level: str = "INFO"  # the functions' LoggingConfig (WARN drops those lines)
     archive_retention_days: int | None = None
     idle_calls_per_second: dict[str, float] = field(default_factory=dict)  # by service:operation
 
@@ -170,11 +172,19 @@ def cost_per_million(usage: Usage, prices: dict[str, Any]) -> dict[str, Any]:
                 f" {billed_ms} ms at {usage.lambda_memory_mb} MB",
             )
     if usage.lambda_log_bytes is not None:
+        ingested, basis = usage.lambda_log_bytes, "measured: bytes the Lambdas logged in the window"
+        if usage.lambda_system_log_level == "WARN":
+            # The emulator writes Lambda's own lines whatever the function's LoggingConfig says.
+            ingested -= usage.lambda_platform_log_bytes
+            basis += (
+                f", less the START/END/REPORT lines ({usage.lambda_platform_log_bytes} of"
+                f" {usage.lambda_log_bytes} bytes) that system_log_level WARN keeps out on AWS"
+            )
         line(
             "CloudWatch Logs: Lambda log ingestion",
-            usage.lambda_log_bytes * scale / GB,
+            ingested * scale / GB,
             "cloudwatch_logs_ingestion_gb",
-            "measured: bytes the Lambdas logged in the window",
+            basis,
         )
     total = round(sum(item["usd"] for item in lines), 4)
     return {

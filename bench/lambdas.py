@@ -9,9 +9,12 @@ what CloudWatch Logs would ingest (plus 26 bytes per log event, as AWS meters it
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 REPORT = re.compile(r"^REPORT RequestId: \S+\s+Duration: ([0-9.]+) ms")
+# Lambda's own lines; a function with system_log_level WARN does not get them on AWS.
+PLATFORM = re.compile(r"^(START|END|REPORT) RequestId: ")
 LOG_EVENT_OVERHEAD_BYTES = 26
 
 
@@ -33,8 +36,13 @@ def summarize_log_lines(messages: list[str]) -> dict[str, Any]:
         "invocations": len(durations),
         "mean_duration_ms": round(sum(durations) / len(durations), 2) if durations else None,
         "max_duration_ms": max(durations) if durations else None,
-        "log_bytes": sum(len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES for line in messages),
+        "log_bytes": _billed_bytes(messages),
+        "platform_log_bytes": _billed_bytes(line for line in messages if PLATFORM.match(line)),
     }
+
+
+def _billed_bytes(messages: Iterable[str]) -> int:
+    return sum(len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES for line in messages)
 
 
 def invocation_stats(logs: Any, names: list[str], start: float, end: float) -> dict[str, Any]:

@@ -200,6 +200,8 @@ def account(config: Config, result: dict[str, Any]) -> None:
         lambda_memory_mb=lam["memory_mb"],
         lambda_architecture=lam["architecture"],
         lambda_log_bytes=lam["log_bytes"],
+        lambda_platform_log_bytes=lam.get("platform_log_bytes", 0),
+        lambda_system_log_level=lam.get("system_log_level", "INFO"),
         archive_retention_days=accounting["archive_retention_days"],
         idle_calls_per_second=accounting["idle_calls_per_second"],
     )

@@ -107,6 +107,7 @@ module "destination" {
   lambda_timeout_seconds     = var.lambda_timeout_seconds
   lambda_maximum_concurrency = var.lambda_maximum_concurrency
   lambda_secret_environment  = lookup(local.destination_secret_environment, each.key, {})
+  lambda_system_log_level    = var.lambda_system_log_level
   log_retention_days         = var.log_retention_days
 
   buffer_batch_size              = var.buffer_batch_size

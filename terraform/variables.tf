@@ -367,6 +367,17 @@ variable "create_dashboard" {
   default     = true
 }
 
+variable "lambda_system_log_level" {
+  description = "Lambda's own log lines in the transform functions' log groups: WARN (default) drops the START, END and REPORT line of every invocation, about 30 % of the functions' log bytes and so of their CloudWatch Logs ingestion cost (invocations, duration and errors stay in CloudWatch metrics); INFO keeps them, DEBUG adds more."
+  type        = string
+  default     = "WARN"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN"], var.lambda_system_log_level)
+    error_message = "The lambda_system_log_level must be DEBUG, INFO or WARN."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention (days) of the transform functions' CloudWatch log groups; 0 keeps logs forever."
   type        = number

@@ -189,6 +189,16 @@ run "transform_function" {
   }
 
   assert {
+    condition = (
+      aws_lambda_function.transform.logging_config[0].log_format == "JSON" &&
+      aws_lambda_function.transform.logging_config[0].log_group == "/aws/lambda/datasync-crm-transform" &&
+      aws_lambda_function.transform.logging_config[0].system_log_level == "WARN" &&
+      aws_lambda_function.transform.logging_config[0].application_log_level == "TRACE"
+    )
+    error_message = "By default the function must log JSON to its own group without Lambda's START/END/REPORT lines, and leave filtering its own lines to DATASYNC_LOG_LEVEL."
+  }
+
+  assert {
     condition     = jsondecode(aws_iam_role.transform.assume_role_policy).Statement[0].Principal == { Service = "lambda.amazonaws.com" }
     error_message = "Only Lambda may assume the execution role."
   }

@@ -606,6 +606,26 @@ run "rejects_unsupported_log_retention" {
   expect_failures = [var.log_retention_days]
 }
 
+run "rejects_unknown_lambda_system_log_level" {
+  command = plan
+  variables {
+    lambda_system_log_level = "ERROR"
+  }
+  expect_failures = [var.lambda_system_log_level]
+}
+
+run "keeps_lambdas_start_and_report_lines_when_asked" {
+  command = plan
+  variables {
+    lambda_system_log_level = "INFO"
+  }
+
+  assert {
+    condition     = alltrue([for d in module.destination : d.function_system_log_level == "INFO"])
+    error_message = "lambda_system_log_level must reach every transform function."
+  }
+}
+
 run "rejects_alarm_action_that_is_not_an_sns_topic" {
   command = plan
   variables {

@@ -74,6 +74,19 @@ def test_each_line_is_quantity_times_list_price():
     assert cost["per_million_events_usd"] == pytest.approx(3.128, abs=2e-3)
 
 
+def test_lambdas_own_log_lines_are_priced_unless_system_log_level_warn_keeps_them_out():
+    usage = {**USAGE.__dict__, "lambda_platform_log_bytes": 100_000}
+    logs = "CloudWatch Logs: Lambda log ingestion"
+    with_them = lines(
+        cost_per_million(Usage(**{**usage, "lambda_system_log_level": "INFO"}), PRICES)
+    )
+    without = cost_per_million(Usage(**{**usage, "lambda_system_log_level": "WARN"}), PRICES)
+    assert with_them[logs] == pytest.approx(0.3e9 / GIB * 0.50, abs=1e-4)
+    assert lines(without)[logs] == pytest.approx(0.2e9 / GIB * 0.50, abs=1e-4)
+    basis = next(line["basis"] for line in without["lines"] if line["item"] == logs)
+    assert "START/END/REPORT lines (100000 of 300000 bytes)" in basis
+
+
 def test_free_calls_are_listed_not_priced_and_health_checks_are_not_aws_calls():
     cost = cost_per_million(USAGE, PRICES)
     assert cost["not_priced"] == ["events:DescribeEventBus"]

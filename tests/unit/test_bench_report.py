@@ -99,3 +99,6 @@ def test_lambda_invocations_and_log_bytes_from_the_emulators_log_lines():
     durations = [float(line.split("Duration: ")[1].split(" ms")[0]) for line in reports]
     assert stats["mean_duration_ms"] == pytest.approx(sum(durations) / len(durations), abs=0.01)
     assert stats["log_bytes"] == sum(len(line.encode()) + 26 for line in lines)
+    platform = [line for line in lines if line.split(" ", 1)[0] in ("START", "END", "REPORT")]
+    assert 0 < stats["platform_log_bytes"] == sum(len(line.encode()) + 26 for line in platform)
+    assert stats["platform_log_bytes"] < stats["log_bytes"]

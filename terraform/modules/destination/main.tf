@@ -224,6 +224,16 @@ resource "aws_lambda_function" "transform" {
     variables = local.function_environment
   }
 
+  # JSON, because only then does Lambda filter its own START/END/REPORT lines by level. The
+  # handler's lines are JSON already and DATASYNC_LOG_LEVEL filters them; TRACE keeps Lambda
+  # from filtering them a second time (it would read Python's "WARNING" as an unknown level).
+  logging_config {
+    log_format            = "JSON"
+    log_group             = aws_cloudwatch_log_group.transform.name
+    application_log_level = "TRACE"
+    system_log_level      = var.lambda_system_log_level
+  }
+
   tags = var.tags
 
   lifecycle {

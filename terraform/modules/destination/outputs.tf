@@ -58,6 +58,11 @@ output "function_architecture" {
   value       = one(aws_lambda_function.transform.architectures)
 }
 
+output "function_system_log_level" {
+  description = "Which of Lambda's own log lines (START, END, REPORT) the function's log group receives."
+  value       = aws_lambda_function.transform.logging_config[0].system_log_level
+}
+
 output "function_environment_variable_names" {
   description = "Names of the environment variables set on the transform function (values omitted: some are secret)."
   value       = nonsensitive(sort(keys(local.function_environment)))

@@ -179,6 +179,17 @@ variable "lambda_log_level" {
   }
 }
 
+variable "lambda_system_log_level" {
+  description = "Lambda's own (platform) log lines the function's log group receives: WARN drops the START, END and REPORT lines of every invocation, about 30 % of its log bytes (their figures stay in CloudWatch metrics); INFO or DEBUG keeps them."
+  type        = string
+  default     = "WARN"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN"], var.lambda_system_log_level)
+    error_message = "The lambda_system_log_level must be DEBUG, INFO or WARN."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention (days) of the function's log group."
   type        = number
