@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import uuid
 
-from datasync.core.stores import open_store
+import pytest
+
+from datasync.core.stores import StoreNotReady, open_store
 from datasync.core.transforms import pseudonym
 from tests.builders import record
 
@@ -16,8 +18,8 @@ def opened_stores(**location):
     """Generator body of a ``make_store`` fixture: opens stores at ``location``, closes them."""
     opened = []
 
-    def make(destination):
-        store = open_store(destination, **location)
+    def make(destination, **options):
+        store = open_store(destination, **location, **options)
         opened.append(store)
         return store
 
@@ -32,6 +34,23 @@ def test_applies_and_reads_back(make_store):
     assert result.ok and result.outcome == "applied"
     view = store.get("u1")
     assert view["name"] == "Ada" and view["country"] == "GB" and view["deleted"] is False
+
+
+def test_a_reader_sees_what_a_consumer_applied(make_store):
+    make_store("crm").apply([record(key="u1", at=1, name="Ada")])
+    reader = make_store("crm", read_only=True)
+    assert reader.get("u1")["name"] == "Ada" and reader.applied_count() == 1
+
+
+def test_a_reader_does_not_recreate_a_table_a_bad_migration_renamed(make_store):
+    consumer = make_store("crm")
+    consumer.apply([record(key="u1", at=1, name="Ada")])
+    consumer._sql("ALTER TABLE datasync_crm_records RENAME TO datasync_crm_records_renamed")
+    with pytest.raises(StoreNotReady, match="no table datasync_crm_"):
+        make_store("crm", read_only=True).get("u1")
+    # Had the first reader created the table, this one would find it empty and answer None.
+    with pytest.raises(StoreNotReady):
+        make_store("crm", read_only=True).get("u1")
 
 
 def test_unknown_key_reads_as_none(make_store):

@@ -32,8 +32,11 @@ def open_destination_store(settings: Settings, destination: str) -> Any:
     from datasync.core.stores import open_store
 
     return open_store(
-        destination, database_url=settings.database_dsn(), store_dir=settings.store_dir
-    )  # type: ignore[arg-type]
+        destination,  # type: ignore[arg-type]
+        database_url=settings.database_dsn(),
+        store_dir=settings.store_dir,
+        read_only=True,  # the CLI reads stores; only consumers create their tables
+    )
 
 
 def print_json(data: Any) -> None:

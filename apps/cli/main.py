@@ -30,6 +30,7 @@ from typing import Any
 from apps.cli import common, dlq_commands, logs, replay, send, status, trace
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
+from datasync.core.stores import StoreNotReady
 from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
@@ -193,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
+    except StoreNotReady as exc:
+        print(f"datasync: {exc}", file=sys.stderr)
+        return exit_codes.FAILED
     except (BotoCoreError, ClientError) as exc:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
         print(

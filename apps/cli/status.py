@@ -90,14 +90,26 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         dlq_url = settings.dlq_url_for(destination)
         if dlq_url:
             entry["dlq_depth"] = queue_depth(sqs, dlq_url)["visible"]
-        store = common.open_destination_store(settings, destination)
-        try:
-            entry["applied_events"] = store.applied_count()
-        finally:
-            store.close()
+        entry["applied_events"], entry["store_problem"] = applied_events(settings, destination)
         entry["alarms"] = alarms(entry)
         status[destination] = entry
     return status
+
+
+def applied_events(settings: Settings, destination: str) -> tuple[int | None, str | None]:
+    """How many events the store applied, or None and why it cannot say."""
+    from datasync.core.stores import StoreNotReady
+
+    try:
+        store = common.open_destination_store(settings, destination)
+    except StoreNotReady as exc:
+        return None, str(exc)
+    try:
+        return store.applied_count(), None
+    except StoreNotReady as exc:
+        return None, str(exc)
+    finally:
+        store.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -116,8 +128,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"{destination:<12} {buffer.get('visible', '-'):>9} {buffer.get('in_flight', '-'):>10} "
             f"{queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>9} "
-            f"{entry.get('dlq_depth', '-'):>6} {entry['applied_events']:>8}  {alarm}"
+            f"{entry.get('dlq_depth', '-'):>6} {_or_dash(entry['applied_events']):>8}  {alarm}"
         )
+    unreadable = {d: e["store_problem"] for d, e in status.items() if e["store_problem"]}
+    if unreadable:
+        print("\nstores that cannot be read (applied: -):")
+        for destination, problem in unreadable.items():
+            print(f"  {destination}: {problem}")
     print(
         "\nevents to transform: messages in the buffer queue, one per event; packs to apply: "
         "messages in the\ndestination queue, each the records of one Lambda batch (or a single "
@@ -126,3 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "empty; oldest message over 600 s in the\nbuffer queue, 900 s in the destination queue)"
     )
     return exit_codes.OK
+
+
+def _or_dash(value: Any) -> Any:
+    return "-" if value is None else value

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from apps.cli.dlq import list_messages
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.queues import SQS_BATCH_LIMIT, string_attributes
+from datasync.core.stores import StoreNotReady
 from datasync.settings import Settings
 
 COLUMNS = ("where", "destination", "event_id", "correlation_id", "detail")
@@ -148,27 +150,38 @@ def _json_lines(path: Path, needles: set[str]) -> list[dict[str, Any]]:
 
 def user_events(trace: Trace, settings: Settings) -> None:
     """If the id is a user's: the events their records name."""
-    for destination in DESTINATIONS:
-        store = common.open_destination_store(settings, destination)
-        try:
-            for event_id in _events_of_user(store, settings, trace.wanted):
-                trace.user_id = trace.wanted
-                trace.learn(event_id, None)
-        finally:
-            store.close()
+
+    def read(destination: str, store: Any) -> None:
+        for event_id in _events_of_user(store, settings, trace.wanted):
+            trace.user_id = trace.wanted
+            trace.learn(event_id, None)
+
+    _read_each_store(settings, read)
 
 
 def applied(trace: Trace, settings: Settings) -> None:
+    def read(destination: str, store: Any) -> None:
+        for event_id in sorted(trace.event_ids | {trace.wanted}):
+            applied_at = store.applied_at(event_id)
+            if applied_at:
+                trace.learn(event_id, None)
+                trace.add("applied", destination, event_id, None, f"at {applied_at}")
+
+    _read_each_store(settings, read)
+
+
+def _read_each_store(settings: Settings, read: Callable[[str, Any], None]) -> None:
+    """``read`` each destination's store; one that cannot be read is said and skipped, so the
+    trace still shows every other hop."""
     for destination in DESTINATIONS:
-        store = common.open_destination_store(settings, destination)
         try:
-            for event_id in sorted(trace.event_ids | {trace.wanted}):
-                applied_at = store.applied_at(event_id)
-                if applied_at:
-                    trace.learn(event_id, None)
-                    trace.add("applied", destination, event_id, None, f"at {applied_at}")
-        finally:
-            store.close()
+            store = common.open_destination_store(settings, destination)
+            try:
+                read(destination, store)
+            finally:
+                store.close()
+        except StoreNotReady as exc:
+            print(f"datasync: trace: skipping the {destination} store: {exc}", file=sys.stderr)
 
 
 def _events_of_user(store: Any, settings: Settings, user_id: str) -> set[str]:

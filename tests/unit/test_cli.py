@@ -1,6 +1,7 @@
 import http.server
 import io
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -11,7 +12,7 @@ import pytest
 
 from apps.cli.main import main
 from datasync.contract import parse_event
-from datasync.core.exit_codes import ABSENT, CONFIG, UNAVAILABLE, USAGE
+from datasync.core.exit_codes import ABSENT, CONFIG, FAILED, UNAVAILABLE, USAGE
 from datasync.core.stores import open_store
 from datasync.core.transforms import to_crm, to_marketing
 from tests.builders import record
@@ -58,8 +59,15 @@ def test_get_internal_shows_the_versions(local_settings, capsys):
 
 
 def test_get_exits_3_with_a_message_when_absent(local_settings, capsys):
+    open_store("marketing", store_dir=local_settings).close()  # a consumer started, nothing yet
     assert main(["get", "marketing", str(uuid.uuid4())]) == EXIT_NOT_FOUND
     assert "no marketing record" in capsys.readouterr().err
+
+
+def test_get_says_there_is_no_store_yet_and_creates_none(local_settings, capsys):
+    assert main(["get", "crm", USER]) == FAILED
+    assert "no crm store at" in capsys.readouterr().err
+    assert not local_settings.exists()
 
 
 def test_an_erased_user_is_absent_and_the_tombstone_only_internal(local_settings, capsys):
@@ -216,6 +224,7 @@ def test_status_says_what_its_numbers_count(local_settings, sqs, queues, monkeyp
     for body in ("event 1", "event 2", "event 3"):
         sqs.send_message(QueueUrl=buffer, MessageBody=body)
     sqs.send_message(QueueUrl=queues["queue"], MessageBody="a pack")
+    open_store("crm", store_dir=local_settings).close()  # its consumer started
     assert main(["status", "--json"]) == 0
     crm = json.loads(capsys.readouterr().out)["crm"]
     assert (crm["buffer"], crm["queue"]) == (
@@ -228,6 +237,21 @@ def test_status_says_what_its_numbers_count(local_settings, sqs, queues, monkeyp
     assert row == ["crm", "3", "0", "1", "0", "0", "0", "ok"]
     assert "events to transform" in table and "packs to apply" in table
     assert "one per event" in table and "records of one Lambda batch" in table
+
+
+def test_status_says_a_table_is_missing_and_leaves_it_missing(crm_queues, local_settings, capsys):
+    apply_events(local_settings, to_crm, "crm", "user_created")
+    db = sqlite3.connect(local_settings / "crm.sqlite3", isolation_level=None)
+    db.execute("ALTER TABLE datasync_crm_applied_events RENAME TO renamed_by_a_bad_migration")
+    assert main(["status", "--json"]) == 0
+    crm = json.loads(capsys.readouterr().out)["crm"]
+    assert crm["applied_events"] is None and "no table datasync_crm_" in crm["store_problem"]
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    [row] = [line.split() for line in out.splitlines() if line.startswith("crm ")]
+    assert row[6] == "-" and "  crm: the crm store has no table" in out
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "datasync_crm_applied_events" not in tables  # status did not "repair" it
 
 
 # -- the operator's commands ----------------------------------------------------------------

@@ -23,6 +23,14 @@ from datasync.core.stores.merge import StoredState, forget_hidden, internal_view
 Outcome = Literal["applied", "unchanged", "duplicate"]
 
 
+class StoreNotReady(Exception):
+    """A reader found no store, or a store without its tables.
+
+    Readers (``datasync get/status/trace``) never create either: creating them would hide a
+    dropped or renamed table from the consumer that needs it, and "repair" it with an empty one.
+    """
+
+
 @dataclass(frozen=True)
 class RecordResult:
     record: DestinationRecord
@@ -42,14 +50,23 @@ class _Connection(Protocol):
 class SqlStore:
     """Applies records of one destination. Not thread-safe: one store per worker thread."""
 
-    def __init__(self, destination: Destination, connection: _Connection, *, postgres: bool):
+    def __init__(
+        self,
+        destination: Destination,
+        connection: _Connection,
+        *,
+        postgres: bool,
+        read_only: bool = False,
+    ):
         self.destination = destination
         self.kind = "log" if destination == "analytics" else "state"
         self._conn = connection
         self._postgres = postgres
+        self._read_only = read_only
         self._prefix = f"datasync_{destination}"
         self._keeps_consent = destination == consent.CONSENT_DESTINATION
-        self._create_tables()
+        if not read_only:
+            self._create_tables()
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, records: Iterable[DestinationRecord]) -> list[RecordResult]:
@@ -231,7 +248,16 @@ class SqlStore:
     def _sql(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._postgres:
             sql = sql.replace("?", "%s")
-        return self._conn.execute(sql, params)
+        try:
+            return self._conn.execute(sql, params)
+        except Exception as exc:
+            if self._read_only and _is_missing_table(exc):
+                raise StoreNotReady(
+                    f"the {self.destination} store has no table {self._prefix}_*: {exc}."
+                    f" It was dropped or renamed, or no {self.destination} consumer has"
+                    " started on this database yet (a consumer creates its tables)."
+                ) from exc
+            raise
 
     def _create_tables(self) -> None:
         p = self._prefix
@@ -271,7 +297,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def open_sqlite(destination: Destination, store_dir: Path) -> SqlStore:
+def _is_missing_table(exc: Exception) -> bool:
+    # SQLite says so in its message; psycopg raises errors.UndefinedTable (SQLSTATE 42P01).
+    return "no such table" in str(exc) or getattr(exc, "sqlstate", None) == "42P01"
+
+
+def open_sqlite(destination: Destination, store_dir: Path, *, read_only: bool = False) -> SqlStore:
+    if read_only:
+        return _open_sqlite_for_reading(destination, store_dir / f"{destination}.sqlite3")
     store_dir.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(
         store_dir / f"{destination}.sqlite3",
@@ -286,8 +319,27 @@ def open_sqlite(destination: Destination, store_dir: Path) -> SqlStore:
     return SqlStore(destination, connection, postgres=False)
 
 
-def open_postgres(destination: Destination, database_url: str) -> SqlStore:
+def _open_sqlite_for_reading(destination: Destination, path: Path) -> SqlStore:
+    if not path.exists():
+        raise StoreNotReady(
+            f"no {destination} store at {path}: no {destination} consumer has started there yet,"
+            " or DATASYNC_STORE_DIR points elsewhere"
+        )
+    # mode=ro: a reader can neither create the file nor write to it (WAL reads still work).
+    connection = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro",
+        uri=True,
+        isolation_level=None,
+        timeout=30,
+        check_same_thread=False,
+    )
+    return SqlStore(destination, connection, postgres=False, read_only=True)
+
+
+def open_postgres(
+    destination: Destination, database_url: str, *, read_only: bool = False
+) -> SqlStore:
     import psycopg  # imported here: only the PostgreSQL path needs the driver
 
     connection = psycopg.connect(database_url, autocommit=True)
-    return SqlStore(destination, connection, postgres=True)
+    return SqlStore(destination, connection, postgres=True, read_only=read_only)
