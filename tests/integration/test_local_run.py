@@ -315,6 +315,9 @@ def test_a_sigkilled_supervisor_takes_its_children_along(local_run):
         emulator = run.children()["emulator"]
         wait_until(lambda: len(group_members(emulator)) > len(DESTINATIONS), timeout=30,
                    what="a Lambda worker per function")  # fmt: skip
+        # MiniStack unpacks each worker into a temp dir it never removes: ours, not /tmp.
+        worker_dirs = set(local_run.var_dir.glob("local/emulator-tmp/ministack-lambda-*"))
+        assert len(worker_dirs) >= len(DESTINATIONS)
         pids = run.every_pid() - {run.process.pid}
         sent = time.monotonic()
         run.process.kill()  # only the supervisor: no cleanup code of ours runs
@@ -327,6 +330,7 @@ def test_a_sigkilled_supervisor_takes_its_children_along(local_run):
     again = local_run.restart()
     try:
         assert "not running terraform" in again.output
+        assert not worker_dirs & set(local_run.var_dir.glob("local/emulator-tmp/*"))
         again.stop_and_measure(signal.SIGTERM, group=False)
     finally:
         again.kill()
