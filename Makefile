@@ -50,7 +50,7 @@ run: tools ## run the whole pipeline locally (MiniStack + Terraform + API + cons
 # Two workers even on two cores: the integration tests mostly wait (SQS visibility timeouts,
 # the AWS provider's settle waits), and the other worker's tests fill that time.
 TEST_WORKERS ?= 2
-test: tools $(K8S_CHECKS_VENV)/.installed $(SECURITY_VENV)/.installed $(BENCH_VENV)/.installed $(SCHEMATHESIS_VENV)/.installed $(BROWSER_TOOLS)/.installed ## run every test: unit, contract, Terraform, integration (with the image and pod rehearsal), chart checks, security scans
+test: tools $(K8S_CHECKS_VENV)/.installed $(SECURITY_VENV)/.installed $(BENCH_VENV)/.installed $(SCHEMATHESIS_VENV)/.installed $(BROWSER_TOOLS)/.installed ## run every test: unit, contract, Terraform, integration (with the image and pod rehearsal), chart checks, security scans (TEST_WORKERS=2 xdist workers; 0 runs them serially)
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
 	@$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
