@@ -118,11 +118,18 @@ def archive_retention_days(env: dict[str, str]) -> int | None:
 
 
 def lambda_shape(env: dict[str, str]) -> dict[str, Any]:
-    functions = pipeline_functions(client("lambda", env))
+    lambda_client = client("lambda", env)
+    functions = pipeline_functions(lambda_client)
     if not functions:
         return {"names": [], "memory_mb": 128, "architecture": "x86_64", "system_log_level": "INFO"}
     logging_config = functions[0].get("LoggingConfig") or {}
+    mappings = lambda_client.list_event_source_mappings(
+        FunctionName=functions[0]["FunctionName"]
+    ).get("EventSourceMappings") or [{}]
     return {
+        # What the mapping asks AWS for (the emulator ignores the window and caps batches at 10).
+        "batch_size": mappings[0].get("BatchSize"),
+        "batching_window_seconds": mappings[0].get("MaximumBatchingWindowInSeconds"),
         "names": [f["FunctionName"] for f in functions],
         "memory_mb": int(functions[0].get("MemorySize", 128)),
         "architecture": (functions[0].get("Architectures") or ["x86_64"])[0],

@@ -178,11 +178,20 @@ def _aws_line(result: dict[str, Any]) -> str:
         return f"AWS       not counted: {(result.get('accounting') or {}).get('skipped')}"
     cost = result.get("cost") or {}
     top = sorted(calls["by_operation"].items(), key=lambda kv: -kv[1]["calls"])[:6]
+    estimate = cost.get("with_aws_batching") or {}
     return (
         f"AWS       {calls['total']} calls/event counted ("
         + ", ".join(f"{k} {v['calls']:.2f}" for k, v in top)
         + f"); ${result.get('cost_per_million_events_usd')} per million events"
         f" ({cost.get('region')} list prices checked {cost.get('prices_checked')})"
+        + (
+            f"\n          estimate with AWS's Lambda batches"
+            f" ({estimate['records_per_invocation']['aws']:.0f} records per invocation, not"
+            f" {estimate['records_per_invocation']['measured']}):"
+            f" ${estimate['per_million_events_usd']} per million events"
+            if estimate
+            else ""
+        )
     )
 
 

@@ -22,7 +22,7 @@ from bench import phases
 from bench.accounting import run_accounting
 from bench.aws import client
 from bench.config import Config, parse
-from bench.cost import Usage, calls_per_event, cost_per_million, load_prices
+from bench.cost import Usage, calls_per_event, cost_per_million, load_prices, with_aws_batching
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
 from bench.report import summary, targets, validate
@@ -206,7 +206,15 @@ def account(config: Config, result: dict[str, Any]) -> None:
         idle_calls_per_second=accounting["idle_calls_per_second"],
     )
     result["aws_calls_per_event"] = calls_per_event(accounting["counted"], events)
-    result["cost"] = cost_per_million(usage, load_prices())
+    prices = load_prices()
+    result["cost"] = cost_per_million(usage, prices)
+    result["cost"]["with_aws_batching"] = with_aws_batching(
+        usage,
+        prices,
+        rate=accounting["rate"],
+        batch_size=lam.get("batch_size"),
+        window_seconds=lam.get("batching_window_seconds"),
+    )
     result["cost_per_million_events_usd"] = result["cost"]["per_million_events_usd"]
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.cost import Usage, calls_per_event, cost_per_million, load_prices
+from bench.cost import Usage, calls_per_event, cost_per_million, load_prices, with_aws_batching
 
 PRICES = load_prices()
 
@@ -85,6 +85,42 @@ def test_lambdas_own_log_lines_are_priced_unless_system_log_level_warn_keeps_the
     assert lines(without)[logs] == pytest.approx(0.2e9 / GIB * 0.50, abs=1e-4)
     basis = next(line["basis"] for line in without["lines"] if line["item"] == logs)
     assert "START/END/REPORT lines (100000 of 300000 bytes)" in basis
+
+
+def test_with_aws_batching_fewer_invocations_and_pack_sends_and_nothing_else_falls():
+    # USAGE: 3,000 buffered records in 300 invocations (10 each); AWS at 200 events/s per
+    # queue with a 1 s window and BatchSize 100 would hand 100 to each: a tenth of them.
+    counted = lines(cost_per_million(USAGE, PRICES))
+    estimate = with_aws_batching(USAGE, PRICES, rate=200, batch_size=100, window_seconds=1)
+    assert estimate["records_per_invocation"] == {"measured": 10.0, "aws": 100.0}
+    aws = {line["item"]: line["usd"] for line in estimate["lines"]}
+    assert aws["Lambda requests"] == pytest.approx(counted["Lambda requests"] / 10)
+    # pack sends 300 -> 30 of the 1,000 counted SQS requests; receives and deletes stay
+    assert aws["SQS: calls of the API, Lambdas and consumers"] == pytest.approx(0.73 * 0.40)
+    for kept in ("CloudWatch Logs: Lambda log ingestion", "SQS: EventBridge deliveries to the "
+                 "buffer queues", "EventBridge custom events (PutEvents entries)"):  # fmt: skip
+        assert aws[kept] == counted[kept]
+    assert aws["Lambda compute"] == pytest.approx(counted["Lambda compute"], rel=0.05)
+    assert (
+        estimate["per_million_events_usd"]
+        < cost_per_million(USAGE, PRICES)["per_million_events_usd"]
+    )
+
+
+def test_with_aws_batching_bills_a_bigger_pack_per_64_kb():
+    sends = row("sqs", "SendMessageBatch", 300, payload_bytes=3000 * 1000, caller="lambda_workers")
+    usage = Usage(**{**USAGE.__dict__, "counted": [sends]})
+    estimate = with_aws_batching(usage, PRICES, rate=200, batch_size=100, window_seconds=1)
+    sqs = next(x for x in estimate["lines"] if x["item"].startswith("SQS: calls"))
+    assert sqs["quantity"] == pytest.approx(30 * 2 * 1000)  # 100 KB packs: 2 units, per million
+
+
+def test_with_aws_batching_changes_nothing_when_batches_are_already_as_full():
+    same = with_aws_batching(USAGE, PRICES, rate=5, batch_size=100, window_seconds=1)
+    assert (
+        same["per_million_events_usd"] == cost_per_million(USAGE, PRICES)["per_million_events_usd"]
+    )
+    assert with_aws_batching(USAGE, PRICES, rate=200, batch_size=100, window_seconds=None) is None
 
 
 def test_free_calls_are_listed_not_priced_and_health_checks_are_not_aws_calls():

@@ -91,6 +91,17 @@ def test_the_summary_says_where_a_bursts_and_a_ceilings_cpu_went(result):
     assert any("ceiling  1.41 cores busy; CPU ms/event ceiling_drainers 0.57" in x for x in lines)
 
 
+def test_the_summary_gives_the_aws_batching_estimate_beside_the_counted_cost(result):
+    result["cost"]["with_aws_batching"] = {
+        "per_million_events_usd": 2.81,
+        "records_per_invocation": {"measured": 4.83, "aws": 100.0},
+    }
+    assert (
+        "estimate with AWS's Lambda batches (100 records per invocation, not 4.83):"
+        " $2.81 per million events" in summary(result)
+    )
+
+
 def test_lambda_invocations_and_log_bytes_from_the_emulators_log_lines():
     lines = (FIXTURES / "lambda-log-lines.txt").read_text().splitlines()
     stats = summarize_log_lines(lines)
