@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.calls import CHUNK_BYTES
+
 PRICES_FILE = Path(__file__).with_name("prices.json")
 MILLION = 1_000_000
 GB = 1024**3
@@ -251,7 +253,7 @@ def _with_bigger_packs(
         return row
     calls = row["calls"] * factor
     bytes_per_record = row.get("payload_bytes", 0) / max(records, 1)
-    units = max(1, math.ceil(records_per_pack * bytes_per_record / 65536))
+    units = max(1, math.ceil(records_per_pack * bytes_per_record / CHUNK_BYTES))
     return {**row, "calls": calls, "entries": calls, "billed_units": calls * units}
 
 

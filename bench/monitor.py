@@ -215,7 +215,7 @@ class Monitor:
         samples = self.window(start, end)
         seconds = sum(s["interval"] for s in samples)
         busy = [s.get("machine_busy_seconds") for s in samples]
-        by_kind = self.cpu_seconds(start, end)
+        by_kind = _cpu_by_kind(samples)
         return {
             "seconds": round(seconds, 2),
             "cores_busy": round(sum(busy) / seconds, 2) if seconds and None not in busy else None,
@@ -226,8 +226,12 @@ class Monitor:
         }
 
     def cpu_seconds(self, start: float, end: float) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for sample in self.window(start, end):
-            for kind, seconds in sample["cpu_seconds"].items():
-                totals[kind] = totals.get(kind, 0.0) + seconds
-        return totals
+        return _cpu_by_kind(self.window(start, end))
+
+
+def _cpu_by_kind(samples: list[dict[str, Any]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for sample in samples:
+        for kind, seconds in sample["cpu_seconds"].items():
+            totals[kind] = totals.get(kind, 0.0) + seconds
+    return totals

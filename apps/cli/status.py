@@ -12,6 +12,7 @@ from apps.cli import common
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.queues import queue_depth
+from datasync.core.stores import StoreNotReady
 from datasync.settings import Settings
 
 # The defaults of terraform/variables.tf (oldest_message_alarm_seconds,
@@ -98,18 +99,14 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 
 def applied_events(settings: Settings, destination: str) -> tuple[int | None, str | None]:
     """How many events the store applied, or None and why it cannot say."""
-    from datasync.core.stores import StoreNotReady
-
     try:
         store = common.open_destination_store(settings, destination)
+        try:
+            return store.applied_count(), None
+        finally:
+            store.close()
     except StoreNotReady as exc:
         return None, str(exc)
-    try:
-        return store.applied_count(), None
-    except StoreNotReady as exc:
-        return None, str(exc)
-    finally:
-        store.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -125,10 +122,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for destination, entry in status.items():
         buffer, queue = entry.get("buffer", {}), entry.get("queue", {})
         alarm = f"ALARM ({', '.join(entry['alarms'])})" if entry["alarms"] else "ok"
+        applied = "-" if entry["applied_events"] is None else entry["applied_events"]
         print(
             f"{destination:<12} {buffer.get('visible', '-'):>9} {buffer.get('in_flight', '-'):>10} "
             f"{queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>9} "
-            f"{entry.get('dlq_depth', '-'):>6} {_or_dash(entry['applied_events']):>8}  {alarm}"
+            f"{entry.get('dlq_depth', '-'):>6} {applied:>8}  {alarm}"
         )
     unreadable = {d: e["store_problem"] for d, e in status.items() if e["store_problem"]}
     if unreadable:
@@ -143,7 +141,3 @@ def cmd_status(args: argparse.Namespace) -> int:
         "empty; oldest message over 600 s in the\nbuffer queue, 900 s in the destination queue)"
     )
     return exit_codes.OK
-
-
-def _or_dash(value: Any) -> Any:
-    return "-" if value is None else value
