@@ -141,7 +141,8 @@ def lambda_shape(env: dict[str, str]) -> dict[str, Any]:
 
 
 def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
-    """Start the proxied stack, count an idle and a load window, stop everything again."""
+    """Start the proxied stack, count an idle window, the API window and (if asked) a window
+    on the bus at ``accounting_bus_rate``; stop everything again."""
     from bench import phases
 
     proxy = CountingProxy(lifetime=3600)
@@ -165,31 +166,27 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
             ctx.monitor.set_phase("accounting-idle")
             time.sleep(config.accounting_idle_seconds)
             idle = diff(proxy.snapshot(), before_idle)
-            before, applied_before = proxy.snapshot(), ctx.stores.counts()
-            started = time.time()
-            load = phases.api_pass(
-                ctx, config.accounting_rate, config.accounting_seconds, label="accounting"
-            )
-            phases.wait_quiet(ctx)
-            ended = time.time()
-            counted = diff(proxy.snapshot(), before)
-            # Per event of what entered the pipeline: a request the generator gave up on may
-            # still have been published (and its calls counted).
-            events = phases.processed(applied_before, ctx.stores.counts())
             shape = lambda_shape(stack.env)
-            lambdas = invocation_stats(client("logs", stack.env), shape["names"], started, ended)
-            return {
-                "events": events,
+            load: dict[str, Any] = {}
+
+            def through_the_api() -> None:
+                load.update(
+                    phases.api_pass(
+                        ctx, config.accounting_rate, config.accounting_seconds, label="accounting"
+                    )
+                )
+
+            window = count_window(ctx, proxy, shape["names"], through_the_api)
+            result = {
+                **window,
                 "accepted": load["e2e"]["events"],
                 "status_counts": load["status_counts"],
                 "rate": config.accounting_rate,
                 "seconds": config.accounting_seconds,
-                "window_seconds": round(ended - started, 1),
-                "counted": counted,
                 "idle_seconds": config.accounting_idle_seconds,
                 "idle_counted": idle,
                 "idle_calls_per_second": _per_second(idle, config.accounting_idle_seconds),
-                "lambda": {**shape, **lambdas},
+                "lambda": {**shape, **window["lambda"]},
                 "bus_sqs_targets": bus_sqs_targets(stack.env),
                 "archive_retention_days": archive_retention_days(stack.env),
                 "not_visible": [
@@ -198,6 +195,9 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
                     "Lambda invocations themselves (read from the REPORT lines the emulator logs)",
                 ],
             }
+            if config.accounting_bus_rate > 0:
+                result["on_the_bus"] = _bus_window(ctx, proxy, config, shape)
+            return result
         finally:
             ctx.monitor.stop()
             ctx.stores.close()
@@ -206,6 +206,61 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
             say("accounting pass: stopping its stack")
             stack.stop()
         proxy.stop()
+
+
+def count_window(ctx, proxy: CountingProxy, functions: list[str], drive) -> dict[str, Any]:
+    """The calls counted while ``drive()`` ran and the pipeline then emptied, per event that
+    entered it, with what the emulator logged about the Lambdas in that window."""
+    from bench import phases
+
+    before, applied_before = proxy.snapshot(), ctx.stores.counts()
+    started = time.time()
+    drive()
+    phases.wait_quiet(ctx)
+    ended = time.time()
+    counted = diff(proxy.snapshot(), before)
+    return {
+        # Per event of what entered the pipeline: a request the generator gave up on may
+        # still have been published (and its calls counted).
+        "events": phases.processed(applied_before, ctx.stores.counts()),
+        "window_seconds": round(ended - started, 1),
+        "counted": counted,
+        "lambda": invocation_stats(client("logs", ctx.env), functions, started, ended),
+    }
+
+
+def _bus_window(ctx, proxy: CountingProxy, config: Config, shape: dict[str, Any]) -> dict[str, Any]:
+    """The same count at the throughput target's rate, the events put straight on the bus (the
+    API cannot serve that rate on 2 cores with the pipeline beside it). Batches fill with the
+    rate, so this shows how the cost per event falls as load rises."""
+    from bench import phases
+
+    phases.wait_quiet(ctx)
+    put: dict[str, Any] = {}
+
+    def on_the_bus() -> None:
+        ids, result = phases.put_at_rate(
+            ctx,
+            config.accounting_bus_rate,
+            config.accounting_seconds,
+            seed=config.seed + 11,
+            label="accounting-bus",
+            proxy=proxy.url,
+        )
+        put.update(events=len(ids), accepted=len(result.accepted_at))
+
+    window = count_window(ctx, proxy, shape["names"], on_the_bus)
+    for row in window["counted"]:
+        if row["caller"] == "other":  # the tool's own PutEvents, through the proxy
+            row["caller"] = "bus_publisher"
+    return {
+        **window,
+        **put,
+        "rate": config.accounting_bus_rate,
+        "seconds": config.accounting_seconds,
+        "source": "straight onto the pipeline's bus: a PutEvents of 10 every 10/rate s (open loop)",
+        "lambda": {**shape, **window["lambda"]},
+    }
 
 
 def _per_second(rows: list[dict[str, Any]], seconds: float) -> dict[str, float]:

@@ -32,6 +32,7 @@ class Config:
     sustained_rate: float
     accounting: bool
     accounting_rate: float
+    accounting_bus_rate: float
     accounting_seconds: float
     accounting_idle_seconds: float
     ceiling_drain_threads: int
@@ -133,6 +134,13 @@ def parse(argv: list[str] | None = None) -> Config:
         help="offered rate of the accounting pass (default: --rate)",
     )
     p.add_argument(
+        "--accounting-bus-rate",
+        type=float,
+        default=float(_env("BENCH_ACCOUNTING_BUS_RATE", "-1")),
+        help="events/s of a second accounting window, put straight on the bus "
+        "(default: --sustained-rate; 0: skip)",
+    )
+    p.add_argument(
         "--accounting-seconds", type=float, default=float(_env("BENCH_ACCOUNTING_SECONDS", "15"))
     )
     p.add_argument(
@@ -176,6 +184,9 @@ def parse(argv: list[str] | None = None) -> Config:
         sustained_rate=a.sustained_rate,
         accounting=a.accounting,
         accounting_rate=a.accounting_rate or a.rate,
+        accounting_bus_rate=a.sustained_rate
+        if a.accounting_bus_rate < 0
+        else a.accounting_bus_rate,
         accounting_seconds=a.accounting_seconds,
         accounting_idle_seconds=a.accounting_idle_seconds,
         ceiling_drain_threads=a.ceiling_drain_threads,

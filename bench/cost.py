@@ -207,6 +207,13 @@ AWS_BATCHING_BASIS = (
 )
 
 
+def records_per_invocation(usage: Usage) -> float | None:
+    """Records each Lambda invocation got: every buffered message is one Lambda record."""
+    if not usage.lambda_invocations:
+        return None
+    return usage.events * usage.bus_targets_per_event / usage.lambda_invocations
+
+
 def with_aws_batching(
     usage: Usage,
     prices: dict[str, Any],
@@ -224,10 +231,10 @@ def with_aws_batching(
     Conservatively, each invocation's duration grows in proportion to its records (so compute
     per event does not fall), and the log bytes per event stay as measured.
     """
-    if not (usage.lambda_invocations and batch_size and window_seconds and rate > 0):
+    measured = records_per_invocation(usage)
+    if not (measured and batch_size and window_seconds and rate > 0):
         return None
-    records = usage.events * usage.bus_targets_per_event  # buffered messages = Lambda records
-    measured = records / usage.lambda_invocations
+    records = usage.events * usage.bus_targets_per_event
     per_invocation = max(measured, min(float(batch_size), rate * window_seconds))
     factor = measured / per_invocation
     counted = [_with_bigger_packs(row, factor, per_invocation, records) for row in usage.counted]

@@ -307,14 +307,9 @@ def ceiling(ctx: Context, count: int) -> dict[str, Any]:
 def sustained(ctx: Context, rate: float, seconds: float) -> dict[str, Any]:
     """Events on the pipeline's bus at a fixed rate for ``seconds``: does throughput hold?"""
     wait_quiet(ctx)
-    count = int(rate * seconds)
-    bus = ctx.env["DATASYNC_EVENT_BUS_NAME"]
-    entries = bus_entries(ctx.config.seed + 7, count, bus, ctx.run_id)
-    ids = [event_id_of(e) for e in entries]
     baseline = ctx.stores.counts()
-    result = PutResult()
-    ctx.monitor.set_phase("sustained", lambda: f"put {len(result.accepted_at)}/{count} |")
-    BusPutter(client("events", ctx.env, pool=16)).open_loop(entries, rate, result=result)
+    ids, result = put_at_rate(ctx, rate, seconds, seed=ctx.config.seed + 7, label="sustained")
+    count = len(ids)
     drained = wait_applied(ctx, set(ids), baseline, ctx.config.drain_timeout)
     everywhere, missing = applied_everywhere(ctx, set(ids))
     minutes = []
@@ -353,6 +348,22 @@ def sustained(ctx: Context, rate: float, seconds: float) -> dict[str, Any]:
         ),
         "window": [result.started, max(everywhere.values(), default=time.time())],
     }
+
+
+def put_at_rate(
+    ctx: Context, rate: float, seconds: float, seed: int, label: str, proxy: str | None = None
+) -> tuple[list[str], PutResult]:
+    """``rate x seconds`` events on the pipeline's bus, a PutEvents of 10 every 10/rate s (open
+    loop); their event ids in order and what the bus answered. ``proxy``: the accounting
+    pass's counting proxy, so that these PutEvents are counted like the API's."""
+    count = int(rate * seconds)
+    bus = ctx.env["DATASYNC_EVENT_BUS_NAME"]
+    entries = bus_entries(seed, count, bus, ctx.run_id)
+    result = PutResult()
+    ctx.monitor.set_phase(label, lambda: f"put {len(result.accepted_at)}/{count} |")
+    events = client("events", ctx.env, pool=16, proxy=proxy)
+    BusPutter(events).open_loop(entries, rate, result=result)
+    return [event_id_of(e) for e in entries], result
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

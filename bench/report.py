@@ -179,8 +179,10 @@ def _aws_line(result: dict[str, Any]) -> str:
     cost = result.get("cost") or {}
     top = sorted(calls["by_operation"].items(), key=lambda kv: -kv[1]["calls"])[:6]
     estimate = cost.get("with_aws_batching") or {}
+    bus = cost.get("on_the_bus") or {}
     return (
-        f"AWS       {calls['total']} calls/event counted ("
+        f"AWS       {calls['total']} calls/event counted at"
+        f" {result['accounting']['rate']:g} req/s through the API ("
         + ", ".join(f"{k} {v['calls']:.2f}" for k, v in top)
         + f"); ${result.get('cost_per_million_events_usd')} per million events"
         f" ({cost.get('region')} list prices checked {cost.get('prices_checked')})"
@@ -190,6 +192,13 @@ def _aws_line(result: dict[str, Any]) -> str:
             f" {estimate['records_per_invocation']['measured']}):"
             f" ${estimate['per_million_events_usd']} per million events"
             if estimate
+            else ""
+        )
+        + (
+            f"\n          counted at {bus['rate']:g} events/s put on the bus"
+            f" ({bus['records_per_invocation']} records per invocation):"
+            f" ${bus['per_million_events_usd']} per million events"
+            if bus
             else ""
         )
     )

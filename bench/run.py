@@ -22,7 +22,14 @@ from bench import phases
 from bench.accounting import run_accounting
 from bench.aws import client
 from bench.config import Config, parse
-from bench.cost import Usage, calls_per_event, cost_per_million, load_prices, with_aws_batching
+from bench.cost import (
+    Usage,
+    calls_per_event,
+    cost_per_million,
+    load_prices,
+    records_per_invocation,
+    with_aws_batching,
+)
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
 from bench.report import summary, targets, validate
@@ -188,15 +195,42 @@ def lambda_figures(ctx: phases.Context, start: float, end: float, events: int) -
 def account(config: Config, result: dict[str, Any]) -> None:
     accounting = run_accounting(config, make_context_factory(config), say)
     result["accounting"] = accounting
-    events = accounting["events"]
-    lam = accounting["lambda"]
+    # The API window's invocations were timed through the proxy; the main pass's were not.
     main_duration = (result.get("lambda") or {}).get("mean_duration_ms")
-    usage = Usage(
-        events=events,
-        counted=accounting["counted"],
+    usage = usage_of(accounting, accounting, main_duration)
+    result["aws_calls_per_event"] = calls_per_event(accounting["counted"], accounting["events"])
+    prices = load_prices()
+    result["cost"] = cost_per_million(usage, prices)
+    result["cost"]["with_aws_batching"] = with_aws_batching(
+        usage,
+        prices,
+        rate=accounting["rate"],
+        batch_size=accounting["lambda"].get("batch_size"),
+        window_seconds=accounting["lambda"].get("batching_window_seconds"),
+    )
+    result["cost_per_million_events_usd"] = result["cost"]["per_million_events_usd"]
+    bus = accounting.get("on_the_bus")
+    if bus and bus["events"] > 0:
+        bus_usage = usage_of(bus, accounting)
+        per_invocation = records_per_invocation(bus_usage)
+        result["cost"]["on_the_bus"] = {
+            "rate": bus["rate"],
+            "records_per_invocation": round(per_invocation, 2) if per_invocation else None,
+            **cost_per_million(bus_usage, prices),
+        }
+
+
+def usage_of(
+    window: dict[str, Any], accounting: dict[str, Any], duration_ms: float | None = None
+) -> Usage:
+    """What one counted window used; the bus and archive shape come from the accounting pass."""
+    lam = window["lambda"]
+    return Usage(
+        events=window["events"],
+        counted=window["counted"],
         bus_targets_per_event=accounting["bus_sqs_targets"],
         lambda_invocations=lam["invocations"],
-        lambda_mean_duration_ms=main_duration or lam["mean_duration_ms"],
+        lambda_mean_duration_ms=duration_ms or lam["mean_duration_ms"],
         lambda_memory_mb=lam["memory_mb"],
         lambda_architecture=lam["architecture"],
         lambda_log_bytes=lam["log_bytes"],
@@ -205,17 +239,6 @@ def account(config: Config, result: dict[str, Any]) -> None:
         archive_retention_days=accounting["archive_retention_days"],
         idle_calls_per_second=accounting["idle_calls_per_second"],
     )
-    result["aws_calls_per_event"] = calls_per_event(accounting["counted"], events)
-    prices = load_prices()
-    result["cost"] = cost_per_million(usage, prices)
-    result["cost"]["with_aws_batching"] = with_aws_batching(
-        usage,
-        prices,
-        rate=accounting["rate"],
-        batch_size=lam.get("batch_size"),
-        window_seconds=lam.get("batching_window_seconds"),
-    )
-    result["cost_per_million_events_usd"] = result["cost"]["per_million_events_usd"]
 
 
 def finish(config: Config, result: dict[str, Any]) -> None:

@@ -1,8 +1,17 @@
 """bench/cost.py: dollars per million events from counted calls, line by line."""
 
+from dataclasses import replace
+
 import pytest
 
-from bench.cost import Usage, calls_per_event, cost_per_million, load_prices, with_aws_batching
+from bench.cost import (
+    Usage,
+    calls_per_event,
+    cost_per_million,
+    load_prices,
+    records_per_invocation,
+    with_aws_batching,
+)
 
 PRICES = load_prices()
 
@@ -121,6 +130,12 @@ def test_with_aws_batching_changes_nothing_when_batches_are_already_as_full():
         same["per_million_events_usd"] == cost_per_million(USAGE, PRICES)["per_million_events_usd"]
     )
     assert with_aws_batching(USAGE, PRICES, rate=200, batch_size=100, window_seconds=None) is None
+
+
+def test_records_per_invocation_counts_every_buffered_message_once():
+    assert records_per_invocation(USAGE) == 10.0  # 1,000 events x 3 queues / 300 invocations
+    assert records_per_invocation(replace(USAGE, lambda_invocations=600)) == 5.0
+    assert records_per_invocation(replace(USAGE, lambda_invocations=None)) is None
 
 
 def test_free_calls_are_listed_not_priced_and_health_checks_are_not_aws_calls():

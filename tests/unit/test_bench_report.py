@@ -102,6 +102,22 @@ def test_the_summary_gives_the_aws_batching_estimate_beside_the_counted_cost(res
     )
 
 
+def test_the_summary_gives_the_cost_counted_on_the_bus_at_its_rate(result):
+    result["cost"]["on_the_bus"] = {
+        "rate": 500.0,
+        "records_per_invocation": 9.96,
+        "per_million_events_usd": 2.89,
+    }
+    text = summary(result)
+    assert f"counted at {result['accounting']['rate']:g} req/s through the API" in text
+    assert (
+        "counted at 500 events/s put on the bus (9.96 records per invocation):"
+        " $2.89 per million events" in text
+    )
+    del result["cost"]["on_the_bus"]
+    assert "put on the bus" not in summary(result)
+
+
 def test_lambda_invocations_and_log_bytes_from_the_emulators_log_lines():
     lines = (FIXTURES / "lambda-log-lines.txt").read_text().splitlines()
     stats = summarize_log_lines(lines)
