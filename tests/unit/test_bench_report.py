@@ -54,6 +54,15 @@ def test_accounting_fields_may_be_null_only_when_the_result_says_why(result):
     assert validate(result) == []
 
 
+def test_no_ceiling_is_a_problem_unless_the_run_was_asked_for_no_burst(result):
+    result["emulator_ceiling_events_per_second"] = None
+    assert len(validate(result)) == 1
+    result["parameters"].update(burst=0, scaling=False)
+    assert validate(result) == []
+    result["parameters"]["scaling"] = True  # the scaling pairs measure a ceiling
+    assert len(validate(result)) == 1
+
+
 def test_targets_compare_against_the_issue_bounds(result):
     better = copy.deepcopy(result)
     better.update(
