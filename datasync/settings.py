@@ -97,6 +97,13 @@ class Settings(_DestinationQueueUrls):
     # API per-key rate limit, a token bucket per worker process (0 turns it off).
     api_rate_limit: float = Field(500, ge=0, validation_alias="DATASYNC_API_RATE_LIMIT")
     api_rate_limit_burst: int = Field(1000, ge=1, validation_alias="DATASYNC_API_RATE_LIMIT_BURST")
+    # Refused API keys a client address may send per minute (and at once) before it gets 429,
+    # per worker process (0 turns it off); how many proxies in front of the API append to
+    # X-Forwarded-For (0: the peer is the client; the chart sets 1 behind its Ingress).
+    api_auth_failures_per_minute: int = Field(
+        30, ge=0, validation_alias="DATASYNC_API_AUTH_FAILURES_PER_MINUTE"
+    )
+    api_trusted_proxies: int = Field(0, ge=0, le=5, validation_alias="DATASYNC_API_TRUSTED_PROXIES")
     # API server (gunicorn): bind, size, and how long one request may take to arrive.
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")

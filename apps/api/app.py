@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from apps.api import metrics
 from apps.api.auth import ApiKeys
@@ -16,7 +17,7 @@ from apps.api.dashboard import init_dashboard
 from apps.api.errors import MAX_BODY_BYTES, register_error_handlers
 from apps.api.headers import SECURITY_HEADERS
 from apps.api.openapi import build_openapi
-from apps.api.ratelimit import RateLimiter
+from apps.api.ratelimit import FailedAuthentications, RateLimiter
 from apps.api.readiness import Readiness
 from apps.api.routes import batches, health, users
 from datasync.core.aws import client
@@ -41,13 +42,19 @@ def create_app(settings: Settings | None = None, publisher: Any = None) -> Flask
     settings = settings or Settings.load()
     configure_logging("datasync-api", settings.log_level)
     try:
-        api_keys = ApiKeys(settings.api_key_list())  # raises ConfigError outside local mode
+        api_keys = ApiKeys(  # api_key_list() raises ConfigError outside local mode
+            settings.api_key_list(),
+            FailedAuthentications(settings.api_auth_failures_per_minute),
+        )
     except ValueError as exc:
         raise ConfigError(f"DATASYNC_API_KEYS: {exc}") from None
     if publisher is None:
         publisher = build_publisher(settings)
 
     app = Flask(__name__)
+    if settings.api_trusted_proxies:
+        # The client's address (failed-authentication limit) is the one its proxies name.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # No implicit OPTIONS answers: the OpenAPI document lists every method the API serves.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False

@@ -4,6 +4,10 @@ Several keys may be valid at once (rotation without downtime: add the new key, m
 clients, remove the old one). Every credential a request presents must be valid: a wrong
 ``Authorization`` header is not rescued by a right ``X-API-Key``, and two different keys in
 one request are refused, so a request always acts as exactly one caller.
+
+A client address whose keys were refused too often gets 429 until it may try again
+(``FailedAuthentications``): guessing keys online is slowed to a crawl, and nothing about the
+key it sent is looked at meanwhile.
 """
 
 from __future__ import annotations
@@ -14,30 +18,51 @@ import re
 
 from flask import request
 
-from apps.api.errors import ApiError
+from apps.api.errors import ApiError, retry_after_header
+from apps.api.ratelimit import FailedAuthentications
 
 # What a key may be made of: visible ASCII, no separators (the setting is comma-separated).
 KEY_PATTERN = re.compile(r"[!-+\--~]{1,512}")  # 0x21-0x7E without ','
 
 
 class ApiKeys:
-    def __init__(self, keys: list[str]):
+    def __init__(self, keys: list[str], failures: FailedAuthentications | None = None):
         if not keys:
             raise ValueError("at least one API key is required")
         if not all(KEY_PATTERN.fullmatch(k) for k in keys):
             raise ValueError("API keys must be 1-512 visible ASCII characters, without commas")
         self._keys = [k.encode() for k in keys]
+        self._failures = failures or FailedAuthentications(per_minute=0)
 
     def authenticate(self) -> str:
-        """The caller's key fingerprint (safe to log and to scope idempotency keys); 401 if none."""
+        """The caller's key fingerprint (safe to log and to scope idempotency keys); 401 if none,
+        429 if this client's keys were refused too often."""
+        self.refuse_if_throttled()
         presented = _presented_keys()
         if not presented:
             raise _unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
         if not all([self._is_valid(key) for key in presented]):  # a list: check them all
+            self.record_failure()
             raise _unauthorized("The API key is not valid.")
         if len(set(presented)) > 1:
             raise _unauthorized("Send one API key per request: the two headers disagree.")
         return hashlib.sha256(presented[0]).hexdigest()[:16]
+
+    def refuse_if_throttled(self) -> None:
+        """429 before any key is looked at, while this client address may not try one."""
+        wait = self._failures.retry_after(_client_address())
+        if wait > 0:
+            raise ApiError(
+                429,
+                "Too Many Requests",
+                "Too many API keys from this address were refused; retry after Retry-After "
+                "seconds with a valid key.",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+
+    def record_failure(self) -> None:
+        """A key this client sent was refused (the API's headers or the status page's form)."""
+        self._failures.record_failure(_client_address())
 
     def _is_valid(self, presented: bytes) -> bool:
         # Compare against every key, always: the time taken says nothing about which matched.
@@ -45,6 +70,11 @@ class ApiKeys:
         for key in self._keys:
             matched |= hmac.compare_digest(presented, key)
         return matched
+
+
+def _client_address() -> str:
+    # The peer, or with DATASYNC_API_TRUSTED_PROXIES the client its proxies name (ProxyFix).
+    return request.remote_addr or "unknown"
 
 
 def _presented_keys() -> list[bytes]:

@@ -174,11 +174,18 @@ def data() -> Response:
 
 
 @dashboard.post("/login")
-def login() -> Response | tuple[str, int]:
+def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     _refuse_other_origins()
+    keys = current_app.extensions["datasync"].api_keys
+    try:
+        keys.refuse_if_throttled()
+    except ApiError as throttled:  # the form again, saying when to retry
+        html, status = _login_form(throttled.detail, status=throttled.status)
+        return html, status, throttled.headers or {}
     state = _state()
     cookie = state.sessions.login(request.form.get("api_key", ""))
     if cookie is None:
+        keys.record_failure()
         logger.warning("dashboard login refused")  # never the key, not even its fingerprint
         return _login_form("That API key is not valid.")
     response = redirect(url_for("dashboard.page"), 303)

@@ -123,7 +123,10 @@ def _write_operation(summary: str, body_model: str | None, with_path_id: bool) -
         "413": _problem(f"Body over {MAX_BODY_KIB} KiB"),
         "415": _problem("Body is not application/json"),
         "422": _problem("Validation failed; `errors` lists each field"),
-        "429": _problem("This API key is over its request rate", "Retry-After"),
+        "429": _problem(
+            "This API key is over its request rate, or this address sent too many wrong keys",
+            "Retry-After",
+        ),
         "503": _problem(
             "The event bus did not accept the event (nothing was published); retry after "
             "Retry-After seconds with the same Idempotency-Key",
@@ -167,7 +170,8 @@ def _batch_operation() -> dict[str, Any]:
     responses["413"] = _problem(f"Body over {MAX_BATCH_BODY_KIB} KiB")
     responses["422"] = _problem('The body is not `{"users": [...]}` with 1-100 users')
     responses["429"] = _problem(
-        "This API key is over its request rate (a batch counts one request per user)",
+        "This API key is over its request rate (a batch counts one request per user), or "
+        "this address sent too many wrong keys",
         "Retry-After",
     )
     del responses["503"]  # the bus's answer is per user, in the 202

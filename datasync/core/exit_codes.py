@@ -6,7 +6,7 @@ code for a usage error (unknown command or option), so nothing else uses it.
 | code | meaning |
 |---|---|
 | 0 | done (a consumer: stopped by SIGTERM/SIGINT after the batch in hand) |
-| 1 | the command ran but did not succeed (a redrive left messages behind, a replay failed, a store to read is missing) |
+| 1 | did not succeed: a redrive left messages behind, a replay failed, a store is missing |
 | 2 | usage error (argparse) |
 | 3 | absent: no such record, or the user was erased, or the contact is not subscribed |
 | 4 | AWS (or the emulator) cannot be reached |

@@ -82,6 +82,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    # Two proxies in front of the API that append to X-Forwarded-For (a CDN and a balancer).
+    "variant-two-trusted-proxies": {"api": {"trustedProxies": 2}},
     # The API without its metrics port (DATASYNC_API_METRICS_PORT=0).
     "variant-api-metrics-off": {
         "api": {"metricsPort": 0},
@@ -109,6 +111,7 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         "/config/env",
     ),
     "invalid-unknown-top-level-key": ({"replicas": 3}, "replicas"),
+    "invalid-too-many-trusted-proxies": ({"api": {"trustedProxies": 6}}, "trustedProxies"),
     "invalid-unknown-nested-key": ({"api": {"autoscaling": {"targetCPU": 50}}}, "targetCPU"),
     "invalid-unknown-consumer-key": (
         {"consumers": [{"destination": "crm", "queueURL": "https://x"}]},

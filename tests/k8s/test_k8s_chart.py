@@ -586,6 +586,16 @@ def test_settings_and_secrets_wiring(case: str, manifests: dict[str, list]) -> N
         assert secrets[0]["stringData"]["DATASYNC_API_KEYS"], "an API key is always set"
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_the_api_trusts_the_ingress_as_its_one_proxy(case: str, manifests: dict[str, list]) -> None:
+    """Wrong keys are limited per client address: behind the chart's Ingress, the one it names."""
+    api_values = positive_cases()[case].get("api", {})
+    ingress = api_values.get("ingress", {}).get("enabled", False)
+    expected = api_values.get("trustedProxies", 1 if ingress else 0)
+    api = api_deployment(manifests[case])["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(api)["DATASYNC_API_TRUSTED_PROXIES"]["value"] == str(expected)
+
+
 @pytest.mark.parametrize("case", MAIN_CASES)
 def test_network_policies(case: str, manifests: dict[str, list]) -> None:
     docs = manifests[case]

@@ -6,8 +6,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from apps.api.app import create_app
+from apps.api.auth import ApiKeys
 from apps.api.headers import SECURITY_HEADERS
-from apps.api.ratelimit import RateLimiter
+from apps.api.ratelimit import FailedAuthentications, RateLimiter
 from datasync.contract import UserCreated, UserDeleted, UserUpdated, event_to_json, parse_event
 from datasync.core.bus import CIRCUIT_OPEN, PublishError
 from datasync.settings import ConfigError, Settings
@@ -185,6 +186,80 @@ class FakeClock:
 
     def __call__(self):
         return self.now
+
+
+def guarded_app(app, per_minute=3):
+    """The app with a failed-authentication limit of its own clock."""
+    clock = FakeClock()
+    failures = FailedAuthentications(per_minute, clock=clock)
+    app.extensions["datasync"].api_keys = ApiKeys(["other-key", API_KEY], failures)
+    return app.test_client(), clock
+
+
+def from_address(address, key=API_KEY, **headers):
+    return {"headers": {"X-API-Key": key, **headers}, "environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_an_address_that_sent_too_many_wrong_keys_gets_429_even_with_a_right_one(app, publisher):
+    client, clock = guarded_app(app, per_minute=3)
+    url = f"/v1/users/{USER_ID}"
+    wrong = [client.delete(url, **from_address("203.0.113.7", "guess")) for _ in range(3)]
+    assert [r.status_code for r in wrong] == [401, 401, 401]
+    throttled = client.delete(url, **from_address("203.0.113.7"))
+    body = assert_problem(throttled, 429)
+    assert throttled.headers["Retry-After"] == "20"  # 3 a minute: one more try every 20 s
+    assert "address" in body["detail"] and publisher.events == []
+    assert client.delete(url, **from_address("198.51.100.2")).status_code == 202  # others: fine
+    clock.now += 20
+    assert client.delete(url, **from_address("203.0.113.7")).status_code == 202
+
+
+def test_right_keys_and_missing_keys_do_not_count_as_refused_ones(app):
+    client, _ = guarded_app(app, per_minute=2)
+    url = f"/v1/users/{USER_ID}"
+    for _ in range(5):
+        assert client.delete(url, **from_address("203.0.113.7")).status_code == 202
+        no_key = client.delete(url, environ_base={"REMOTE_ADDR": "203.0.113.7"})
+        assert no_key.status_code == 401
+    assert client.delete(url, **from_address("203.0.113.7", "guess")).status_code == 401
+
+
+def test_failed_authentications_regain_at_their_rate_up_to_the_burst_and_stay_bounded():
+    clock = FakeClock()
+    failures = FailedAuthentications(per_minute=6, max_addresses=2, clock=clock)
+    for _ in range(6):
+        assert failures.retry_after("a") == 0
+        failures.record_failure("a")
+    assert failures.retry_after("a") == pytest.approx(10)  # 6 a minute: one per 10 s
+    clock.now += 5
+    assert failures.retry_after("a") == pytest.approx(5)
+    clock.now += 3600  # a long pause gives back the burst, not more
+    for _ in range(6):
+        failures.record_failure("a")
+    assert failures.retry_after("a") == pytest.approx(10)
+    failures.record_failure("b")
+    failures.record_failure("c")  # a third address: the one that failed longest ago goes
+    assert failures.retry_after("a") == 0
+    assert FailedAuthentications(per_minute=0).retry_after("a") == 0  # 0 turns it off
+
+
+@pytest.mark.parametrize(("trusted", "separate"), [(1, True), (0, False)])
+def test_behind_trusted_proxies_the_forwarded_client_is_the_address(publisher, trusted, separate):
+    settings = Settings(
+        DATASYNC_ENV="aws",
+        DATASYNC_API_KEYS=API_KEY,
+        DATASYNC_API_AUTH_FAILURES_PER_MINUTE="1",
+        DATASYNC_API_TRUSTED_PROXIES=str(trusted),
+    )
+    client = create_app(settings, publisher=publisher).test_client()
+    url = f"/v1/users/{USER_ID}"
+    proxy = "10.0.0.5"  # both clients come through the same proxy
+    first = from_address(proxy, "guess", **{"X-Forwarded-For": "203.0.113.7"})
+    assert client.delete(url, **first).status_code == 401
+    second = from_address(proxy, **{"X-Forwarded-For": "198.51.100.2"})
+    # Trusted, the proxy's X-Forwarded-For names two clients; untrusted, a client could
+    # rotate that header to escape the limit, so the peer (the proxy) is the address.
+    assert client.delete(url, **second).status_code == (202 if separate else 429)
 
 
 def test_invalid_body_is_422_with_field_errors_and_no_echo_of_input(client, auth):

@@ -156,6 +156,16 @@ def test_a_wrong_key_gets_the_form_again_with_an_error_and_no_cookie(page_client
     assert page_client.get("/dashboard/data").status_code == 401
 
 
+def test_wrong_keys_at_the_login_form_count_against_the_address_like_the_apis():
+    client = make_app(DATASYNC_API_AUTH_FAILURES_PER_MINUTE="2").test_client()
+    assert [log_in(client, "guess").status_code for _ in range(2)] == [401, 401]
+    throttled = log_in(client)  # even the right key, until the address may try again
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "30"
+    assert "Too many API keys from this address" in throttled.get_data(as_text=True)
+    assert "Set-Cookie" not in throttled.headers
+    assert client.get("/dashboard/data", headers={"X-API-Key": API_KEY}).status_code == 429
+
+
 def test_the_right_key_sets_a_strict_http_only_secure_cookie_and_shows_the_page(page_client):
     response = log_in(page_client)
     assert response.status_code == 303 and response.headers["Location"] == "/dashboard"
