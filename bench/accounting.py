@@ -17,13 +17,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bench.aws import client
 from bench.config import TOOL_ROOT, Config
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.stack import Stack, free_port, start_stack
 
+T = TypeVar("T")
 PROXY_ENV = ("HTTP_PROXY", "http_proxy")
 DROPPED_ENV = ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
@@ -167,16 +169,14 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
             time.sleep(config.accounting_idle_seconds)
             idle = diff(proxy.snapshot(), before_idle)
             shape = lambda_shape(stack.env)
-            load: dict[str, Any] = {}
-
-            def through_the_api() -> None:
-                load.update(
-                    phases.api_pass(
-                        ctx, config.accounting_rate, config.accounting_seconds, label="accounting"
-                    )
-                )
-
-            window = count_window(ctx, proxy, shape["names"], through_the_api)
+            window, load = count_window(
+                ctx,
+                proxy,
+                shape,
+                lambda: phases.api_pass(
+                    ctx, config.accounting_rate, config.accounting_seconds, label="accounting"
+                ),
+            )
             result = {
                 **window,
                 "accepted": load["e2e"]["events"],
@@ -186,7 +186,6 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
                 "idle_seconds": config.accounting_idle_seconds,
                 "idle_counted": idle,
                 "idle_calls_per_second": _per_second(idle, config.accounting_idle_seconds),
-                "lambda": {**shape, **window["lambda"]},
                 "bus_sqs_targets": bus_sqs_targets(stack.env),
                 "archive_retention_days": archive_retention_days(stack.env),
                 "not_visible": [
@@ -208,25 +207,29 @@ def run_accounting(config: Config, make_context, say) -> dict[str, Any]:
         proxy.stop()
 
 
-def count_window(ctx, proxy: CountingProxy, functions: list[str], drive) -> dict[str, Any]:
+def count_window(
+    ctx, proxy: CountingProxy, shape: dict[str, Any], drive: Callable[[], T]
+) -> tuple[dict[str, Any], T]:
     """The calls counted while ``drive()`` ran and the pipeline then emptied, per event that
-    entered it, with what the emulator logged about the Lambdas in that window."""
+    entered it, with the functions' shape and what the emulator logged about them in that
+    window; and what ``drive()`` returned."""
     from bench import phases
 
     before, applied_before = proxy.snapshot(), ctx.stores.counts()
     started = time.time()
-    drive()
+    driven = drive()
     phases.wait_quiet(ctx)
     ended = time.time()
-    counted = diff(proxy.snapshot(), before)
-    return {
+    logged = invocation_stats(client("logs", ctx.env), shape["names"], started, ended)
+    window = {
         # Per event of what entered the pipeline: a request the generator gave up on may
         # still have been published (and its calls counted).
         "events": phases.processed(applied_before, ctx.stores.counts()),
         "window_seconds": round(ended - started, 1),
-        "counted": counted,
-        "lambda": invocation_stats(client("logs", ctx.env), functions, started, ended),
+        "counted": diff(proxy.snapshot(), before),
+        "lambda": {**shape, **logged},
     }
+    return window, driven
 
 
 def _bus_window(ctx, proxy: CountingProxy, config: Config, shape: dict[str, Any]) -> dict[str, Any]:
@@ -235,31 +238,29 @@ def _bus_window(ctx, proxy: CountingProxy, config: Config, shape: dict[str, Any]
     rate, so this shows how the cost per event falls as load rises."""
     from bench import phases
 
-    phases.wait_quiet(ctx)
-    put: dict[str, Any] = {}
-
-    def on_the_bus() -> None:
-        ids, result = phases.put_at_rate(
+    window, (ids, put) = count_window(
+        ctx,
+        proxy,
+        shape,
+        lambda: phases.put_at_rate(
             ctx,
             config.accounting_bus_rate,
             config.accounting_seconds,
             seed=config.seed + 11,
             label="accounting-bus",
             proxy=proxy.url,
-        )
-        put.update(events=len(ids), accepted=len(result.accepted_at))
-
-    window = count_window(ctx, proxy, shape["names"], on_the_bus)
+        ),
+    )
     for row in window["counted"]:
         if row["caller"] == "other":  # the tool's own PutEvents, through the proxy
             row["caller"] = "bus_publisher"
     return {
         **window,
-        **put,
+        "events": len(ids),
+        "accepted": len(put.accepted_at),
         "rate": config.accounting_bus_rate,
         "seconds": config.accounting_seconds,
         "source": "straight onto the pipeline's bus: a PutEvents of 10 every 10/rate s (open loop)",
-        "lambda": {**shape, **window["lambda"]},
     }
 
 

@@ -28,6 +28,12 @@ class _Bucket:
     tokens: float
     updated: float
 
+    def refill(self, now: float, per_second: float, capacity: float) -> _Bucket:
+        """Add what ``per_second`` gave back since the last refill, up to ``capacity``."""
+        self.tokens = min(capacity, self.tokens + (now - self.updated) * per_second)
+        self.updated = now
+        return self
+
 
 @dataclass
 class RateLimiter:
@@ -46,8 +52,7 @@ class RateLimiter:
         with self._lock:
             now = self.clock()
             bucket = self._buckets.setdefault(key, _Bucket(float(self.burst), now))
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
+            bucket.refill(now, self.rate, self.burst)
             if bucket.tokens >= cost:
                 bucket.tokens -= cost
                 return 0.0
@@ -87,7 +92,4 @@ class FailedAuthentications:
         bucket = self._buckets.get(address)
         if bucket is None:
             return None
-        now = self.clock()
-        regained = (now - bucket.updated) * self.per_minute / 60
-        bucket.tokens, bucket.updated = min(self.per_minute, bucket.tokens + regained), now
-        return bucket
+        return bucket.refill(self.clock(), self.per_minute / 60, self.per_minute)
