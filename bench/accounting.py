@@ -256,7 +256,7 @@ def _bus_window(ctx, proxy: CountingProxy, config: Config, shape: dict[str, Any]
             row["caller"] = "bus_publisher"
     return {
         **window,
-        "events": len(ids),
+        "put": len(ids),  # events: those applied everywhere, as in the API window
         "accepted": len(put.accepted_at),
         "rate": config.accounting_bus_rate,
         "seconds": config.accounting_seconds,
