@@ -1,8 +1,9 @@
 """What a destination's Lambda does, apart from the Lambda runtime (so tests use fakes).
 
-Input is either a batch of SQS records from the buffer queue (the deployed topology: the
-EventBridge rule targets a buffer queue and an event source mapping hands us a batch of
-events at once) or a single EventBridge event (an asynchronous invocation).
+Input is either a batch of SQS records from the destination's buffer queue (what the intake,
+``lambdas/intake.py``, handed over, and replayed events, which the destination's own rule
+routes there; an event source mapping hands us a batch at once) or a single EventBridge event
+(an asynchronous invocation). The intake reuses ``transform_safely`` and ``send_packs``.
 
 Every record of a batch has its own outcome; the batch as a whole never fails (the model is
 aws-lambda-powertools' batch processing: typed records, per-record failure isolation,
@@ -189,34 +190,13 @@ class TransformProcessor:
         )
 
     def _transform(self, event: AnyEvent) -> list[DestinationRecord]:
-        try:
-            return self.transform(event)
-        except Exception as exc:  # noqa: BLE001 - a bug or bad data fails this record only
-            personal = string_values(event.data.model_dump(mode="json"))
-            raise TransformFailed(f"transform failed: {failure_reason(exc, personal)}") from exc
+        return transform_safely(self.transform, event)
 
     def _send_packs(self, batch: _Batch) -> dict[str, str]:
         """Send what was transformed, packed; the SQS message ids whose records were not
         accepted, with the reason."""
-        records = [record for record, _ in batch.transformed]
-        outgoing, owners, start = [], {}, 0
-        for index, pack in enumerate(pack_records(records)):
-            outgoing.append(_outgoing(f"pack-{index}", pack))
-            end = start + len(pack.records)
-            owners[f"pack-{index}"] = {owner for _, owner in batch.transformed[start:end]}
-            start = end
-        batch.packs = len(outgoing)
-        try:
-            send_batch(self.sqs, self.destination_queue_url, outgoing)
-        except SendError as exc:
-            logger.warning(
-                "destination queue refused messages",
-                extra={"count": len(exc.failed_ids), "reason": exc.reason},
-            )
-            reason = f"not accepted by the destination queue: {exc.reason}"
-            batch.packs -= len(exc.failed_ids)
-            return {owner: reason for i in exc.failed_ids for owner in owners[i]}
-        return {}
+        batch.packs, failures = send_packs(self.sqs, self.destination_queue_url, batch.transformed)
+        return failures
 
     def _retry_or_dead_letter(
         self, records: list[BufferRecord], failures: dict[str, str]
@@ -310,6 +290,42 @@ class TransformProcessor:
             attributes=attributes,
             receive_count=receive_count,
         )
+
+
+def transform_safely(
+    transform: Callable[[AnyEvent], list[DestinationRecord]], event: AnyEvent
+) -> list[DestinationRecord]:
+    """The transform's records, or TransformFailed with a reason free of personal data."""
+    try:
+        return transform(event)
+    except Exception as exc:  # noqa: BLE001 - a bug or bad data fails this record only
+        personal = string_values(event.data.model_dump(mode="json"))
+        raise TransformFailed(f"transform failed: {failure_reason(exc, personal)}") from exc
+
+
+def send_packs(
+    sqs: Any, queue_url: str, transformed: list[tuple[DestinationRecord, str]]
+) -> tuple[int, dict[str, str]]:
+    """Send transformed records (each with the SQS message id it came from) in packs.
+
+    Returns the packs accepted, and the message ids whose records were not, with the reason."""
+    outgoing, owners, start = [], {}, 0
+    for index, pack in enumerate(pack_records([record for record, _ in transformed])):
+        outgoing.append(_outgoing(f"pack-{index}", pack))
+        end = start + len(pack.records)
+        owners[f"pack-{index}"] = {owner for _, owner in transformed[start:end]}
+        start = end
+    try:
+        send_batch(sqs, queue_url, outgoing)
+    except SendError as exc:
+        logger.warning(
+            "destination queue refused messages",
+            extra={"count": len(exc.failed_ids), "reason": exc.reason},
+        )
+        reason = f"not accepted by the destination queue: {exc.reason}"
+        failures = {owner: reason for i in exc.failed_ids for owner in owners[i]}
+        return len(outgoing) - len(exc.failed_ids), failures
+    return len(outgoing), {}
 
 
 def _trace_ids(body: str) -> dict[str, str]:
