@@ -79,7 +79,8 @@ resource "aws_cloudwatch_event_archive" "this" {
 }
 
 ################################################################################
-# Destinations: rule -> buffer queue -> transform Lambda -> destination queue (+ DLQ)
+# Destinations: destination queue (+ DLQ) and the destination's own function, which takes what
+# the intake hands over and replays: replay rule -> buffer queue -> transform Lambda
 ################################################################################
 
 module "destination" {
@@ -119,6 +120,49 @@ module "destination" {
 }
 
 ################################################################################
+# Intake: live events -> one queue -> one function -> every destination queue
+################################################################################
+
+module "intake" {
+  source = "./modules/intake"
+
+  name = var.name_prefix
+
+  routes = {
+    for key, pipeline in module.destination : key => {
+      queue_url        = pipeline.queue_url
+      queue_arn        = pipeline.queue_arn
+      buffer_queue_url = pipeline.buffer_queue_url
+      buffer_queue_arn = pipeline.buffer_queue_arn
+    }
+  }
+
+  event_bus_name     = aws_cloudwatch_event_bus.this.name
+  event_source       = local.event_source
+  event_detail_types = local.event_detail_types
+
+  event_target_max_retry_attempts    = var.event_target_max_retry_attempts
+  event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
+
+  max_receive_count         = var.max_receive_count
+  message_retention_seconds = var.message_retention_seconds
+
+  lambda_package_path     = var.lambda_package_path
+  lambda_runtime          = var.lambda_runtime
+  lambda_architecture     = var.lambda_architecture
+  lambda_memory_mb        = var.lambda_memory_mb
+  lambda_timeout_seconds  = var.lambda_timeout_seconds
+  maximum_concurrency     = var.intake_maximum_concurrency
+  lambda_system_log_level = var.lambda_system_log_level
+  log_retention_days      = var.log_retention_days
+  # The intake shapes the analytics records too, so it holds the analytics hash key.
+  lambda_secret_environment = merge([for key in keys(module.destination) : lookup(local.destination_secret_environment, key, {})]...)
+
+  batch_size              = var.buffer_batch_size
+  batching_window_seconds = var.buffer_batching_window_seconds
+}
+
+################################################################################
 # Monitoring: alarms per destination, the SNS topic they notify, the dashboard
 ################################################################################
 
@@ -137,6 +181,12 @@ module "monitoring" {
       dlq_name          = pipeline.dlq_name
       function_name     = pipeline.function_name
     }
+  }
+  intake = {
+    rule_name     = module.intake.rule_name
+    queue_name    = module.intake.queue_name
+    dlq_name      = module.intake.dlq_name
+    function_name = module.intake.function_name
   }
   lambda_timeout_seconds = var.lambda_timeout_seconds
 
@@ -198,13 +248,13 @@ resource "aws_iam_policy" "dashboard" {
         Sid      = "QueueDepths"
         Effect   = "Allow"
         Action   = "sqs:GetQueueAttributes"
-        Resource = flatten([for d in module.destination : [d.buffer_queue_arn, d.queue_arn, d.dlq_arn]])
+        Resource = concat([module.intake.queue_arn, module.intake.dlq_arn], flatten([for d in module.destination : [d.buffer_queue_arn, d.queue_arn, d.dlq_arn]]))
       },
       {
         Sid      = "PeekDeadLetters"
         Effect   = "Allow"
         Action   = "sqs:ReceiveMessage"
-        Resource = [for d in module.destination : d.dlq_arn]
+        Resource = concat([module.intake.dlq_arn], [for d in module.destination : d.dlq_arn])
       },
     ]
   })

@@ -48,6 +48,21 @@ output "lambda_function_names" {
   value       = { for k, d in module.destination : k => d.function_name }
 }
 
+output "intake_queue_url" {
+  description = "URL of the intake queue: every live event, once, on its way to the intake function."
+  value       = module.intake.queue_url
+}
+
+output "intake_dlq_url" {
+  description = "URL of the intake DLQ (events that could not reach the intake queue, or be shaped or handed over)."
+  value       = module.intake.dlq_url
+}
+
+output "intake_function_name" {
+  description = "Name of the intake function (shapes live events for every destination)."
+  value       = module.intake.function_name
+}
+
 output "max_receive_count" {
   description = "Receives after which a message moves to its destination's DLQ."
   value       = var.max_receive_count
@@ -92,8 +107,28 @@ output "lambda_function_arns" {
   value       = { for k, d in module.destination : k => d.function_arn }
 }
 
+output "intake_queue_arn" {
+  description = "ARN of the intake queue."
+  value       = module.intake.queue_arn
+}
+
+output "intake_dlq_arn" {
+  description = "ARN of the intake DLQ."
+  value       = module.intake.dlq_arn
+}
+
+output "intake_function_arn" {
+  description = "ARN of the intake function."
+  value       = module.intake.function_arn
+}
+
+output "intake_rule_arn" {
+  description = "ARN of the live-events rule (its target is the intake queue)."
+  value       = module.intake.rule_arn
+}
+
 output "rule_arns" {
-  description = "EventBridge rule ARN, by destination."
+  description = "EventBridge replay rule ARN (replayed events to the buffer queue), by destination."
   value       = { for k, d in module.destination : k => d.rule_arn }
 }
 
@@ -102,7 +137,7 @@ output "rule_arns" {
 ################################################################################
 
 output "alarm_names" {
-  description = "CloudWatch alarm names by destination, then by alarm (dlq-not-empty, oldest-message, buffer-oldest-message, transform-errors, transform-throttles, rule-delivery-failed, rule-dead-lettered, rule-events-lost). Empty when create_alarms is false."
+  description = "CloudWatch alarm names by destination, then by alarm (dlq-not-empty, oldest-message, buffer-oldest-message, transform-errors, transform-throttles, rule-delivery-failed, rule-dead-lettered, rule-events-lost), and under \"intake\" the intake's (dlq-not-empty, oldest-message, function-errors, function-throttles, rule-delivery-failed, rule-events-lost). Empty when create_alarms is false."
   value       = module.monitoring.alarm_names
 }
 

@@ -111,6 +111,17 @@ variable "lambda_maximum_concurrency" {
   }
 }
 
+variable "intake_maximum_concurrency" {
+  description = "Maximum number of concurrent intake invocations (2-1000): the intake shapes every live event for every destination, so it needs about as much as all the destinations' functions did together. null leaves it unset (bounded only by the account's concurrency)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.intake_maximum_concurrency == null || try(var.intake_maximum_concurrency >= 2 && var.intake_maximum_concurrency <= 1000, false)
+    error_message = "The intake_maximum_concurrency must be null or between 2 and 1000."
+  }
+}
+
 variable "analytics_hash_key" {
   description = "Secret key the analytics transform uses to pseudonymise identifiers. Only the analytics function receives it."
   type        = string

@@ -128,8 +128,9 @@ run "routing" {
     condition = aws_cloudwatch_event_rule.this.event_bus_name == "datasync-bus" && jsondecode(aws_cloudwatch_event_rule.this.event_pattern) == {
       source        = ["datasync.api"]
       "detail-type" = ["UserCreated", "UserUpdated", "UserDeleted"]
+      "replay-name" = [{ exists = true }]
     }
-    error_message = "The rule must match datasync.api User* events on the datasync bus."
+    error_message = "The rule must match replayed datasync.api User* events on the datasync bus (live ones go through the intake)."
   }
 
   assert {

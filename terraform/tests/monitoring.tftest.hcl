@@ -26,6 +26,12 @@ variables {
       function_name     = "datasync-marketing-transform"
     }
   }
+  intake = {
+    rule_name     = "datasync-intake"
+    queue_name    = "datasync-intake"
+    dlq_name      = "datasync-intake-dlq"
+    function_name = "datasync-intake"
+  }
   lambda_timeout_seconds = 30
 }
 
@@ -48,7 +54,7 @@ run "every_destination_has_every_alarm" {
         dimensions = alarm.dimensions
         threshold  = alarm.threshold
       }
-      } == merge([
+      } == merge(concat([
         for d in ["crm", "marketing"] : {
           "${d}/dlq-not-empty" = {
             name       = "datasync-${d}-dlq-not-empty"
@@ -99,8 +105,45 @@ run "every_destination_has_every_alarm" {
             threshold  = 0
           }
         }
-    ]...)
-    error_message = "Every destination needs its eight alarms, each on its own queue, function or rule (rules on a custom bus: EventBusName and RuleName), with its statistic and threshold."
+        ], [{
+          "intake/dlq-not-empty" = {
+            name       = "datasync-intake-dlq-not-empty"
+            metric     = "AWS/SQS ApproximateNumberOfMessagesVisible Maximum"
+            dimensions = tomap({ QueueName = "datasync-intake-dlq" })
+            threshold  = 0
+          }
+          "intake/oldest-message" = {
+            name       = "datasync-intake-oldest-message"
+            metric     = "AWS/SQS ApproximateAgeOfOldestMessage Maximum"
+            dimensions = tomap({ QueueName = "datasync-intake" })
+            threshold  = 600
+          }
+          "intake/function-errors" = {
+            name       = "datasync-intake-function-errors"
+            metric     = "AWS/Lambda Errors Sum"
+            dimensions = tomap({ FunctionName = "datasync-intake" })
+            threshold  = 0
+          }
+          "intake/function-throttles" = {
+            name       = "datasync-intake-function-throttles"
+            metric     = "AWS/Lambda Throttles Sum"
+            dimensions = tomap({ FunctionName = "datasync-intake" })
+            threshold  = 0
+          }
+          "intake/rule-delivery-failed" = {
+            name       = "datasync-intake-rule-delivery-failed"
+            metric     = "AWS/Events FailedInvocations Sum"
+            dimensions = tomap({ EventBusName = "datasync-bus", RuleName = "datasync-intake" })
+            threshold  = 0
+          }
+          "intake/rule-events-lost" = {
+            name       = "datasync-intake-rule-events-lost"
+            metric     = "AWS/Events InvocationsFailedToBeSentToDlq Sum"
+            dimensions = tomap({ EventBusName = "datasync-bus", RuleName = "datasync-intake" })
+            threshold  = 0
+          }
+    }])...)
+    error_message = "Every destination needs its eight alarms and the intake its six, each on its own queue, function or rule (rules on a custom bus: EventBusName and RuleName), with its statistic and threshold."
   }
 
   assert {
@@ -121,12 +164,17 @@ run "every_destination_has_every_alarm" {
   }
 
   assert {
-    condition = output.alarm_names == {
+    condition = output.alarm_names == merge({
       for d in ["crm", "marketing"] : d => {
         for kind in ["dlq-not-empty", "oldest-message", "buffer-oldest-message", "transform-errors", "transform-throttles", "rule-delivery-failed", "rule-dead-lettered", "rule-events-lost"] :
         kind => "datasync-${d}-${kind}"
       }
-    }
+      }, {
+      intake = {
+        for kind in ["dlq-not-empty", "oldest-message", "function-errors", "function-throttles", "rule-delivery-failed", "rule-events-lost"] :
+        kind => "datasync-intake-${kind}"
+      }
+    })
     error_message = "alarm_names must list every alarm name by destination and alarm."
   }
 }
@@ -167,7 +215,7 @@ run "alarms_notify_the_topic_on_alarm_and_on_ok" {
   }
 
   assert {
-    condition = length(aws_cloudwatch_metric_alarm.this) == 16 && alltrue([
+    condition = length(aws_cloudwatch_metric_alarm.this) == 22 && alltrue([
       for alarm in aws_cloudwatch_metric_alarm.this :
       alarm.alarm_actions == toset([aws_sns_topic.alarms[0].arn]) && alarm.ok_actions == toset([aws_sns_topic.alarms[0].arn])
     ])
@@ -447,8 +495,24 @@ run "dashboard_has_a_row_per_destination" {
         for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : w.y
         if startswith(try(w.properties.title, ""), "${d}: ")
       ])) == 1
-    ]) && length(distinct([for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : w.y if w.type == "metric"])) == 3
-    error_message = "The bus has a row of its own and each destination one row (of six graphs)."
+    ]) && length(distinct([for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : w.y if w.type == "metric"])) == 4
+    error_message = "The bus has a row of its own, the intake one and each destination one row (of six graphs)."
+  }
+
+  # The intake's row comes right after the bus's and names its rule, queue, DLQ and function.
+  assert {
+    condition = length(setsubtract(
+      ["datasync-intake", "datasync-intake-dlq"],
+      flatten([
+        for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets :
+        [for m in w.properties.metrics : [for part in m : part if can(tostring(part))]]
+        if startswith(try(w.properties.title, ""), "intake: ")
+      ])
+      )) == 0 && toset([
+      for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : w.y
+      if startswith(try(w.properties.title, ""), "intake: ")
+    ]) == toset([8])
+    error_message = "The intake's row (y 8, under the bus) must graph its rule, queue, DLQ and function."
   }
 
   assert {

@@ -19,6 +19,36 @@ variables {
 }
 
 override_resource {
+  target = module.intake.aws_sqs_queue.dlq
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-intake-dlq"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-intake-dlq"
+  }
+}
+
+override_resource {
+  target = module.intake.aws_sqs_queue.this
+  values = {
+    arn = "arn:aws:sqs:us-east-1:123456789012:datasync-intake"
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-intake"
+  }
+}
+
+override_resource {
+  target = module.intake.aws_cloudwatch_event_rule.this
+  values = {
+    arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-intake"
+  }
+}
+
+override_resource {
+  target = module.intake.aws_cloudwatch_log_group.intake
+  values = {
+    arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-intake"
+  }
+}
+
+override_resource {
   target = module.destination["analytics"].aws_sqs_queue.dlq
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics-dlq"
@@ -185,8 +215,17 @@ run "one_pipeline_per_destination" {
   }
 
   assert {
-    condition     = keys(output.alarm_names) == ["analytics", "crm", "marketing"] && alltrue([for d, names in output.alarm_names : length(names) == 8])
-    error_message = "Every destination must have its eight alarms by default."
+    condition     = keys(output.alarm_names) == ["analytics", "crm", "intake", "marketing"] && alltrue([for d, names in output.alarm_names : length(names) == (d == "intake" ? 6 : 8)])
+    error_message = "Every destination must have its eight alarms by default, and the intake its six."
+  }
+
+  assert {
+    condition = (
+      output.intake_queue_url == "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-intake" &&
+      output.intake_dlq_url == "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-intake-dlq" &&
+      output.intake_function_name == "datasync-intake"
+    )
+    error_message = "The intake's queue, DLQ and function must be <prefix>-intake, <prefix>-intake-dlq and <prefix>-intake."
   }
 
   assert {
@@ -251,6 +290,41 @@ run "each_function_policy_references_only_its_own_resources" {
       alltrue([for s in jsondecode(module.destination[d].function_policy_json).Statement : s.Effect == "Allow" && !can(s.NotResource) && !can(s.NotAction)])
     ])
     error_message = "Function policies must be plain Allow statements."
+  }
+
+  assert {
+    condition = {
+      for s in jsondecode(module.intake.function_policy_json).Statement : s.Sid => {
+        actions   = toset(flatten([s.Action]))
+        resources = toset(flatten([s.Resource]))
+        plain     = s.Effect == "Allow" && !can(s.NotResource) && !can(s.NotAction)
+      }
+      } == {
+      WriteOwnLogs = {
+        actions   = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
+        resources = toset(["arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-intake:*"])
+        plain     = true
+      }
+      ConsumeIntakeQueue = {
+        actions   = toset(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
+        resources = toset(["arn:aws:sqs:us-east-1:123456789012:datasync-intake"])
+        plain     = true
+      }
+      SendToDestinationAndBufferQueues = {
+        actions = toset(["sqs:SendMessage"])
+        resources = toset(flatten([for d in ["crm", "marketing", "analytics"] : [
+          "arn:aws:sqs:us-east-1:123456789012:datasync-${d}",
+          "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-buffer",
+        ]]))
+        plain = true
+      }
+    }
+    error_message = "The intake's role may only write its own logs, consume the intake queue and send to the destination and buffer queues (not to a DLQ, not receive from them)."
+  }
+
+  assert {
+    condition     = toset(module.intake.function_environment_variable_names) == toset(["DATASYNC_ANALYTICS_HASH_KEY", "DATASYNC_INTAKE_ROUTES", "DATASYNC_LOG_LEVEL"])
+    error_message = "The intake shapes analytics records, so it holds the hash key, beside its routes and log level."
   }
 }
 
@@ -426,19 +500,22 @@ run "dashboard_policy_only_reads_the_pipelines_queues" {
 
   assert {
     condition = toset([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Resource if s.Action == "sqs:GetQueueAttributes"][0]) == toset(flatten([
-      for d in ["crm", "marketing", "analytics"] : [
+      "arn:aws:sqs:us-east-1:123456789012:datasync-intake",
+      "arn:aws:sqs:us-east-1:123456789012:datasync-intake-dlq",
+      [for d in ["crm", "marketing", "analytics"] : [
         "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-buffer",
         "arn:aws:sqs:us-east-1:123456789012:datasync-${d}",
         "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq",
-      ]
+      ]]
     ]))
-    error_message = "The dashboard reads the attributes of every buffer queue, destination queue and DLQ, and of no other queue."
+    error_message = "The dashboard reads the attributes of the intake queue and DLQ and every buffer queue, destination queue and DLQ, and of no other queue."
   }
 
   assert {
-    condition = toset([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Resource if s.Action == "sqs:ReceiveMessage"][0]) == toset([
-      for d in ["crm", "marketing", "analytics"] : "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq"
-    ])
+    condition = toset([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Resource if s.Action == "sqs:ReceiveMessage"][0]) == toset(concat(
+      ["arn:aws:sqs:us-east-1:123456789012:datasync-intake-dlq"],
+      [for d in ["crm", "marketing", "analytics"] : "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq"]
+    ))
     error_message = "The dashboard may receive from the DLQs only, never from a queue a consumer or Lambda reads."
   }
 
@@ -475,7 +552,19 @@ run "alarms_watch_each_destinations_own_resources" {
   }
 
   assert {
-    condition = length(module.monitoring.alarms) == 24 && alltrue([
+    condition = (
+      module.monitoring.alarms["intake/dlq-not-empty"].dimensions == tomap({ QueueName = "datasync-intake-dlq" }) &&
+      module.monitoring.alarms["intake/oldest-message"].dimensions == tomap({ QueueName = "datasync-intake" }) &&
+      module.monitoring.alarms["intake/function-errors"].dimensions == tomap({ FunctionName = output.intake_function_name }) &&
+      module.monitoring.alarms["intake/function-throttles"].dimensions == tomap({ FunctionName = output.intake_function_name }) &&
+      module.monitoring.alarms["intake/rule-delivery-failed"].dimensions == tomap({ EventBusName = output.event_bus_name, RuleName = "datasync-intake" }) &&
+      module.monitoring.alarms["intake/rule-events-lost"].dimensions == tomap({ EventBusName = output.event_bus_name, RuleName = "datasync-intake" })
+    )
+    error_message = "The intake's alarms must watch its own DLQ, queue, function and live-events rule."
+  }
+
+  assert {
+    condition = length(module.monitoring.alarms) == 30 && alltrue([
       for alarm in module.monitoring.alarms :
       alarm.actions == toset([output.alarm_topic_arn, "arn:aws:sns:us-east-1:123456789012:pager"])
     ])

@@ -107,11 +107,14 @@ def test_checkov_really_checked_encryption_and_iam(checkov):
     for check in checkov["results"]["passed_checks"]:
         passed[check["check_id"]].add(check["resource"])
     queues = {r for r in passed["CKV_AWS_27"] if resource_type({"resource": r}) == "aws_sqs_queue"}
-    assert len(queues) == 9, f"SQS encryption checked on {sorted(queues)}"  # 3 per destination
-    # No "*" action in any IAM policy: the 3 function roles, the API's, the 3 consumers' and
-    # the status page's read-only one.
+    # 3 per destination, and the intake's queue and DLQ.
+    assert len(queues) == 11, f"SQS encryption checked on {sorted(queues)}"
+    assert {"module.intake.aws_sqs_queue.this", "module.intake.aws_sqs_queue.dlq"} <= queues
+    # No "*" action in any IAM policy: the 3 function roles, the intake's, the API's, the 3
+    # consumers' and the status page's read-only one.
     policies = passed["CKV_AWS_63"]
-    assert len(policies) == 8, f"IAM wildcard check ran on {sorted(policies)}"
+    assert len(policies) == 9, f"IAM wildcard check ran on {sorted(policies)}"
+    assert "module.intake.aws_iam_role_policy.intake" in policies
     assert "aws_iam_policy.dashboard" in policies
     # The alarm topic is encrypted, with a customer-managed key that rotates. (checkov names a
     # counted resource with or without its "[0]", from one run to the next.)

@@ -39,17 +39,21 @@ locals {
 }
 
 ################################################################################
-# Routing: rule on the bus -> buffer queue
+# Routing: replays on the bus -> buffer queue (and the intake hands over what it cannot finish)
 ################################################################################
 
 resource "aws_cloudwatch_event_rule" "this" {
   name           = var.name
-  description    = "Routes ${var.event_source} ${join("/", var.event_detail_types)} events to the ${var.destination} buffer queue."
+  description    = "Routes replayed ${var.event_source} ${join("/", var.event_detail_types)} events to the ${var.destination} buffer queue (live events go through the intake)."
   event_bus_name = var.event_bus_name
 
+  # Live events reach this destination through the intake (modules/intake), which hands this
+  # buffer queue only what it could not finish. A replay names the rules it goes to, so
+  # `datasync replay --destination` still reaches one destination alone.
   event_pattern = jsonencode({
     source        = [var.event_source]
     "detail-type" = var.event_detail_types
+    "replay-name" = [{ exists = true }]
   })
 
   tags = var.tags

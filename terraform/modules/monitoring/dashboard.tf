@@ -1,5 +1,5 @@
 ################################################################################
-# Dashboard: the bus on top, then one row per destination, in the order events flow
+# Dashboard: the bus on top, then the intake, then one row per destination, in the order events flow
 ################################################################################
 
 locals {
@@ -7,8 +7,10 @@ locals {
 
   # CloudWatch grid: 24 columns. The header is 2 rows high, every graph 6.
   graph_height = 6
+  # The bus, then the intake (every live event passes it first), then the destinations.
+  intake_row = 2 + local.graph_height
   row_of_graphs = {
-    for index, destination in sort(keys(var.destinations)) : destination => 2 + local.graph_height * (index + 1)
+    for index, destination in sort(keys(var.destinations)) : destination => 2 + local.graph_height * (index + 2)
   }
 
   alarm_arns = [for alarm in aws_cloudwatch_metric_alarm.this : alarm.arn]
@@ -30,7 +32,7 @@ locals {
         width  = 24
         height = 2
         properties = {
-          markdown = "## ${var.name_prefix}: API → ${var.event_bus_name} → rule → buffer queue → transform → destination queue → consumers\nOne row per destination, left to right in the order events flow. What each alarm means and the first command to run: *Alarms and dashboard* in terraform/README.md."
+          markdown = "## ${var.name_prefix}: API → ${var.event_bus_name} → intake rule → intake queue → intake → destination queue → consumers\nThe intake's row, then one row per destination (its buffer queue and function take what the intake hands over, and replays), left to right in the order events flow. What each alarm means and the first command to run: *Alarms and dashboard* in terraform/README.md."
         }
       },
       {
@@ -77,6 +79,77 @@ locals {
       } if length(alarms) > 0
     ],
   )
+
+  intake_widgets = [
+    {
+      type   = "metric"
+      x      = 0
+      y      = local.intake_row
+      width  = 6
+      height = local.graph_height
+      properties = merge(local.graph_defaults, {
+        title = "intake: rule → ${var.intake.queue_name}"
+        stat  = "Sum"
+        metrics = [
+          for metric, label in {
+            Invocations                    = "delivered"
+            FailedInvocations              = "failed"
+            InvocationsSentToDlq           = "sent to the DLQ"
+            InvocationsFailedToBeSentToDlq = "lost"
+          } : ["AWS/Events", metric, "EventBusName", var.event_bus_name, "RuleName", var.intake.rule_name, { label = label }]
+        ]
+      })
+    },
+    {
+      type   = "metric"
+      x      = 6
+      y      = local.intake_row
+      width  = 6
+      height = local.graph_height
+      properties = merge(local.graph_defaults, {
+        title = "intake: ${var.intake.queue_name} and ${var.intake.dlq_name}"
+        stat  = "Maximum"
+        metrics = [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.intake.queue_name, { label = "waiting" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", var.intake.queue_name, { label = "in a batch" }],
+          ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.intake.queue_name, { label = "oldest (s)" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.intake.dlq_name, { label = "dead letters" }],
+        ]
+      })
+    },
+    {
+      type   = "metric"
+      x      = 12
+      y      = local.intake_row
+      width  = 6
+      height = local.graph_height
+      properties = merge(local.graph_defaults, {
+        title = "intake: ${var.intake.function_name}"
+        stat  = "Sum"
+        metrics = [
+          for metric, label in { Invocations = "invocations", Errors = "errors", Throttles = "throttles" } :
+          ["AWS/Lambda", metric, "FunctionName", var.intake.function_name, { label = label }]
+        ]
+      })
+    },
+    {
+      type   = "metric"
+      x      = 18
+      y      = local.intake_row
+      width  = 6
+      height = local.graph_height
+      properties = merge(local.graph_defaults, {
+        title = "intake: duration (ms)"
+        metrics = [
+          for stat in ["Average", "p99", "Maximum"] :
+          ["AWS/Lambda", "Duration", "FunctionName", var.intake.function_name, { stat = stat, label = stat }]
+        ]
+        annotations = {
+          horizontal = [{ label = "timeout", value = var.lambda_timeout_seconds * 1000 }]
+        }
+      })
+    },
+  ]
 
   destination_widgets = flatten([
     for destination, pipeline in var.destinations : [
@@ -184,7 +257,7 @@ locals {
     ]
   ])
 
-  dashboard_body = jsonencode({ widgets = concat(local.bus_widgets, local.destination_widgets) })
+  dashboard_body = jsonencode({ widgets = concat(local.bus_widgets, local.intake_widgets, local.destination_widgets) })
 
   console_hosts = {
     aws        = "console.aws.amazon.com"

@@ -97,9 +97,61 @@ locals {
     }
   }
 
-  # "<destination>/<alarm>" => the alarm, for every destination.
+  # The intake's own: every live event passes its queue and function before any destination's.
+  intake_alarm_definitions = {
+    dlq-not-empty = {
+      description = "Messages wait in ${var.intake.dlq_name}: live events EventBridge could not deliver to ${var.intake.queue_name}, or that ${var.intake.function_name} could neither shape nor hand over max receives times. They reached no destination. `datasync status` counts them; read /aws/lambda/${var.intake.function_name}, fix the cause, then move them back with `aws sqs start-message-move-task --source-arn <${var.intake.dlq_name} ARN> --destination-arn <${var.intake.queue_name} ARN>`."
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = var.intake.dlq_name }
+      statistic   = "Maximum"
+      threshold   = 0
+    }
+    oldest-message = {
+      description = "The oldest message in ${var.intake.queue_name} is older than ${var.buffer_oldest_message_alarm_seconds} s: ${var.intake.function_name} is not draining it (failing, throttled, or its event source mapping is disabled), and every destination waits. Run `datasync status`, then read /aws/lambda/${var.intake.function_name}."
+      namespace   = "AWS/SQS"
+      metric_name = "ApproximateAgeOfOldestMessage"
+      dimensions  = { QueueName = var.intake.queue_name }
+      statistic   = "Maximum"
+      threshold   = var.buffer_oldest_message_alarm_seconds
+    }
+    function-errors = {
+      description = "${var.intake.function_name} invocations failed (crash, timeout, out of memory): their batches return to ${var.intake.queue_name} and reach ${var.intake.dlq_name} after max receives. Read /aws/lambda/${var.intake.function_name}; `datasync trace <event id>` follows one event."
+      namespace   = "AWS/Lambda"
+      metric_name = "Errors"
+      dimensions  = { FunctionName = var.intake.function_name }
+      statistic   = "Sum"
+      threshold   = var.transform_errors_alarm_threshold
+    }
+    function-throttles = {
+      description = "${var.intake.function_name} was throttled: Lambda concurrency is used up (the account's limit or intake_maximum_concurrency). Each throttled batch counts toward max receives, then the intake DLQ. Run `datasync status`; raise the limit or the account quota."
+      namespace   = "AWS/Lambda"
+      metric_name = "Throttles"
+      dimensions  = { FunctionName = var.intake.function_name }
+      statistic   = "Sum"
+      threshold   = var.transform_throttles_alarm_threshold
+    }
+    rule-delivery-failed = {
+      description = "EventBridge gave up delivering live events of rule ${var.intake.rule_name} to ${var.intake.queue_name}. They go to ${var.intake.dlq_name}; `datasync status` counts them."
+      namespace   = "AWS/Events"
+      metric_name = "FailedInvocations"
+      dimensions  = { EventBusName = var.event_bus_name, RuleName = var.intake.rule_name }
+      statistic   = "Sum"
+      threshold   = 0
+    }
+    rule-events-lost = {
+      description = "Live events of rule ${var.intake.rule_name} are LOST: EventBridge could deliver them neither to ${var.intake.queue_name} nor to ${var.intake.dlq_name}. Replay the window from the archive: `datasync replay --from <time> --to <time>`."
+      namespace   = "AWS/Events"
+      metric_name = "InvocationsFailedToBeSentToDlq"
+      dimensions  = { EventBusName = var.event_bus_name, RuleName = var.intake.rule_name }
+      statistic   = "Sum"
+      threshold   = 0
+    }
+  }
+
+  # "<destination>/<alarm>" => the alarm, for every destination and the intake.
   alarms = var.create_alarms ? merge([
-    for destination, definitions in local.alarm_definitions : {
+    for destination, definitions in merge(local.alarm_definitions, { intake = local.intake_alarm_definitions }) : {
       for kind, alarm in definitions : "${destination}/${kind}" => merge(alarm, {
         name        = "${var.name_prefix}-${destination}-${kind}"
         destination = destination

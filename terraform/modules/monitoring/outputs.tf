@@ -15,9 +15,9 @@ output "alarms" {
 }
 
 output "alarm_names" {
-  description = "Alarm names by destination, then by alarm (dlq-not-empty, oldest-message, ...). Empty when create_alarms is false."
+  description = "Alarm names by destination (and \"intake\"), then by alarm (dlq-not-empty, oldest-message, ...). Empty when create_alarms is false."
   value = {
-    for destination in keys(var.destinations) : destination => {
+    for destination in concat(keys(var.destinations), ["intake"]) : destination => {
       for key, alarm in local.alarms : alarm.kind => aws_cloudwatch_metric_alarm.this[key].alarm_name if alarm.destination == destination
     } if var.create_alarms
   }

@@ -18,6 +18,16 @@ variable "event_bus_arn" {
   type        = string
 }
 
+variable "intake" {
+  description = "Names of the intake's resources (the intake module's outputs): its live-events rule, queue, DLQ and function."
+  type = object({
+    rule_name     = string
+    queue_name    = string
+    dlq_name      = string
+    function_name = string
+  })
+}
+
 variable "destinations" {
   description = "Each destination's pipeline, by destination key (the outputs of modules/destination): its rule, buffer queue, destination queue, DLQ and transform function."
   type = map(object({
