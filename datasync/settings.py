@@ -69,6 +69,9 @@ class Settings(_DestinationQueueUrls):
     event_bus_name: str = Field("datasync-bus", validation_alias="DATASYNC_EVENT_BUS_NAME")
     event_bus_arn: str | None = Field(None, validation_alias="DATASYNC_EVENT_BUS_ARN")
     archive_arn: str | None = Field(None, validation_alias="DATASYNC_ARCHIVE_ARN")
+    # Every live event passes the intake queue once, before any destination's queue.
+    intake_queue_url: str | None = Field(None, validation_alias="DATASYNC_INTAKE_QUEUE_URL")
+    intake_dlq_url: str | None = Field(None, validation_alias="DATASYNC_INTAKE_DLQ_URL")
 
     # API publishing: the budget bounds a whole publish (attempts and backoff); one attempt's
     # worst case, connect + read timeout, must fit in it. The breaker opens after that many

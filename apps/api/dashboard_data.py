@@ -38,6 +38,7 @@ MAX_ATTRIBUTE_CHARS = 300
 # Message attributes shown for a dead letter. Never the body: it carries personal data.
 FAILURE_ATTRIBUTES = ("failed_at", "failure_stage", "failure_reason", "event_id", "correlation_id")
 QUEUES_SHOWN = ("buffer_queue", "queue", "dlq")
+INTAKE_SETTINGS = {"queue": "DATASYNC_INTAKE_QUEUE_URL", "dlq": "DATASYNC_INTAKE_DLQ_URL"}
 DENIED = {"AccessDenied", "AccessDeniedException"}
 PERMISSION_HINT = "attach the Terraform output dashboard_policy_arn to the API's role"
 
@@ -136,10 +137,13 @@ class StatusCollector:
         metrics_urls: dict[str, str],
         fetch: Callable[[str], str] = fetch_metrics,
         clock: Callable[[], float] = time.monotonic,
+        intake_urls: dict[str, str | None] | None = None,
     ):
         self._sqs_factory = sqs  # built on first use: create_app stays cheap
         self._sqs: Any = None
         self._queue_urls = queue_urls
+        # {"queue": ..., "dlq": ...} of the intake, which every live event passes first
+        self._intake_urls = intake_urls
         self._metrics_urls = metrics_urls
         self._fetch = fetch
         self._clock = clock
@@ -164,7 +168,13 @@ class StatusCollector:
             d: {kind: settings.destination_queue_url(d, kind) for kind in QUEUES_SHOWN}
             for d in DESTINATIONS
         }
-        return cls(sqs, queue_urls, dict(settings.consumer_metrics_urls))
+        intake = {"queue": settings.intake_queue_url, "dlq": settings.intake_dlq_url}
+        return cls(
+            sqs,
+            queue_urls,
+            dict(settings.consumer_metrics_urls),
+            intake_urls=intake if settings.intake_queue_url else None,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:  # the others wait for this gathering and share it
@@ -194,9 +204,15 @@ class StatusCollector:
                 }
                 for d, parts in futures.items()
             ]
+            intake = {
+                kind: pool.submit(self._depth_at, url, INTAKE_SETTINGS[kind])
+                for kind, url in (self._intake_urls or {}).items()
+            }
+            intake_queues = {kind: future.result() for kind, future in intake.items()}
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "window_seconds": WINDOW_SECONDS,
+            "intake": {"queues": intake_queues} if intake_queues else None,
             "destinations": destinations,
         }
 
@@ -207,8 +223,15 @@ class StatusCollector:
         return url
 
     def _depth(self, destination: str, kind: str) -> dict[str, Any]:
+        return self._depth_at(
+            self._queue_urls[destination].get(kind), queue_setting_name(destination, kind)
+        )
+
+    def _depth_at(self, url: str | None, setting: str) -> dict[str, Any]:
         try:
-            depth = queue_depth(self._sqs, self._queue_url(destination, kind))
+            if not url:
+                raise SourceUnavailable(f"not configured: set {setting}")
+            depth = queue_depth(self._sqs, url)
         except SourceUnavailable as exc:
             return {"visible": None, "in_flight": None, "error": str(exc)}
         except (BotoCoreError, ClientError) as exc:

@@ -2,7 +2,8 @@
 
 A restart with nothing changed skips Terraform when the applied record's fingerprint matches
 and this check finds every resource the outputs name: the queues, the bus, its archive and
-rules (with targets), each function running the package's code, and its event source mapping.
+rules (with targets), each function (the intake's too) running the package's code, and its event
+source mapping.
 A `terraform plan` of the same stack costs 10-12 s on 2 idle cores (the 12 CloudWatch alarms,
 read back incompletely by MiniStack, would even show as changes); this check costs well under
 a second.
@@ -39,7 +40,8 @@ def missing_resources(endpoint: str, outputs: dict[str, Any], package: Path) -> 
 
 
 def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
-    """Messages in the buffer queues, waiting or inside a Lambda batch; None if unknown.
+    """Messages in the intake and buffer queues, waiting or inside a Lambda batch; None if
+    unknown.
 
     Asked while stopping: one short attempt per call (a hung emulator must not eat the stop's
     budget), and the first failure ends the asking.
@@ -51,7 +53,7 @@ def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
         )  # fmt: skip
         total = 0
         try:
-            for url in outputs["buffer_queue_urls"].values():
+            for url in [outputs["intake_queue_url"], *outputs["buffer_queue_urls"].values()]:
                 attributes = sqs.get_queue_attributes(
                     QueueUrl=url,
                     AttributeNames=[
@@ -81,10 +83,11 @@ def _client(service: str, outputs: dict[str, Any], endpoint: str) -> Any:
 
 def _missing(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]:
     sqs, events, lam = (_client(s, outputs, endpoint) for s in ("sqs", "events", "lambda"))
+    urls = [url for kind in QUEUE_OUTPUTS for url in outputs[kind].values()]
+    urls += [outputs["intake_queue_url"], outputs["intake_dlq_url"]]
     problems = [
         f"queue {url}"
-        for kind in QUEUE_OUTPUTS
-        for url in outputs[kind].values()
+        for url in urls
         if not _exists(lambda u=url: sqs.get_queue_attributes(QueueUrl=u))
     ]
     bus, archive = outputs["event_bus_name"], outputs["archive_name"]
@@ -92,7 +95,7 @@ def _missing(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]
         problems.append(f"event bus {bus}")
     if not _exists(lambda: events.describe_archive(ArchiveName=archive)):
         problems.append(f"archive {archive}")
-    for arn in outputs["rule_arns"].values():
+    for arn in [outputs["intake_rule_arn"], *outputs["rule_arns"].values()]:
         rule = arn.rsplit("/", 1)[1]
         try:
             targets = events.list_targets_by_rule(Rule=rule, EventBusName=bus)["Targets"]
@@ -104,6 +107,8 @@ def _missing(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]
     buffers = outputs["buffer_queue_arns"]
     for destination, name in outputs["lambda_function_names"].items():
         problems += _function_problems(lam, name, code, buffers[destination])
+    intake = outputs["intake_function_name"]
+    problems += _function_problems(lam, intake, code, outputs["intake_queue_arn"])
     return problems
 
 

@@ -31,7 +31,12 @@ from apps.cli.emulator import Emulator, has_saved_state, port_in_use, start_mini
 from apps.cli.lambda_package import build_lambda_package
 from apps.cli.paths import ROOT, venv_bin
 from apps.cli.processes import ProcessFile, exit_description, spawn, stop_leftovers
-from apps.cli.settings import LOCAL_LAMBDA_CONCURRENCY, CliSettings, cli_settings
+from apps.cli.settings import (
+    LOCAL_INTAKE_CONCURRENCY,
+    LOCAL_LAMBDA_CONCURRENCY,
+    CliSettings,
+    cli_settings,
+)
 from apps.cli.supervisor import (
     StopLatch,
     StopRequested,
@@ -104,7 +109,8 @@ class StackConfig:
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
     consumer_concurrency: int = 1
     receive_wait_seconds: int = 5
-    lambda_concurrency: int = LOCAL_LAMBDA_CONCURRENCY  # batches at once per event source mapping
+    lambda_concurrency: int = LOCAL_LAMBDA_CONCURRENCY  # batches at once per destination function
+    intake_concurrency: int = LOCAL_INTAKE_CONCURRENCY  # batches at once of the intake function
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -118,6 +124,7 @@ class StackConfig:
             consumer_concurrency=settings.consumer_concurrency,
             receive_wait_seconds=settings.receive_wait_seconds,
             lambda_concurrency=settings.lambda_concurrency,
+            intake_concurrency=settings.intake_concurrency,
         )
 
     @property
@@ -259,10 +266,11 @@ class LocalStack:
             # plan shows a diff). We keep them on to exercise that part of the configuration:
             # restarts with nothing changed skip Terraform, and a changed input re-applies them.
             "create_alarms": "true",
-            # MiniStack runs up to 5 batches per mapping at once, each in a worker process of its
-            # own: 15 processes for 3 destinations on a laptop's few cores. Fewer, fuller batches
-            # cost less CPU per event (BENCHMARKS.md).
+            # MiniStack runs up to 5 batches per mapping at once unless told, each in a worker
+            # process of its own. The intake's batches carry every live event; the destinations'
+            # functions only what the intake hands over, and replays (BENCHMARKS.md).
             "lambda_maximum_concurrency": str(self.config.lambda_concurrency),
+            "intake_maximum_concurrency": str(self.config.intake_concurrency),
         }
 
     def _why_apply(self, applied: Any, fingerprint: str, package: Path) -> str | None:
@@ -315,6 +323,8 @@ class LocalStack:
             for kind in QUEUE_KINDS:
                 url = self.outputs[f"{kind}_urls"][destination]
                 env[queue_setting_name(destination, kind)] = url
+        env["DATASYNC_INTAKE_QUEUE_URL"] = self.outputs["intake_queue_url"]
+        env["DATASYNC_INTAKE_DLQ_URL"] = self.outputs["intake_dlq_url"]
         env["DATASYNC_API_METRICS_URL"] = self.metrics_url("api")
         env["DATASYNC_CONSUMER_METRICS_URLS"] = ",".join(
             f"{destination}={self.metrics_url(destination)}"

@@ -94,7 +94,27 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         entry["applied_events"], entry["store_problem"] = applied_events(settings, destination)
         entry["alarms"] = alarms(entry)
         status[destination] = entry
+    if settings.intake_queue_url:
+        status["intake"] = intake_status(settings, sqs, cloudwatch)
     return status
+
+
+def intake_status(settings: Settings, sqs: Any, cloudwatch: Any) -> dict[str, Any]:
+    """The intake queue (one message per live event, before any destination) and its DLQ."""
+    assert settings.intake_queue_url is not None
+    url = settings.intake_queue_url
+    entry: dict[str, Any] = {
+        "buffer": {
+            **queue_depth(sqs, url),
+            "oldest_age_seconds": oldest_message_age(cloudwatch, url),
+        }
+    }
+    if settings.intake_dlq_url:
+        entry["dlq_depth"] = queue_depth(sqs, settings.intake_dlq_url)["visible"]
+    entry["alarms"] = [
+        "oldest-message" if alarm == "buffer-oldest-message" else alarm for alarm in alarms(entry)
+    ]
+    return entry
 
 
 def applied_events(settings: Settings, destination: str) -> tuple[int | None, str | None]:
@@ -119,25 +139,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{'destination':<12} {'waiting':>9} {'in-flight':>10} {'waiting':>8} {'in-flight':>9} "
         f"{'':>6} {'events':>8}  alarm"
     )
-    for destination, entry in status.items():
+    intake = status.pop("intake", None)
+    rows = ({"(intake)": intake} if intake else {}) | status
+    for destination, entry in rows.items():
         buffer, queue = entry.get("buffer", {}), entry.get("queue", {})
         alarm = f"ALARM ({', '.join(entry['alarms'])})" if entry["alarms"] else "ok"
-        applied = "-" if entry["applied_events"] is None else entry["applied_events"]
+        applied = "-" if entry.get("applied_events") is None else entry["applied_events"]
         print(
             f"{destination:<12} {buffer.get('visible', '-'):>9} {buffer.get('in_flight', '-'):>10} "
             f"{queue.get('visible', '-'):>8} {queue.get('in_flight', '-'):>9} "
             f"{entry.get('dlq_depth', '-'):>6} {applied:>8}  {alarm}"
         )
-    unreadable = {d: e["store_problem"] for d, e in status.items() if e["store_problem"]}
+    unreadable = {d: e["store_problem"] for d, e in status.items() if e.get("store_problem")}
     if unreadable:
         print("\nstores that cannot be read (applied: -):")
         for destination, problem in unreadable.items():
             print(f"  {destination}: {problem}")
     print(
-        "\nevents to transform: messages in the buffer queue, one per event; packs to apply: "
-        "messages in the\ndestination queue, each the records of one Lambda batch (or a single "
-        "record); dlq: records or\nevents that failed for good, one per message (`datasync dlq "
-        "list <destination>` says why);\nalarm: where CloudWatch's alarms would fire (DLQ not "
-        "empty; oldest message over 600 s in the\nbuffer queue, 900 s in the destination queue)"
+        "\nevents to transform: messages in the intake queue (every live event, once) and in a "
+        "destination's\nbuffer queue (what the intake handed over, and replays), one per event; "
+        "packs to apply: messages\nin the destination queue, each the records of one Lambda batch "
+        "(or a single record); dlq: records\nor events that failed for good, one per message "
+        "(`datasync dlq list <destination>` says why);\nalarm: where CloudWatch's alarms would "
+        "fire (DLQ not empty; oldest message over 600 s in the\nintake or a buffer queue, 900 s in "
+        "the destination queue)"
     )
     return exit_codes.OK

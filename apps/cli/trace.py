@@ -4,8 +4,8 @@ It gathers what each hop knows, from the places an operator can read without cha
 anything: the API's log lines of the local run (accepted: event id and correlation id), the
 consumers' batch lines, the stores (their applied-events tables keep every event id; the
 records of a user name the events that set their fields), the DLQs (read in full, then made
-visible again), and a peek at the buffer and destination queues. The peek is **best effort**:
-one receive of up to 10 messages per queue with a visibility timeout of 0, so a long queue
+visible again), and a peek at the intake, buffer and destination queues. The peek is **best
+effort**: one receive of up to 10 messages per queue with a visibility timeout of 0, so a long queue
 may hide the event, a consumer may take it meanwhile, and the receive counts towards the
 queue's maxReceiveCount like any other (`--no-peek` skips it).
 """
@@ -202,8 +202,10 @@ def _events_of_user(store: Any, settings: Settings, user_id: str) -> set[str]:
 
 def from_queues(trace: Trace, settings: Settings, peek: bool) -> None:
     sqs = common.sqs(settings)
-    for destination in DESTINATIONS:
-        dlq_url = settings.dlq_url_for(destination)
+    # The intake comes first: every live event passes it before any destination's queues.
+    intake = {"dlq": settings.intake_dlq_url, "buffer_queue": settings.intake_queue_url}
+    for destination, urls in [("intake", intake), *((d, None) for d in DESTINATIONS)]:
+        dlq_url = urls["dlq"] if urls else settings.dlq_url_for(destination)
         if dlq_url:
             for entry in list_messages(sqs, dlq_url, limit=10_000):
                 for event_id, correlation_id in _pairs(entry):
@@ -219,10 +221,13 @@ def from_queues(trace: Trace, settings: Settings, peek: bool) -> None:
         if not peek:
             continue
         for kind, where in (
-            ("buffer_queue", "waiting: buffer queue"),
+            ("buffer_queue", f"waiting: {'intake' if urls else 'buffer'} queue"),
             ("queue", "waiting: destination queue"),
         ):
-            url = settings.destination_queue_url(destination, kind)
+            if urls:
+                url = urls.get(kind)
+            else:
+                url = settings.destination_queue_url(destination, kind)
             if not url:
                 continue
             messages = sqs.receive_message(

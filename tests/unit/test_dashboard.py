@@ -436,3 +436,42 @@ def test_throughput_and_lag_are_measured_between_scrapes():
     clock.now = 20
     texts["now"] = metrics_text(3, [])  # the consumer restarted
     assert by_name(status.snapshot())["crm"]["consumer"]["applied_per_second"] is None
+
+
+def test_the_intake_queue_and_its_dlq_are_gathered_when_configured():
+    intake = {"queue": "http://sqs/intake", "dlq": "http://sqs/intake-dlq"}
+    sqs = FakeSqs()
+    status = StatusCollector(lambda: sqs, queue_urls(), {}, intake_urls=intake).snapshot()
+    assert status["intake"] == {
+        "queues": {
+            "queue": {"visible": 0, "in_flight": 1, "error": None},
+            "dlq": {"visible": 3, "in_flight": 1, "error": None},
+        }
+    }
+    assert sqs.calls == 4 * len(DESTINATIONS) + 2
+    assert collector(FakeSqs()).snapshot()["intake"] is None  # a stack without one
+
+
+def test_a_missing_intake_dlq_url_names_its_setting():
+    intake = {"queue": "http://sqs/intake", "dlq": None}
+    status = StatusCollector(lambda: FakeSqs(), queue_urls(), {}, intake_urls=intake).snapshot()
+    assert "DATASYNC_INTAKE_DLQ_URL" in status["intake"]["queues"]["dlq"]["error"]
+
+
+class IntakeCollector(FakeCollector):
+    def snapshot(self):
+        queues = {"queue": {"visible": 7, "in_flight": 2, "error": None}}
+        queues["dlq"] = {"visible": 1, "in_flight": 0, "error": None}
+        return {**super().snapshot(), "intake": {"queues": queues}}
+
+
+def test_the_page_shows_the_intake_before_the_destinations():
+    app = make_app()
+    app.extensions["datasync.dashboard"].collector = IntakeCollector()
+    html = app.test_client().get("/dashboard", headers={"X-API-Key": API_KEY}).get_data(True)
+    intake = html[html.index('id="intake"') : html.index('id="destination-')]
+    assert '<dd data-queue="queue">7 <small>+2 in flight</small></dd>' in intake
+    assert '<dd data-queue="dlq" class="alert">1 <small>+0 in flight</small></dd>' in intake
+    assert 'id="intake"' not in make_app().test_client().get(
+        "/dashboard", headers={"X-API-Key": API_KEY}
+    ).get_data(True)

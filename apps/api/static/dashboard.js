@@ -105,8 +105,21 @@
     ctx.stroke();
   }
 
+  function renderIntake(intake) {
+    const section = document.getElementById("intake");
+    if (!section || !intake) return;
+    for (const cell of section.querySelectorAll("[data-queue]")) renderDepth(cell, intake.queues[cell.dataset.queue]);
+    const list = section.querySelector('[data-field="problems"]');
+    list.replaceChildren(...Object.entries(intake.queues).filter(([, q]) => q.error).map(([kind, q]) => {
+      const li = document.createElement("li");
+      li.textContent = `intake ${kind}: ${q.error}`;
+      return li;
+    }));
+  }
+
   function render(status) {
     document.getElementById("generated-at").textContent = status.generated_at;
+    renderIntake(status.intake);
     for (const d of status.destinations) {
       const section = document.getElementById(`destination-${d.name}`);
       if (!section) continue;
