@@ -93,16 +93,28 @@ def diff(after: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict
 
 
 def bus_sqs_targets(env: dict[str, str]) -> int:
-    """How many SQS targets the pipeline bus's rules deliver every event to."""
+    """How many SQS targets the pipeline bus's rules deliver every live event to (a rule for
+    replayed events only, such as a destination's own, does not count)."""
     events = client("events", env)
     bus = env["DATASYNC_EVENT_BUS_NAME"]
     targets = 0
     for rule in events.list_rules(EventBusName=bus).get("Rules", []):
+        if replays_only(rule.get("EventPattern")):
+            continue
         for target in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus).get(
             "Targets", []
         ):
             targets += ":sqs:" in target["Arn"]
     return targets
+
+
+def replays_only(pattern: str | None) -> bool:
+    """Whether an event pattern matches replayed events alone ({"replay-name": [{"exists":
+    true}]}, which a live event, having no replay-name, never matches)."""
+    try:
+        return json.loads(pattern or "{}").get("replay-name") == [{"exists": True}]
+    except (ValueError, AttributeError):
+        return False
 
 
 def archive_retention_days(env: dict[str, str]) -> int | None:

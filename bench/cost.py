@@ -49,6 +49,8 @@ class Usage:
     lambda_system_log_level: str = "INFO"  # the functions' LoggingConfig (WARN drops those lines)
     archive_retention_days: int | None = None
     idle_calls_per_second: dict[str, float] = field(default_factory=dict)  # by service:operation
+    # SQS event source mappings (one per function; idle, each long-polls): None, one per target
+    event_source_mappings: int | None = None
 
 
 def calls_per_event(counted: list[dict[str, Any]], events: int) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def cost_per_million(usage: Usage, prices: dict[str, Any]) -> dict[str, Any]:
         )
     deliveries = put_units * usage.bus_targets_per_event
     line(
-        "SQS: EventBridge deliveries to the buffer queues",
+        "SQS: EventBridge deliveries to the rules' queues",
         deliveries * scale,
         "sqs_standard_request",
         f"modelled: every accepted entry x {usage.bus_targets_per_event} SQS targets",
@@ -268,7 +270,8 @@ def fixed_monthly(usage: Usage, prices: dict[str, Any]) -> dict[str, Any]:
     """What an idle pipeline costs per month: consumers' empty long polls and the ESM pollers."""
     sqs = _price(prices, "sqs_standard_request")
     idle = sum(v for k, v in usage.idle_calls_per_second.items() if k.startswith("sqs:"))
-    pollers = ESM_IDLE_POLLERS * usage.bus_targets_per_event / 20  # one 20 s long poll at a time
+    mappings = usage.event_source_mappings or usage.bus_targets_per_event
+    pollers = ESM_IDLE_POLLERS * mappings / 20  # one 20 s long poll at a time
     return {
         "consumer_idle_polls_usd": round(idle * SECONDS_PER_MONTH * sqs, 2),
         "esm_idle_polls_usd": round(pollers * SECONDS_PER_MONTH * sqs, 2),

@@ -19,12 +19,13 @@ LOG_EVENT_OVERHEAD_BYTES = 26
 
 
 def pipeline_functions(lambda_client: Any) -> list[dict[str, Any]]:
-    """The destination Lambdas (they carry DATASYNC_DESTINATION in their environment)."""
+    """The pipeline's Lambdas: the intake (DATASYNC_INTAKE_ROUTES in its environment) and the
+    destinations' functions (DATASYNC_DESTINATION)."""
     functions = []
     for page in lambda_client.get_paginator("list_functions").paginate():
         for function in page["Functions"]:
             variables = (function.get("Environment") or {}).get("Variables") or {}
-            if "DATASYNC_DESTINATION" in variables:
+            if {"DATASYNC_DESTINATION", "DATASYNC_INTAKE_ROUTES"} & set(variables):
                 functions.append(function)
     return functions
 

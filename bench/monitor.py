@@ -1,7 +1,7 @@
 """Once a second: queue depths, applied counts, CPU and peak memory by process kind.
 
 One thread samples, everything else reads its time series afterwards. Per sample it makes one
-GetQueueAttributes per buffer and destination queue (the only load it adds to the emulator),
+GetQueueAttributes per intake, buffer and destination queue (the only load it adds to the emulator),
 one ``count(*)`` per store, and reads /proc for every process of the stack's process groups.
 CPU is attributed per process kind from /proc/<pid>/stat (utime + stime); a process that exits
 between two samples loses the CPU it used since the last one (short-lived Lambda workers).
@@ -141,20 +141,22 @@ class Monitor:
             entry = {}
             for kind, name in (("BUFFER_QUEUE", "buffer"), ("QUEUE", "queue")):
                 url = self.stack.queue_url(destination, kind)
-                if not url:
-                    continue
-                attributes = self.sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                    ],
-                )["Attributes"]
-                entry[name] = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-                    attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-                )
+                if url:
+                    entry[name] = self._depth(url)
             result[destination] = entry
+        intake = self.stack.env.get("DATASYNC_INTAKE_QUEUE_URL")
+        if intake:  # every live event passes it once, before any destination's queues
+            result["intake"] = {"buffer": self._depth(intake)}
         return result
+
+    def _depth(self, url: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
 
     def _run(self) -> None:
         previous = time.time()

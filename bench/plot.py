@@ -76,6 +76,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                 label=f"{kind} {destination}",
                 linewidth=1,
             )
+    if any("intake" in s["depth"] for s in samples):
+        ax_depth.plot(
+            t,
+            [s["depth"].get("intake", {}).get("buffer", 0) for s in samples],
+            label="intake",
+            linewidth=1,
+        )
     ax_depth.set_ylabel("messages (visible + in flight)")
     ax_depth.set_xlabel("seconds since the first sample")
 

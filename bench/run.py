@@ -238,6 +238,7 @@ def usage_of(
         lambda_system_log_level=lam.get("system_log_level", "INFO"),
         archive_retention_days=accounting["archive_retention_days"],
         idle_calls_per_second=accounting["idle_calls_per_second"],
+        event_source_mappings=len(lam.get("names") or []) or None,
     )
 
 

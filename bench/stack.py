@@ -59,6 +59,7 @@ def destinations_of(env: dict[str, str]) -> list[str]:
         if key.startswith("DATASYNC_")
         and key.endswith("_QUEUE_URL")
         and not key.endswith(("_DLQ_URL", "_BUFFER_QUEUE_URL"))
+        and not key.startswith("DATASYNC_INTAKE_")
     ]
     return sorted(n for n in names if n and "_" not in n)
 

@@ -269,7 +269,7 @@ def pipeline_function(env: dict[str, str], build_dir: Path) -> dict[str, Any]:
     analytics = next(
         f
         for f in pipeline_functions(lambdas)
-        if f["Environment"]["Variables"]["DATASYNC_DESTINATION"] == "analytics"
+        if f["Environment"]["Variables"].get("DATASYNC_DESTINATION") == "analytics"
     )
     own = {"DATASYNC_DESTINATION", "DATASYNC_DESTINATION_QUEUE_URL"}
     own |= {"DATASYNC_DEAD_LETTER_QUEUE_URL", "DATASYNC_BUFFER_QUEUE_URL"}

@@ -64,7 +64,7 @@ def test_each_line_is_quantity_times_list_price():
     assert by_item["EventBridge custom events (PutEvents entries)"] == pytest.approx(
         1.00
     )  # entries, not calls
-    assert by_item["SQS: EventBridge deliveries to the buffer queues"] == pytest.approx(1.20)  # 3 M
+    assert by_item["SQS: EventBridge deliveries to the rules' queues"] == pytest.approx(1.20)  # 3 M
     assert by_item["SQS: event source mapping receives and deletes"] == pytest.approx(0.24)  # 0.6 M
     assert by_item["SQS: calls of the API, Lambdas and consumers"] == pytest.approx(0.40)  # 1.0 M
     assert by_item["Lambda requests"] == pytest.approx(0.06)  # 300 k invocations
@@ -107,7 +107,7 @@ def test_with_aws_batching_fewer_invocations_and_pack_sends_and_nothing_else_fal
     # pack sends 300 -> 30 of the 1,000 counted SQS requests; receives and deletes stay
     assert aws["SQS: calls of the API, Lambdas and consumers"] == pytest.approx(0.73 * 0.40)
     for kept in ("CloudWatch Logs: Lambda log ingestion", "SQS: EventBridge deliveries to the "
-                 "buffer queues", "EventBridge custom events (PutEvents entries)"):  # fmt: skip
+                 "rules' queues", "EventBridge custom events (PutEvents entries)"):  # fmt: skip
         assert aws[kept] == counted[kept]
     assert aws["Lambda compute"] == pytest.approx(counted["Lambda compute"], rel=0.05)
     assert (
@@ -195,3 +195,12 @@ def test_the_price_table_says_where_and_when():
     for name, price in PRICES["prices"].items():
         assert price["source"].startswith("https://aws.amazon.com/"), name
         assert price["usd"] > 0 and price["per"] >= 1, name
+
+
+def test_every_event_source_mapping_polls_when_idle_not_only_the_live_targets():
+    # The intake is the one live target, but the destinations' functions poll their buffers too.
+    usage = Usage(**{**USAGE.__dict__, "bus_targets_per_event": 1, "event_source_mappings": 4})
+    fixed = cost_per_million(usage, PRICES)["fixed_monthly_usd"]
+    assert fixed["esm_idle_polls_usd"] == pytest.approx(
+        5 * 4 / 20 * 30 * 24 * 3600 * 0.4e-6, abs=0.01
+    )
