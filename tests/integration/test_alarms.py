@@ -53,6 +53,29 @@ def watched_dimensions(outputs: dict[str, Any], destination: str) -> dict[str, d
     }
 
 
+# The intake's alarms -> the same, on the intake's own queue, DLQ, function and rule.
+INTAKE_ALARMS = {
+    "dlq-not-empty": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "dlq"),
+    "oldest-message": ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", "queue"),
+    "function-errors": ("AWS/Lambda", "Errors", "Sum", "function"),
+    "function-throttles": ("AWS/Lambda", "Throttles", "Sum", "function"),
+    "rule-delivery-failed": ("AWS/Events", "FailedInvocations", "Sum", "rule"),
+    "rule-events-lost": ("AWS/Events", "InvocationsFailedToBeSentToDlq", "Sum", "rule"),
+}
+
+
+def intake_dimensions(outputs: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        "dlq": {"QueueName": last_segment(outputs["intake_dlq_url"])},
+        "queue": {"QueueName": last_segment(outputs["intake_queue_url"])},
+        "function": {"FunctionName": outputs["intake_function_name"]},
+        "rule": {
+            "EventBusName": outputs["event_bus_name"],
+            "RuleName": last_segment(outputs["intake_rule_arn"]),
+        },
+    }
+
+
 def deployed_alarms(pipeline: Pipeline, outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     names = [name for by_kind in outputs["alarm_names"].values() for name in by_kind.values()]
     found = pipeline.aws("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
@@ -62,12 +85,13 @@ def deployed_alarms(pipeline: Pipeline, outputs: dict[str, Any]) -> dict[str, di
 def test_every_destination_has_its_alarms_and_they_notify_the_topic(stack, pipeline):
     outputs = stack.outputs
     topic = outputs["alarm_topic_arn"]
-    assert topic and set(outputs["alarm_names"]) == set(DESTINATIONS)
+    assert topic and set(outputs["alarm_names"]) == {*DESTINATIONS, "intake"}
     alarms = deployed_alarms(pipeline, outputs)
-    assert len(alarms) == len(DESTINATIONS) * len(ALARMS), sorted(alarms)
-    for destination in DESTINATIONS:
-        dimensions = watched_dimensions(outputs, destination)
-        for kind, (namespace, metric, statistic, watches) in ALARMS.items():
+    assert len(alarms) == len(DESTINATIONS) * len(ALARMS) + len(INTAKE_ALARMS), sorted(alarms)
+    expected = {d: (watched_dimensions(outputs, d), ALARMS) for d in DESTINATIONS}
+    expected["intake"] = (intake_dimensions(outputs), INTAKE_ALARMS)
+    for destination, (dimensions, kinds) in expected.items():
+        for kind, (namespace, metric, statistic, watches) in kinds.items():
             alarm = alarms[outputs["alarm_names"][destination][kind]]
             deployed = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
             assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (

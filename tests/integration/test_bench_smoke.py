@@ -79,6 +79,7 @@ def test_bench_against_the_running_session_stack(stack, tmp_path):
         assert result["cpu_ms_per_event"].get(kind, 0) > 0, kind
     assert result["accounting"]["skipped"]
     assert {d for s in result["timeseries"] if "depth" in s for d in s["depth"]} == {
+        "intake",
         "crm",
         "marketing",
         "analytics",
