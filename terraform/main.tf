@@ -20,8 +20,9 @@ locals {
     var.tags,
   )
 
-  # Environment variables only one destination's transform may see. The analytics hash key must
-  # never reach the crm or marketing functions.
+  # Environment variables only one destination's transform (and the intake, which shapes every
+  # destination's records) may see. The analytics hash key must never reach the crm or marketing
+  # functions.
   destination_secret_environment = {
     analytics = {
       DATASYNC_ANALYTICS_HASH_KEY = var.analytics_hash_key
