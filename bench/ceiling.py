@@ -15,6 +15,7 @@ import resource
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,19 +50,30 @@ class CeilingResult:
         }
 
 
+def one_unit(_message: dict[str, Any]) -> int:
+    return 1
+
+
 def drain(
-    env: dict[str, str], queue_url: str, expected: int, threads: int, deadline: float
+    env: dict[str, str],
+    queue_url: str,
+    expected: int,
+    threads: int,
+    deadline: float,
+    units: Callable[[dict[str, Any]], int] = one_unit,
 ) -> dict[str, Any]:
-    """Receive and delete until ``expected`` distinct messages are gone (own process)."""
+    """Receive and delete until ``expected`` units are gone (own process): by default one per
+    distinct message; ``units`` counts them otherwise (a module-level function: it crosses
+    into the process)."""
     sqs = client("sqs", env, pool=threads + 2)
     seen: set[str] = set()
+    state = {"count": 0, "last": 0.0}
     lock = threading.Lock()
-    times = {"first": 0.0, "last": 0.0}
 
     def work() -> None:
         while time.time() < deadline:
             with lock:
-                if len(seen) >= expected:
+                if state["count"] >= expected:
                     return
             messages = sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
@@ -77,9 +89,11 @@ def drain(
             )
             now = time.time()
             with lock:
-                times["first"] = times["first"] or now
-                times["last"] = now
-                seen.update(m["MessageId"] for m in messages)
+                state["last"] = now
+                for message in messages:
+                    if message["MessageId"] not in seen:
+                        seen.add(message["MessageId"])
+                        state["count"] += units(message)
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
     for worker in workers:
@@ -87,7 +101,12 @@ def drain(
     for worker in workers:
         worker.join(max(0.0, deadline - time.time()) + 5)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"count": len(seen), "last": times["last"], "cpu": usage.ru_utime + usage.ru_stime}
+    return {
+        "count": state["count"],
+        "messages": len(seen),
+        "last": state["last"],
+        "cpu": usage.ru_utime + usage.ru_stime,
+    }
 
 
 class Ceiling:

@@ -22,9 +22,7 @@ import argparse
 import io
 import json
 import multiprocessing
-import resource
 import sys
-import threading
 import time
 import uuid
 import zipfile
@@ -36,7 +34,7 @@ from typing import Any
 
 from bench.aws import client
 from bench.bus import BusPutter
-from bench.ceiling import Ceiling
+from bench.ceiling import Ceiling, drain
 from bench.lambdas import pipeline_functions
 from bench.monitor import ProcessSampler
 from bench.stack import start_stack
@@ -80,52 +78,9 @@ def say(message: str) -> None:
     print(f"bench-topology: {message}", file=sys.stderr, flush=True)
 
 
-def drain_packs(
-    env: dict[str, str], queue_url: str, expected: int, deadline: float
-) -> dict[str, Any]:
-    """Receive and delete packs until ``expected`` records are gone (own process)."""
-    sqs = client("sqs", env, pool=DRAIN_THREADS + 2)
-    seen: set[str] = set()
-    state = {"records": 0, "last": 0.0}
-    lock = threading.Lock()
-
-    def work() -> None:
-        while time.time() < deadline:
-            with lock:
-                if state["records"] >= expected:
-                    return
-            messages = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", [])
-            if not messages:
-                continue
-            sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
-            now = time.time()
-            with lock:
-                for message in messages:
-                    if message["MessageId"] not in seen:
-                        seen.add(message["MessageId"])
-                        state["records"] += len(json.loads(message["Body"])["records"])
-                state["last"] = now
-
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(DRAIN_THREADS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.time()) + 5)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "records": state["records"],
-        "messages": len(seen),
-        "last": state["last"],
-        "cpu": usage.ru_utime + usage.ru_stime,
-    }
+def records_in(message: dict[str, Any]) -> int:
+    """The records a destination queue message (a record pack) carries."""
+    return len(json.loads(message["Body"])["records"])
 
 
 class Topology:
@@ -234,19 +189,19 @@ class Topology:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(DESTINATIONS), mp_context=context) as pool:
             futures = [
-                pool.submit(drain_packs, self.env, url, count, deadline)
+                pool.submit(drain, self.env, url, count, DRAIN_THREADS, deadline, records_in)
                 for url in self.destination_queues.values()
             ]
             time.sleep(1.5)  # the drainers reach their first long poll
             put = BusPutter(self.events).burst(entries)
             drained = [future.result() for future in futures]
         seconds = (max(d["last"] for d in drained) or time.time()) - put.started
-        complete = min(d["records"] for d in drained)
+        complete = min(d["count"] for d in drained)
         return {
             "events": count,
             "seconds": round(seconds, 2),
             "events_per_second": round(complete / seconds, 1) if seconds > 0 else 0.0,
-            "records_per_destination": [d["records"] for d in drained],
+            "records_per_destination": [d["count"] for d in drained],
             "packs_per_destination": [d["messages"] for d in drained],
             "failed_puts": len(put.failed),
         }
