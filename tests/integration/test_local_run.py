@@ -313,11 +313,13 @@ def test_a_sigkilled_supervisor_takes_its_children_along(local_run):
     try:
         _post_users(local_run, 3)  # so that MiniStack has Lambda workers too
         emulator = run.children()["emulator"]
-        wait_until(lambda: len(group_members(emulator)) > len(DESTINATIONS), timeout=30,
-                   what="a Lambda worker per function")  # fmt: skip
+        # Live events reach the intake function alone; how many workers its pool grows to
+        # depends on how the three invocations overlap, so one is what can be relied on.
+        wait_until(lambda: len(group_members(emulator)) > 1, timeout=30,
+                   what="a Lambda worker of the intake function")  # fmt: skip
         # MiniStack unpacks each worker into a temp dir it never removes: ours, not /tmp.
         worker_dirs = set(local_run.var_dir.glob("local/emulator-tmp/ministack-lambda-*"))
-        assert len(worker_dirs) >= len(DESTINATIONS)
+        assert any("-intake-" in path.name for path in worker_dirs), worker_dirs
         pids = run.every_pid() - {run.process.pid}
         sent = time.monotonic()
         run.process.kill()  # only the supervisor: no cleanup code of ours runs
