@@ -1,6 +1,8 @@
 """Once a second: queue depths, applied counts, CPU and peak memory by process kind.
 
-One thread samples, everything else reads its time series afterwards. Per sample it makes one
+One thread samples, everything else reads its time series afterwards. A second thread reads
+the machine's busy CPU counter ten times a second, so that a burst of two seconds gets its own
+figure rather than the average of the whole seconds around it. Per sample it makes one
 GetQueueAttributes per intake, buffer and destination queue (the only load it adds to the emulator),
 one ``count(*)`` per store, and reads /proc for every process of the stack's process groups.
 CPU is attributed per process kind from /proc/<pid>/stat (utime + stime); a process that exits
@@ -19,12 +21,15 @@ from typing import Any
 
 from bench.processes import (
     all_pids,
+    busy_between,
     classify_cmdline,
     read_cmdline,
     read_hwm_kib,
     read_machine_busy_seconds,
     read_stat,
 )
+
+MACHINE_INTERVAL = 0.1  # seconds between readings of /proc/stat (about 20 us each)
 
 
 @dataclass
@@ -116,17 +121,21 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
         self._last_line = 0.0
         self._phase_started = time.time()
-        self._machine_busy: float | None = None
+        self.machine: list[tuple[float, float]] = []  # (time, busy CPU seconds since boot)
+        self._machine_thread = threading.Thread(
+            target=self._run_machine, name="bench-machine-cpu", daemon=True
+        )
 
     def start(self) -> Monitor:
         self.sampler.sample()
-        self._machine_busy = read_machine_busy_seconds()
         self._thread.start()
+        self._machine_thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        self._machine_thread.join(10)
         if self.progress and sys.stderr.isatty():
             sys.stderr.write("\n")
 
@@ -167,7 +176,6 @@ class Monitor:
                     "t": now,
                     "phase": self.phase,
                     "cpu_seconds": self.sampler.sample(),
-                    "machine_busy_seconds": self._machine_busy_since_last(),
                     "interval": now - previous,
                     "applied": self.stores.counts(),
                     "depth": self.depths(),
@@ -178,10 +186,13 @@ class Monitor:
             self.samples.append(sample)
             self._print(sample)
 
-    def _machine_busy_since_last(self) -> float | None:
-        """CPU seconds every process of the machine used since the last sample (ours included)."""
-        busy, self._machine_busy = self._machine_busy, read_machine_busy_seconds()
-        return None if busy is None or self._machine_busy is None else self._machine_busy - busy
+    def _run_machine(self) -> None:
+        while True:
+            busy = read_machine_busy_seconds()
+            if busy is not None:
+                self.machine.append((time.time(), busy))
+            if self._stop.wait(MACHINE_INTERVAL):
+                return
 
     def _print(self, sample: dict[str, Any]) -> None:
         if not self.progress:
@@ -211,19 +222,21 @@ class Monitor:
     def phase_cpu(self, start: float, end: float, events: int) -> dict[str, Any]:
         """How busy the machine was over a phase, and each kind's CPU per event in it.
 
-        Samples are once a second, so a phase is widened to whole samples: ``seconds`` says how
-        long the figures cover (a short burst is diluted by the idle part of its last sample).
+        ``cores_busy`` and ``machine_ms_per_event`` cover exactly ``start`` to ``end`` and every
+        process of the machine (ours included): they say whether the phase was bound by CPU.
+        The per-kind figures come from the once-a-second samples, so a phase is widened to whole
+        samples for them: ``seconds`` says how long they cover.
         """
         samples = self.window(start, end)
-        seconds = sum(s["interval"] for s in samples)
-        busy = [s.get("machine_busy_seconds") for s in samples]
+        busy = busy_between(self.machine, start, end)
         by_kind = _cpu_by_kind(samples)
+        events = max(events, 1)
         return {
-            "seconds": round(seconds, 2),
-            "cores_busy": round(sum(busy) / seconds, 2) if seconds and None not in busy else None,
+            "seconds": round(sum(s["interval"] for s in samples), 2),
+            "cores_busy": None if busy is None else round(busy / (end - start), 2),
+            "machine_ms_per_event": None if busy is None else round(1000 * busy / events, 3),
             "ms_per_event": {
-                kind: round(1000 * value / max(events, 1), 3)
-                for kind, value in sorted(by_kind.items())
+                kind: round(1000 * value / events, 3) for kind, value in sorted(by_kind.items())
             },
         }
 

@@ -79,6 +79,23 @@ def parse_machine_cpu(text: str) -> tuple[float, float]:
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
+def busy_between(readings: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """CPU seconds the whole machine was busy from ``start`` to ``end``.
+
+    ``readings`` are (time, busy seconds since boot) in time order; the counter is interpolated
+    linearly between the two readings around each end. None unless readings cover the window.
+    """
+
+    def at(moment: float) -> float | None:
+        for (t0, b0), (t1, b1) in zip(readings, readings[1:], strict=False):
+            if t0 <= moment <= t1:
+                return b0 if t1 == t0 else b0 + (b1 - b0) * (moment - t0) / (t1 - t0)
+        return None
+
+    first, last = at(start), at(end)
+    return None if first is None or last is None or end <= start else last - first
+
+
 def read_machine_busy_seconds() -> float | None:
     try:
         return parse_machine_cpu(Path("/proc/stat").read_text())[0]

@@ -171,7 +171,8 @@ def _cpu_line(label: str, phase: dict[str, Any]) -> str:
     per_event = cpu.get("ms_per_event") or {}
     invocations = (phase.get("lambda") or {}).get("invocations_per_event")
     return (
-        f"            {label:<8} {cpu.get('cores_busy')} cores busy; CPU ms/event "
+        f"            {label:<8} {cpu.get('cores_busy')} cores busy"
+        f" ({cpu.get('machine_ms_per_event')} ms CPU/event, whole machine); by kind "
         + ", ".join(f"{k} {v}" for k, v in per_event.items() if v)
         + (f"; {invocations} Lambda invocations/event" if invocations is not None else "")
     )

@@ -9,6 +9,7 @@ import pytest
 from bench.monitor import Monitor
 from bench.processes import (
     CLOCK_TICKS,
+    busy_between,
     classify_cmdline,
     parse_hwm_kib,
     parse_machine_cpu,
@@ -36,18 +37,35 @@ def test_machine_cpu_counts_idle_and_iowait_as_not_busy_and_guest_time_once():
         parse_machine_cpu("cpu0 1 2 3 4\n")
 
 
-def test_a_phases_cpu_is_the_whole_samples_it_overlaps():
+def test_the_machines_busy_cpu_is_interpolated_to_the_exact_window():
+    readings = [(100.0, 10.0), (101.0, 11.5), (102.0, 13.5)]
+    # 10.75 busy-seconds at 100.5 (half of the first step), 12.5 at 101.5 (half of the second)
+    assert busy_between(readings, 100.5, 101.5) == pytest.approx(1.75)
+    assert busy_between(readings, 100.0, 102.0) == pytest.approx(3.5)
+    assert busy_between(readings, 99.0, 101.0) is None  # before the first reading
+    assert busy_between(readings, 101.0, 102.5) is None  # after the last one
+    assert busy_between(readings[:1], 100.0, 100.0) is None
+
+
+def test_a_phase_has_its_exact_machine_cpu_and_the_whole_samples_it_overlaps_per_kind():
     monitor = Monitor(stack=None, stores=None, sqs=None, sampler=None, progress=False)
     monitor.samples = [
-        {"t": 100.0, "interval": 1.0, "machine_busy_seconds": 0.2, "cpu_seconds": {"api": 0.1}},
-        {"t": 101.0, "interval": 1.0, "machine_busy_seconds": 1.9, "cpu_seconds": {"api": 0.5}},
-        {"t": 102.0, "interval": 1.0, "machine_busy_seconds": 1.7, "cpu_seconds": {"api": 0.3}},
-        {"t": 104.0, "interval": 1.0, "machine_busy_seconds": 0.1, "cpu_seconds": {"api": 0.9}},
+        {"t": 100.0, "interval": 1.0, "cpu_seconds": {"api": 0.1}},
+        {"t": 101.0, "interval": 1.0, "cpu_seconds": {"api": 0.5}},
+        {"t": 102.0, "interval": 1.0, "cpu_seconds": {"api": 0.3}},
+        {"t": 104.0, "interval": 1.0, "cpu_seconds": {"api": 0.9}},
     ]
-    cpu = monitor.phase_cpu(100.5, 101.8, events=400)
-    assert cpu == {"seconds": 2.0, "cores_busy": 1.8, "ms_per_event": {"api": 2.0}}
-    monitor.samples[1]["machine_busy_seconds"] = None  # /proc/stat unreadable once
-    assert monitor.phase_cpu(100.5, 101.8, events=400)["cores_busy"] is None
+    # Busy on both cores during the burst (100.5-101.5), idle around it.
+    monitor.machine = [(100.0, 50.0), (100.5, 50.1), (101.5, 52.1), (102.0, 52.15)]
+    cpu = monitor.phase_cpu(100.5, 101.5, events=400)
+    assert cpu == {
+        "seconds": 2.0,
+        "cores_busy": 2.0,
+        "machine_ms_per_event": 5.0,
+        "ms_per_event": {"api": 2.0},
+    }
+    monitor.machine = monitor.machine[1:2]  # the reader had not started yet
+    assert monitor.phase_cpu(100.5, 101.5, events=400)["cores_busy"] is None
 
 
 def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():

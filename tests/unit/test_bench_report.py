@@ -89,15 +89,27 @@ def test_the_summary_quotes_the_headline_figures(result):
 
 
 def test_the_summary_says_where_a_bursts_and_a_ceilings_cpu_went(result):
-    result["burst"]["cpu"] = {"cores_busy": 1.93, "ms_per_event": {"ministack": 1.9, "api": 0.0}}
+    result["burst"]["cpu"] = {
+        "cores_busy": 1.93,
+        "machine_ms_per_event": 2.05,
+        "ms_per_event": {"ministack": 1.9, "api": 0.0},
+    }
     result["burst"]["lambda"] = {"invocations_per_event": 0.31}
-    result["ceiling"]["cpu"] = {"cores_busy": 1.41, "ms_per_event": {"ceiling_drainers": 0.57}}
+    result["ceiling"]["cpu"] = {
+        "cores_busy": 1.41,
+        "machine_ms_per_event": 1.02,
+        "ms_per_event": {"ceiling_drainers": 0.57},
+    }
     lines = summary(result).splitlines()
     assert (
-        "pipeline 1.93 cores busy; CPU ms/event ministack 1.9; 0.31 Lambda invocations/event"
-        in (" ".join(lines))
+        "pipeline 1.93 cores busy (2.05 ms CPU/event, whole machine); by kind ministack 1.9;"
+        " 0.31 Lambda invocations/event" in (" ".join(lines))
     )
-    assert any("ceiling  1.41 cores busy; CPU ms/event ceiling_drainers 0.57" in x for x in lines)
+    assert any(
+        "ceiling  1.41 cores busy (1.02 ms CPU/event, whole machine); by kind ceiling_drainers 0.57"
+        in x
+        for x in lines
+    )
 
 
 def test_the_summary_gives_the_aws_batching_estimate_beside_the_counted_cost(result):
