@@ -20,7 +20,12 @@ REQUIRED = (
 # The targets of issue 8, as (field, comparison, bound, what it means).
 TARGETS = (
     ("e2e_events_per_minute", ">=", 30_000, "end to end >= 30,000 events/minute"),
-    ("pipeline_to_ceiling_ratio", ">=", 0.8, ">= 0.8 of the emulator ceiling"),
+    (
+        "lowest_pipeline_to_ceiling_ratio",
+        ">=",
+        0.8,
+        ">= 0.8 of the emulator ceiling at every burst size measured",
+    ),
     ("e2e_latency_ms.p95", "<=", 2000, "p95 202 -> applied <= 2 s"),
     ("api_latency_ms.p99", "<=", 50, "API p99 <= 50 ms (at the offered rate)"),
     ("cost_per_million_events_usd", "<=", 3.0, "<= $3 per million events"),
@@ -94,6 +99,16 @@ def lookup(result: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
+
+
+def lowest_ratio(result: dict[str, Any]) -> float | None:
+    """The issue asks for 0.8 of the ceiling at every burst size: the lowest ratio measured."""
+    ratios = [
+        result.get("pipeline_to_ceiling_ratio"),
+        *(row.get("ratio") for row in result.get("scaling") or []),
+    ]
+    measured = [ratio for ratio in ratios if _number(ratio)]
+    return min(measured) if measured else None
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:

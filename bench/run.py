@@ -32,7 +32,7 @@ from bench.cost import (
 )
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
-from bench.report import summary, targets, validate
+from bench.report import lowest_ratio, summary, targets, validate
 from bench.stack import Stack, attach_stack, start_stack
 from bench.stores import Stores
 
@@ -263,6 +263,7 @@ def finish(config: Config, result: dict[str, Any]) -> None:
         if burst and ceiling and ceiling["events_per_second"]
         else None
     )
+    result["lowest_pipeline_to_ceiling_ratio"] = lowest_ratio(result)
     result.setdefault("aws_calls_per_event", None)
     result.setdefault("cost_per_million_events_usd", None)
     result["peak_rss_mb"] = {k: v["total"] for k, v in result.get("peak_rss", {}).items()}
@@ -347,6 +348,7 @@ def _ordered(result: dict[str, Any]) -> dict[str, Any]:
         "cost_per_million_events_usd",
         "emulator_ceiling_events_per_second",
         "pipeline_to_ceiling_ratio",
+        "lowest_pipeline_to_ceiling_ratio",
         "peak_rss_mb",
         "cpu_ms_per_event",
         "targets",
