@@ -33,7 +33,8 @@ def classify_cmdline(argv: list[str]) -> str | None:
         return "api"
     if "datasync-consumer" in text or "apps.consumers" in text:
         return "consumers"
-    if any(Path(arg).name == "ministack" for arg in argv[:2]):
+    # bin/ministack, or our entry point for it (apps/cli/ministack_main.py) since 2026-12-03
+    if any(Path(arg).name in ("ministack", "ministack_main.py") for arg in argv[:2]):
         return "ministack"
     return None
 

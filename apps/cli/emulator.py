@@ -136,7 +136,7 @@ def start_ministack(
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
-    process = spawn([str(executable)], log_path=log_path, env=child_env)
+    process = spawn(settings.ministack_command, log_path=log_path, env=child_env)
     emulator = Emulator(url, process, state_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not latch.requested:

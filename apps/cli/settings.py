@@ -52,6 +52,11 @@ class CliSettings(BaseSettings):
         ROOT / ".tools" / "ministack", validation_alias="DATASYNC_MINISTACK_VENV"
     )
     ministack_log_level: str = Field("WARNING", validation_alias="MINISTACK_LOG_LEVEL")
+    # Largest batch MiniStack's event source mappings hand a function (ministack_main.py):
+    # AWS's 10,000 by default, so the Terraform's batch size (100) holds; MiniStack's own is 10.
+    emulator_esm_max_batch: int = Field(
+        10_000, ge=10, le=10_000, validation_alias="DATASYNC_EMULATOR_ESM_MAX_BATCH"
+    )
     terraform_mirror: Path | None = Field(None, validation_alias="DATASYNC_TERRAFORM_MIRROR")
     receive_wait_seconds: int = Field(
         LOCAL_RECEIVE_WAIT_SECONDS, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
@@ -65,6 +70,16 @@ class CliSettings(BaseSettings):
     @property
     def ministack_executable(self) -> Path:
         return self.ministack_venv / "bin" / "ministack"
+
+    @property
+    def ministack_command(self) -> list[str]:
+        """MiniStack started through our entry point (its own interpreter, our batch limit)."""
+        return [
+            str(self.ministack_venv / "bin" / "python"),
+            str(ROOT / "apps" / "cli" / "ministack_main.py"),
+            "--esm-max-batch",
+            str(self.emulator_esm_max_batch),
+        ]
 
 
 def cli_settings() -> CliSettings:

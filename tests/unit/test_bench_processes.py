@@ -85,6 +85,15 @@ def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():
         (
             [
                 "/w/.tools/ministack/bin/python",
+                "/w/apps/cli/ministack_main.py",
+                "--esm-max-batch",
+                "10000",
+            ],
+            "ministack",
+        ),
+        (
+            [
+                "/w/.tools/ministack/bin/python",
                 "/tmp/ministack-lambda-datasync-crm-transform-g8ew0gk1/_worker.py",
             ],
             "lambda_workers",

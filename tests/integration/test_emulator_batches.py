@@ -1,0 +1,79 @@
+"""MiniStack through our entry point hands the intake batches of more than its own 10 messages.
+
+Why it matters, and the figures: apps/cli/ministack_main.py and BENCHMARKS.md ("Batches as
+large as AWS's"). The patch's logic is unit-tested in tests/unit/test_ministack_main.py.
+"""
+
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from apps.cli.settings import cli_settings
+from tests.pipeline import wait_until
+
+pytestmark = pytest.mark.integration
+
+QUEUED = 25  # more than MiniStack's own limit of 10, fewer than the Terraform's batch size
+
+
+def test_the_installed_ministack_is_the_version_the_patch_knows():
+    command = [*cli_settings().ministack_command, "--check"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert done.returncode == 0, done.stderr
+    assert "take up to 10000 messages per batch" in done.stderr, done.stderr
+
+
+def test_events_queued_for_the_intake_reach_it_in_one_batch(pipeline, stack):
+    intake = stack.outputs["intake_function_name"]
+    lambdas = pipeline.aws("lambda")
+    (mapping,) = lambdas.list_event_source_mappings(FunctionName=intake)["EventSourceMappings"]
+    correlation_id = f"batch-{uuid.uuid4().hex[:10]}"
+    # Pause the intake's mapping so that the events wait in its queue together.
+    lambdas.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    try:
+        for i in range(QUEUED):
+            body = {"email": f"batch-{i}-{correlation_id}@example.com", "name": "Batch"}
+            response = pipeline.call(
+                "POST", "/v1/users", body, {"X-Correlation-ID": correlation_id}
+            )
+            assert response.status == 202, response.body
+        wait_until(
+            lambda: _visible(pipeline, stack.outputs["intake_queue_url"]) >= QUEUED,
+            timeout=30,
+            what=f"{QUEUED} events waiting in the intake queue",
+        )
+    finally:
+        lambdas.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+    batches = wait_until(
+        lambda: _batch_sizes(pipeline, intake, correlation_id),
+        timeout=60,
+        what="the intake's log line for the queued events",
+    )
+    # One batch took them all (not three of at most 10, as MiniStack alone would hand them).
+    assert batches == [QUEUED], batches
+
+
+def _visible(pipeline, queue_url: str) -> int:
+    attributes = pipeline.aws("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def _batch_sizes(pipeline, function: str, correlation_id: str) -> list[int]:
+    """How many of the queued events each intake batch that logged them held (all seen: sorted)."""
+    pages = (
+        pipeline.aws("logs")
+        .get_paginator("filter_log_events")
+        .paginate(logGroupName=f"/aws/lambda/{function}", filterPattern=f'"{correlation_id}"')
+    )
+    sizes = []
+    for page in pages:
+        for event in page["events"]:
+            message = event["message"]
+            line = json.loads(message[message.index("{") :])
+            received = line.get("events", {}).get("received", [])
+            sizes.append(sum(1 for trace in received if trace.endswith(f"/{correlation_id}")))
+    return sorted(sizes, reverse=True) if sum(sizes) >= QUEUED else []
