@@ -290,7 +290,7 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     assert config.consumer_concurrency == 2 and config.external_endpoint is None
     assert config.receive_wait_seconds == 5  # local consumers stop within 5 s of SIGTERM
     assert config.lambda_concurrency == 3  # not MiniStack's 5 batches (processes) per mapping
-    assert config.intake_concurrency == 12
+    assert config.intake_concurrency == 4
     monkeypatch.setenv("DATASYNC_LAMBDA_CONCURRENCY", "2")
     monkeypatch.setenv("DATASYNC_INTAKE_CONCURRENCY", "6")
     stack = LocalStack(StackConfig.from_environment())
