@@ -229,6 +229,13 @@ def _met(target: dict[str, Any]) -> str:
     return {True: "yes", False: "NO", None: "n/a"}[target["met"]] + f" ({target['value']})"
 
 
+def _emulator(result: dict[str, Any]) -> str:
+    limit = (result.get("emulator") or {}).get("event_source_mapping_batch_limit")
+    if limit is None:
+        return "emulator's Lambda batch limit unknown (not a MiniStack of ours)"
+    return f"emulator's Lambda batches up to {limit} records"
+
+
 def summary(result: dict[str, Any]) -> str:
     machine = result.get("machine") or {}
     cpu = result.get("cpu_ms_per_event") or {}
@@ -236,7 +243,7 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"datasync bench: {result.get('cores')} cores, load average "
         f"{machine.get('load_average_before')} before / {machine.get('load_average_after')} "
-        f"after; checkout {(result.get('checkout') or {}).get('commit')}",
+        f"after; checkout {(result.get('checkout') or {}).get('commit')}; {_emulator(result)}",
         *_api_lines(result),
         *_throughput_lines(result),
         _aws_line(result),

@@ -33,7 +33,7 @@ from bench.cost import (
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
 from bench.report import lowest_ratio, summary, targets, validate
-from bench.stack import Stack, attach_stack, start_stack
+from bench.stack import Stack, attach_stack, emulator_batch_limit, start_stack
 from bench.stores import Stores
 
 
@@ -105,6 +105,10 @@ def measure(config: Config, result: dict[str, Any]) -> None:
     try:
         destinations = ", ".join(stack.destinations)
         say(f"stack ready: API {stack.api_url}, emulator {stack.endpoint}, {destinations}")
+        # The pipeline's figures depend on it (README, "MiniStack's batch limit"): say which.
+        result["emulator"] = {
+            "event_source_mapping_batch_limit": emulator_batch_limit(stack.emulator_log)
+        }
         ctx = make_context(stack)
         try:
             run_passes(ctx, result)
@@ -357,6 +361,7 @@ def _ordered(result: dict[str, Any]) -> dict[str, Any]:
         "parameters",
         "machine",
         "checkout",
+        "emulator",
     ]
     tail = ["timeseries"]
     ordered = {k: result[k] for k in head if k in result}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,6 +82,11 @@ class Stack:
     def endpoint(self) -> str:
         return self.env["AWS_ENDPOINT_URL"]
 
+    @property
+    def emulator_log(self) -> Path:
+        """Where `datasync up` sends MiniStack's output (var/local/logs/ministack.log)."""
+        return self.env_file.parent / "logs" / "ministack.log"
+
     def queue_url(self, destination: str, kind: str = "QUEUE") -> str | None:
         return self.env.get(f"DATASYNC_{destination.upper()}_{kind}_URL")
 
@@ -103,6 +109,29 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
             self.process.wait(10)
+
+
+# What apps/cli/ministack_main.py writes to the emulator's log as MiniStack starts.
+_BATCH_LIMIT_LINE = re.compile(r"event source mappings take up to (\d+) messages per batch")
+MINISTACK_BATCH_LIMIT = 10  # MiniStack as shipped
+
+
+def emulator_batch_limit(log: Path) -> int | None:
+    """The largest batch the emulator's event source mappings hand a function, as its log says.
+
+    The last start's line from our entry point; MiniStack's own 10 when the log has none (an
+    older checkout) or the entry point left MiniStack as shipped; None without a log (an
+    emulator someone else runs: LocalStack honours BatchSize).
+    """
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    limits = _BATCH_LIMIT_LINE.findall(text)
+    shipped = text.rfind("left as shipped")
+    if not limits or shipped > text.rfind("event source mappings take up to"):
+        return MINISTACK_BATCH_LIMIT
+    return int(limits[-1])
 
 
 def process_groups_in(path: Path) -> list[int]:

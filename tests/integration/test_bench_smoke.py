@@ -74,6 +74,8 @@ def test_bench_against_the_running_session_stack(stack, tmp_path):
     assert result["burst"]["applied_everywhere"] == BURST
     assert result["ceiling"]["delivered_per_queue"] == [BURST, BURST, BURST]
     assert result["pipeline_to_ceiling_ratio"] > 0
+    # Read from the emulator's log: our entry point lifted MiniStack's cap of 10.
+    assert result["emulator"] == {"event_source_mapping_batch_limit": 10000}
     # CPU and memory were attributed to the pipeline's own processes.
     for kind in ("api", "ministack", "lambda_workers", "consumers", "load_generator"):
         assert result["cpu_ms_per_event"].get(kind, 0) > 0, kind

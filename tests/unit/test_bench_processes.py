@@ -15,7 +15,12 @@ from bench.processes import (
     parse_machine_cpu,
     parse_stat,
 )
-from bench.stack import destinations_of, process_groups_in, read_env_file
+from bench.stack import (
+    destinations_of,
+    emulator_batch_limit,
+    process_groups_in,
+    read_env_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,3 +179,19 @@ def test_the_tool_imports_nothing_from_the_checkout_it_measures():
                 if n.split(".")[0] in ("apps", "datasync", "lambdas", "tests")
             ]
     assert offenders == []
+
+
+def test_the_emulators_batch_limit_is_read_from_its_log(tmp_path):
+    log = tmp_path / "ministack.log"
+    assert emulator_batch_limit(log) is None  # no MiniStack of ours: someone else's emulator
+    log.write_text("INFO started\n")  # an older checkout: MiniStack started as shipped
+    assert emulator_batch_limit(log) == 10
+    log.write_text(
+        "datasync: event source mappings take up to 10 messages per batch (MiniStack: 10)\n"
+        "datasync: event source mappings take up to 10000 messages per batch (MiniStack: 10)\n"
+    )
+    assert emulator_batch_limit(log) == 10000  # the last start's
+    with log.open("a") as out:
+        out.write("datasync: MiniStack's event source mapping receive is not the one this patch")
+        out.write(" knows (another MiniStack version?): left as shipped, at most 10 per batch\n")
+    assert emulator_batch_limit(log) == 10

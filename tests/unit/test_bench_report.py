@@ -92,6 +92,13 @@ def test_the_ceiling_target_is_met_only_if_every_burst_size_meets_it(result):
     assert lowest_ratio({"scaling": []}) is None
 
 
+def test_the_summary_says_how_large_the_emulators_lambda_batches_could_be(result):
+    result["emulator"] = {"event_source_mapping_batch_limit": 10000}
+    assert "emulator's Lambda batches up to 10000 records" in summary(result).splitlines()[0]
+    result["emulator"] = {"event_source_mapping_batch_limit": None}
+    assert "batch limit unknown" in summary(result).splitlines()[0]
+
+
 def test_the_summary_quotes_the_headline_figures(result):
     text = summary({**result, "targets": targets(result)})
     assert f"{result['api']['served_requests_per_second']} req/s served" in text
