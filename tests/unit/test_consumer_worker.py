@@ -740,3 +740,27 @@ def test_an_unexpected_error_in_a_batch_is_logged_and_the_worker_goes_on(
     assert store.get("u2")["name"] == "Bob", "the worker went on with the next batch"
     # The failed batch was not deleted: it comes back after its visibility timeout.
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)
+
+
+def test_a_message_whose_parsing_fails_unexpectedly_is_dead_lettered_alone(
+    worker, sqs, queues, store, monkeypatch
+):
+    from apps.consumers import worker as module
+
+    real_parse = module.parse_queue_message
+
+    def parse_with_a_bug(body):
+        if "Eve" in body:
+            raise RuntimeError(f"bug while reading {body}")
+        return real_parse(body)
+
+    monkeypatch.setattr(module, "parse_queue_message", parse_with_a_bug)
+    buggy = record(key="u2", at=1, name="Eve").model_dump_json()
+    send(sqs, queues["queue"], buggy, record(key="u1", at=1, name="Ada").model_dump_json())
+    assert worker.poll_once() == 2
+    assert store.get("u1")["name"] == "Ada" and store.get("u2") is None
+    [dead] = drain(sqs, queues["dlq"])
+    assert dead["Body"] == buggy
+    reason = dead_letter_reason(dead)
+    assert reason.startswith("unreadable message: RuntimeError in parse_with_a_bug"), reason
+    assert "Eve" not in reason
