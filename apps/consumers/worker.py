@@ -117,7 +117,9 @@ class ConsumerWorker:
             except (BotoCoreError, ClientError) as exc:
                 # The queue endpoint is unreachable or refusing: back off, keep the loop alive.
                 failures += 1
-                wait = self._receive_backoff(failures)
+                wait = backoff_delay(
+                    failures, base=RECEIVE_RETRY_BASE_SECONDS, cap=RECEIVE_RETRY_CAP_SECONDS
+                )
                 logger.warning(
                     "receive failed, backing off",
                     extra={"error": error_code(exc), "wait_seconds": round(wait, 2)},
@@ -126,7 +128,9 @@ class ConsumerWorker:
             except Exception as exc:  # noqa: BLE001 - a bug must not end the worker thread
                 # What was received and not deleted comes back after its visibility timeout.
                 failures += 1
-                wait = self._receive_backoff(failures)
+                wait = backoff_delay(
+                    failures, base=RECEIVE_RETRY_BASE_SECONDS, cap=RECEIVE_RETRY_CAP_SECONDS
+                )
                 logger.error(
                     "batch failed unexpectedly, backing off",
                     extra={"error": unexpected_error(exc), "wait_seconds": round(wait, 2)},
@@ -137,12 +141,6 @@ class ConsumerWorker:
                 if 0 < received < BATCH_SIZE and self.batch_window_seconds > 0:
                     stop.wait(self.batch_window_seconds)
             self._housekeeping()
-
-    @staticmethod
-    def _receive_backoff(failures: int) -> float:
-        return backoff_delay(
-            failures, base=RECEIVE_RETRY_BASE_SECONDS, cap=RECEIVE_RETRY_CAP_SECONDS
-        )
 
     def _housekeeping(self) -> None:
         """Now and then, between batches: forget for good the marketing details nobody may see
