@@ -12,9 +12,10 @@ whose transform failed, or whose pack the destination queue did not accept, is h
 came (the EventBridge event) to the destination's own buffer queue, where the destination's
 own function (``TransformProcessor``) retries it with backoff or dead-letters it with the
 reason, exactly as it handles a replayed event. The other destinations are not held back.
-Only when that hand-over itself fails is the record reported as a batch item failure: it then
-comes back from the intake queue and every destination gets it again, which the idempotent
-stores absorb.
+So is a record that failed in any other, unexpected way (its type and place are logged): one
+record never fails the batch. Only when that hand-over itself fails is the record reported as
+a batch item failure: it then comes back from the intake queue and every destination gets it
+again, which the idempotent stores absorb.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasync.contract import AnyEvent, DestinationRecord
-from datasync.core.queues import OutgoingMessage, SendError, send_batch
+from datasync.core.queues import OutgoingMessage, SendError, send_batch, unexpected_error
 from lambdas.processor import (
     BufferRecord,
     PoisonEvent,
@@ -67,13 +68,21 @@ class IntakeProcessor:
             try:
                 outcome.events[record.message_id] = event_from_eventbridge(record.body)
             except PoisonEvent as exc:  # every destination's function dead-letters it
-                for reasons in outcome.handed_over.values():
-                    reasons[record.message_id] = str(exc)
+                self._hand_over_everywhere(record, outcome, str(exc))
+            except Exception as exc:  # noqa: BLE001 - per-record isolation: it alone leaves
+                reason = f"unexpected error: {unexpected_error(exc)}"
+                logger.error("record failed", extra={"reason": reason})
+                self._hand_over_everywhere(record, outcome, reason)
         for route in self.routes:
             self._shape(route, outcome)
         retry = self._hand_over(records, outcome.handed_over)
         self._log(records, outcome, retry)
         return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(retry)]}
+
+    @staticmethod
+    def _hand_over_everywhere(record: BufferRecord, outcome: _Outcome, reason: str) -> None:
+        for reasons in outcome.handed_over.values():
+            reasons[record.message_id] = reason
 
     def _shape(self, route: Route, outcome: _Outcome) -> None:
         """Transform the batch's events for one destination and send them packed."""

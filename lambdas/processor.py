@@ -8,13 +8,15 @@ routes there; an event source mapping hands us a batch at once) or a single Even
 Every record of a batch has its own outcome; the batch as a whole never fails (the model is
 aws-lambda-powertools' batch processing: typed records, per-record failure isolation,
 ``batchItemFailures``):
-- poison (not JSON, not our contract) is never retried: it goes to the destination's DLQ at
-  once with the validation errors as the reason;
+- poison (not JSON, nested too deep, not our contract, an event time ahead of the clock) is
+  never retried: it goes to the destination's DLQ at once with the validation errors as the
+  reason;
 - an unexpected error in the transform, or a destination queue that refuses the record or
   cannot be reached, fails that record alone: it is reported as a batch item failure, made
   visible again after a backoff, and on its last allowed delivery it is moved to the DLQ with
   the reason (exception type and message, personal values cut out) instead of silently by
-  the redrive policy.
+  the redrive policy. So does any other unexpected error with one record (its type and place
+  as the reason): it never fails the batch.
 The records that transformed travel together: one record pack (``datasync.contract``) per
 invocation, split only when it would outgrow an SQS message, so the destination queue holds one
 message per batch instead of one per record. If a pack is not accepted, the records it carried
@@ -32,6 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from datasync.contract import (
     AnyEvent,
@@ -52,6 +55,8 @@ from datasync.core.queues import (
     retry_delay,
     send_batch,
     string_values,
+    unexpected_error,
+    validation_problems,
 )
 
 logger = logging.getLogger("datasync.lambda")
@@ -66,19 +71,17 @@ class TransformFailed(RuntimeError):
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    # include_input=False: the reason lands in a DLQ and in logs, and inputs carry PII.
-    parts = [
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-        for err in exc.errors(include_input=False, include_url=False)
-    ]
-    return "invalid event: " + "; ".join(parts)
+    return "invalid event: " + validation_problems(exc)
 
 
 def event_from_eventbridge(envelope: Any) -> AnyEvent:
-    """The business event inside an EventBridge event (dict or JSON text)."""
+    """The business event inside an EventBridge event (dict or JSON text).
+
+    Raises PoisonEvent, and only that, for any text that is not one: pydantic's JSON parser
+    refuses a nesting the standard library would meet with RecursionError."""
     try:
         if isinstance(envelope, str | bytes):
-            envelope = json.loads(envelope)
+            envelope = from_json(envelope)
         detail = envelope["detail"]
         return parse_event(detail)
     except ValidationError as exc:
@@ -139,7 +142,12 @@ class TransformProcessor:
         records = [BufferRecord.parse(r) for r in raw]
         batch = _Batch()
         for record in records:
-            self._take(record, batch)
+            try:
+                self._take(record, batch)
+            except Exception as exc:  # noqa: BLE001 - per-record isolation: it alone fails
+                reason = f"unexpected error: {unexpected_error(exc)}"
+                logger.error("record failed", extra={"reason": reason})
+                batch.failures[record.message_id] = reason
         batch.failures.update(self._send_packs(batch))
         retry, given_up = self._retry_or_dead_letter(records, batch.failures)
         batch.dead_lettered += given_up
@@ -331,9 +339,9 @@ def send_packs(
 def _trace_ids(body: str) -> dict[str, str]:
     """Best effort: the event and correlation ids of a (possibly invalid) event, for tracing."""
     try:
-        detail = json.loads(body).get("detail", {})
+        detail = from_json(body).get("detail", {})
         ids = {name: detail.get(name) for name in ("event_id", "correlation_id")}
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError):  # not JSON, too deep, not an object
         return {}
     return {k: v[:128] for k, v in ids.items() if isinstance(v, str) and v}
 

@@ -10,12 +10,17 @@ worker's job is to never lose a record, and to retry or dead-letter each one on 
 - a message whose records all failed becomes visible again after an exponential backoff;
 - on a record's last allowed attempt (the queue's ``maxReceiveCount``) it is copied to the
   DLQ on its own with the reason, so the DLQ says why and a redrive sends back only that record;
-- a message that can never be applied (neither a record nor a pack, or another destination's)
-  goes to the DLQ at once;
+- a message that can never be applied goes to the DLQ at once, with the reason: poison is any
+  body that is not a valid record or pack (whatever its text: nested 100,000 deep, 256 KiB of
+  garbage, wrong types, a version its producer would not write), another destination's, or a
+  ``delivery_attempt`` attribute that is not an attempt; the rest of the batch is applied;
 - when the store is down the whole batch waits and retries, and records on their last
   attempt are dead-lettered with that reason too (the redrive policy would move them silently);
 - a crash at any point loses nothing: what was not deleted comes back, and the stores ignore
   what they already applied;
+- an unexpected error while handling a batch does not end the worker: it is logged (type and
+  place, no personal data), the loop backs off and goes on, and the batch's messages come back
+  after their visibility timeout;
 - on SIGTERM the worker finishes the batch in hand and exits.
 """
 
@@ -39,14 +44,18 @@ from datasync.contract.events import now_utc, version_time
 from datasync.core.logging import log_context
 from datasync.core.queues import (
     ATTEMPT_ATTRIBUTE,
+    BadAttempt,
     attempt_attribute,
     dead_letter,
     delivery_attempt,
     error_code,
     failure_reason,
+    receive_count,
     retry_delay,
     string_attributes,
     string_values,
+    unexpected_error,
+    validation_problems,
 )
 from datasync.core.retry import backoff_delay
 from datasync.core.stores import SqlStore
@@ -114,6 +123,17 @@ class ConsumerWorker:
                 logger.warning(
                     "receive failed, backing off",
                     extra={"error": error_code(exc), "wait_seconds": round(wait, 2)},
+                )
+                stop.wait(wait)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the worker thread
+                # What was received and not deleted comes back after its visibility timeout.
+                failures += 1
+                wait = backoff_delay(
+                    failures, base=RECEIVE_RETRY_BASE_SECONDS, cap=RECEIVE_RETRY_CAP_SECONDS
+                )
+                logger.error(
+                    "batch failed unexpectedly, backing off",
+                    extra={"error": unexpected_error(exc), "wait_seconds": round(wait, 2)},
                 )
                 stop.wait(wait)
             else:
@@ -261,23 +281,37 @@ class ConsumerWorker:
         deliveries: list[Delivery] = []
         done: list[dict[str, Any]] = []
         for message in messages:
+            attempt = receive_count(message)
             try:
-                body = parse_queue_message(message["Body"])
-            except ValidationError as exc:
-                reason = f"not a destination record or pack ({exc.error_count()} validation errors)"
-            else:
-                if body.destination == self.store.destination:
-                    deliveries.append(Delivery.of(message, body))
-                    continue
-                kind = "pack" if isinstance(body, RecordPack) else "record"
-                reason = (
-                    f"a {body.destination} {kind} on the {self.store.destination} queue: "
-                    "send it to its own destination's queue"
-                )
-            if self._dead_letter(message["Body"], reason, delivery_attempt(message),
-                                 _trace_attributes(message)):  # fmt: skip
+                deliveries.append(self._delivery(message))
+                continue
+            except Poison as exc:
+                reason, attempt = str(exc), exc.attempt or attempt
+            except Exception as exc:  # noqa: BLE001 - whatever else a body can cause, it alone fails
+                reason = f"unreadable message: {unexpected_error(exc)}"
+            if self._dead_letter(message["Body"], reason, attempt, _trace_attributes(message)):
                 done.append(message)
         return deliveries, done
+
+    def _delivery(self, message: dict[str, Any]) -> Delivery:
+        """The records of a message for this destination; Poison says why there are none."""
+        try:
+            attempt = delivery_attempt(message)
+        except BadAttempt as exc:
+            raise Poison(str(exc)) from None
+        try:
+            body = parse_queue_message(message["Body"])
+        except ValidationError as exc:
+            problems = validation_problems(exc)
+            raise Poison(f"not a destination record or pack: {problems}", attempt) from None
+        if body.destination != self.store.destination:
+            kind = "pack" if isinstance(body, RecordPack) else "record"
+            raise Poison(
+                f"a {body.destination} {kind} on the {self.store.destination} queue: "
+                "send it to its own destination's queue",
+                attempt,
+            )
+        return Delivery.of(message, body, attempt)
 
     def _is_last_attempt(self, delivery: Delivery) -> bool:
         limit = self.redrive.max_receive_count
@@ -342,10 +376,20 @@ class Delivery:
     attempt: int  # of these records, this delivery included
 
     @classmethod
-    def of(cls, message: dict[str, Any], body: RecordPack | DestinationRecord) -> Delivery:
+    def of(
+        cls, message: dict[str, Any], body: RecordPack | DestinationRecord, attempt: int
+    ) -> Delivery:
         packed = isinstance(body, RecordPack)
         records = body.records if isinstance(body, RecordPack) else [body]
-        return cls(message, records, packed, delivery_attempt(message))
+        return cls(message, records, packed, attempt)
+
+
+class Poison(ValueError):
+    """A message that can never be applied; the message says why (no personal data)."""
+
+    def __init__(self, reason: str, attempt: int | None = None):
+        super().__init__(reason)
+        self.attempt = attempt  # of its records, when the message says (for the dead letter)
 
 
 def _trace_attributes(message: dict[str, Any]) -> dict[str, Any]:

@@ -7,19 +7,38 @@ without touching the consumers.
 A destination queue message carries either one record (the first shape, still accepted: rolling
 upgrades, DLQ redrives of older messages, records dead-lettered one by one) or a **record pack**:
 the records one Lambda invocation made for its destination, in one message. One message per
-invocation instead of one per record is what keeps the queues short and the calls few (issue 8).
+invocation instead of one per record is what keeps the queues short and the calls few.
+
+Consumers trust nothing of a message's body: ``parse_queue_message`` reads any text (nested
+100,000 deep, 256 KiB of garbage, wrong JSON types) and either returns a valid pack or record or
+raises pydantic's ValidationError, and a record's ``version`` must be the one its producer
+writes (``version_problem``), so that a forged record cannot outrank the real ones.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 
-from datasync.contract.events import SCHEMA_VERSION, CorrelationId, EventType
+from datasync.contract.events import (
+    SCHEMA_VERSION,
+    CorrelationId,
+    EventType,
+    Version,
+    version_problem,
+)
 
 Destination = Literal["crm", "marketing", "analytics"]
 DESTINATIONS: tuple[Destination, ...] = ("crm", "marketing", "analytics")
@@ -41,11 +60,20 @@ class DestinationRecord(BaseModel):
     event_type: EventType
     correlation_id: CorrelationId
     key: str = Field(min_length=1, max_length=128, description="user id, or a pseudonym")
-    version: str = Field(min_length=1, description="orders records of one key")
+    version: Version = Field(
+        description="orders records of one key: <occurred_at>#<event_id>, as the event's version"
+    )
     op: Literal["upsert", "delete", "append"] = Field(
         description="upsert: merge fields; delete: erase the key for good; append: log entry"
     )
     fields: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _version_of_its_event(self) -> Self:
+        problem = version_problem(self.version, self.event_id)
+        if problem:
+            raise ValueError(f"version: {problem}")
+        return self
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DestinationRecord:
@@ -116,14 +144,25 @@ def pack_records(records: Iterable[DestinationRecord]) -> Iterator[RecordPack]:
         yield RecordPack(destination=pending[0].destination, records=pending)
 
 
+def _message_kind(value: Any) -> str:
+    if isinstance(value, RecordPack) or (isinstance(value, dict) and "records" in value):
+        return "pack"
+    return "record"
+
+
+# One pass of pydantic's JSON parser, which has a nesting limit: the standard library's
+# json.loads raises RecursionError on a body nested a few thousand deep.
+_QUEUE_MESSAGE: TypeAdapter[RecordPack | DestinationRecord] = TypeAdapter(
+    Annotated[
+        Annotated[RecordPack, Tag("pack")] | Annotated[DestinationRecord, Tag("record")],
+        Discriminator(_message_kind),
+    ]
+)
+
+
 def parse_queue_message(text: str | bytes) -> RecordPack | DestinationRecord:
     """The body of a destination queue message: a pack, or a single record.
 
-    Raises pydantic's ValidationError when it is neither (not JSON included)."""
-    try:
-        shape = json.loads(text)
-    except ValueError:
-        return DestinationRecord.from_json(text)  # raises the ValidationError callers expect
-    if isinstance(shape, dict) and "records" in shape:
-        return RecordPack.model_validate(shape)
-    return DestinationRecord.model_validate(shape)
+    Raises pydantic's ValidationError, and only that, when it is neither: not JSON, nested too
+    deep, a wrong type anywhere, a version its producer would not write."""
+    return _QUEUE_MESSAGE.validate_json(text)

@@ -1,12 +1,15 @@
 """SQS helpers shared by the runtimes (Lambdas, consumers, the API's status page, the CLI).
 
-- ``send_batch``: SendMessageBatch in chunks of 10, checking the per-entry ``Failed`` list
-  (like PutEvents, a 200 can hide refused entries) and retrying only those.
+- ``send_batch``: SendMessageBatch in chunks of at most 10 messages and 256 KiB, checking the
+  per-entry ``Failed`` list (like PutEvents, a 200 can hide refused entries) and retrying only
+  those.
 - ``dead_letter``: put a message in a DLQ *with the reason*, so an operator reading the DLQ
-  sees why it is there (a redrive policy alone would move it silently).
+  sees why it is there (a redrive policy alone would move it silently); a message too large
+  to carry the reason as well is cut to fit, and the reason says so.
 - ``retry_delay``: how long a failed message stays invisible before its next delivery.
 - ``delivery_attempt``: the attempt of a message's records, counted across re-sends (a
-  consumer re-sends a pack's failed records as a new message, whose receive count restarts).
+  consumer re-sends a pack's failed records as a new message, whose receive count restarts);
+  an attempt attribute that is not a whole number from 1 to MAX_ATTEMPT makes the message poison.
 - ``queue_depth``: messages waiting and in flight, as `datasync status`, `dlq` and the status
   page show them.
 
@@ -15,17 +18,27 @@ Every wait here follows ``datasync.core.retry`` (exponential, capped, equal jitt
 
 from __future__ import annotations
 
+import re
 import time
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datasync.core.retry import backoff_delay, backoff_seconds
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 SQS_BATCH_LIMIT = 10
+# The largest message our queues take, body and attributes (their MaximumMessageSize: SQS's
+# default, which Terraform keeps), and the most a SendMessageBatch call carries under any
+# queue's limit.
+MAX_MESSAGE_BYTES = 256 * 1024
 MAX_REASON_CHARS = 1000
 # Re-sending refused entries: a short pause (0.1, 0.2 ... s), a refusal is usually momentary.
 RESEND_BASE_SECONDS = 0.1
@@ -35,6 +48,8 @@ RETRY_BASE_SECONDS = 2
 RETRY_CAP_SECONDS = 300
 # The delivery attempt of re-sent records (see delivery_attempt).
 ATTEMPT_ATTRIBUTE = "delivery_attempt"
+# SQS's largest maxReceiveCount: no record is ever delivered more often than that.
+MAX_ATTEMPT = 1000
 
 
 class SendError(RuntimeError):
@@ -56,6 +71,10 @@ class OutgoingMessage:
     attributes: dict[str, Any]
     delay_seconds: int = 0  # a retry's backoff (SQS: at most 900)
 
+    @property
+    def size(self) -> int:
+        return message_size(self.body, self.attributes)
+
     def entry(self, entry_id: str) -> dict[str, Any]:
         """This message as a SendMessageBatch entry."""
         entry = {"Id": entry_id, "MessageBody": self.body, "MessageAttributes": self.attributes}
@@ -74,8 +93,8 @@ def send_batch(sqs: Any, queue_url: str, messages: Sequence[OutgoingMessage], at
     reason = ""
     for attempt in range(1, attempts + 1):
         failed: list[OutgoingMessage] = []
-        for start in range(0, len(pending), SQS_BATCH_LIMIT):
-            refused, problem = _send_chunk(sqs, queue_url, pending[start : start + SQS_BATCH_LIMIT])
+        for chunk in _chunks(pending):
+            refused, problem = _send_chunk(sqs, queue_url, chunk)
             failed += refused
             reason = problem or reason
         if not failed:
@@ -88,6 +107,29 @@ def send_batch(sqs: Any, queue_url: str, messages: Sequence[OutgoingMessage], at
         [m.id for m in pending],
         reason,
     )
+
+
+def _chunks(messages: list[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
+    """The messages in order, in calls SQS accepts: at most 10 and 256 KiB in all."""
+    chunk: list[OutgoingMessage] = []
+    size = 0
+    for message in messages:
+        if chunk and (len(chunk) == SQS_BATCH_LIMIT or size + message.size > MAX_MESSAGE_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(message)
+        size += message.size
+    if chunk:
+        yield chunk
+
+
+def message_size(body: str, attributes: dict[str, Any] | None = None) -> int:
+    """A message's size as SQS counts it: the body, and each attribute's name, type and value."""
+    size = len(body.encode())
+    for name, value in (attributes or {}).items():
+        size += len(name.encode()) + len(value.get("DataType", "").encode())
+        size += len(str(value.get("StringValue", "")).encode()) + len(value.get("BinaryValue", b""))
+    return size
 
 
 def _send_chunk(
@@ -148,13 +190,22 @@ def dead_letter(
     attributes=None,
     receive_count: int | None = None,
 ):
-    sqs.send_message(
-        QueueUrl=dlq_url,
-        MessageBody=body,
-        MessageAttributes=dead_letter_attributes(
-            reason, stage, attributes, receive_count=receive_count
-        ),
-    )
+    merged = dead_letter_attributes(reason, stage, attributes, receive_count=receive_count)
+    if message_size(body, merged) > MAX_MESSAGE_BYTES:
+        body, merged = _fit(body, reason, stage, receive_count)
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=merged)
+
+
+def _fit(body: str, reason: str, stage: str, receive_count: int | None):
+    """A dead letter too large for SQS once the reason is attached: without the message's own
+    attributes, and its body cut to fit (only a crafted message gets here: what the pipeline
+    writes stays well under the limit)."""
+    size = len(body.encode())
+    note = f"; body cut from {size} bytes to fit in the DLQ with this reason"
+    merged = dead_letter_attributes(reason[: MAX_REASON_CHARS - len(note)] + note, stage,
+                                    receive_count=receive_count)  # fmt: skip
+    room = MAX_MESSAGE_BYTES - message_size("", merged)
+    return body.encode()[:room].decode(errors="ignore"), merged
 
 
 def failure_reason(exc: BaseException, personal_values: Iterable[str] = ()) -> str:
@@ -168,6 +219,25 @@ def failure_reason(exc: BaseException, personal_values: Iterable[str] = ()) -> s
     for value in sorted({v for v in personal_values if len(v) >= 2}, key=len, reverse=True):
         message = message.replace(value, "<redacted>")
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """What pydantic found wrong, as ``field: message; ...``, without the input values (the
+    reason lands in a DLQ attribute and in logs, and inputs carry personal data)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    )
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """An unexpected error's type and where it was raised, without its message (which may
+    quote personal data): enough to find the bug, safe for logs and DLQ attributes."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    where = frames[-1]
+    return f"{type(exc).__name__} in {where.name} ({Path(where.filename).name}:{where.lineno})"
 
 
 def string_values(value: Any) -> Iterator[str]:
@@ -201,16 +271,26 @@ def receive_count(message: dict[str, Any]) -> int:
     return int(attributes.get("ApproximateReceiveCount", 1))
 
 
+class BadAttempt(ValueError):
+    """A message's ATTEMPT_ATTRIBUTE is not an attempt: the message is poison."""
+
+
 def delivery_attempt(message: dict[str, Any]) -> int:
     """How many times the records of this message have been delivered, this time included.
 
     A message that re-sends records which failed (a pack's failures, on their own) starts
     again at ApproximateReceiveCount 1, so it carries the attempts so far in ATTEMPT_ATTRIBUTE.
     Never less than the receive count: the queue's redrive policy must not move a message
-    before the consumer dead-letters it with its reason."""
+    before the consumer dead-letters it with its reason.
+
+    Raises BadAttempt when the attribute is not a whole number from 1 to MAX_ATTEMPT in ASCII
+    digits (``"²".isdigit()`` is true, and ``int()`` of 5,000 digits raises)."""
     carried = string_attributes(message).get(ATTEMPT_ATTRIBUTE, "1")
-    first = int(carried) if carried.isdigit() and int(carried) >= 1 else 1
-    return first + receive_count(message) - 1
+    if re.fullmatch(r"[1-9][0-9]{0,3}", carried) is None or int(carried) > MAX_ATTEMPT:
+        raise BadAttempt(
+            f"the {ATTEMPT_ATTRIBUTE} attribute is not a whole number from 1 to {MAX_ATTEMPT}"
+        )
+    return int(carried) + receive_count(message) - 1
 
 
 def attempt_attribute(attempt: int) -> dict[str, Any]:

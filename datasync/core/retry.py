@@ -25,7 +25,8 @@ def backoff_delay(
     rng: Callable[[], float] = random.random,
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1 is the first retry)."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
+    # The exponent is bounded: a float overflows past 2**1023, and any cap is reached long before.
+    step = min(cap, base * 2 ** min(max(0, attempt - 1), 64))
     if not jitter:
         return step
     return step / 2 + rng() * step / 2

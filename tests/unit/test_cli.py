@@ -101,6 +101,17 @@ def test_a_contact_who_opted_out_is_absent_and_one_who_opted_in_present(local_se
     assert "not subscribed" in capsys.readouterr().err
 
 
+def test_a_contact_whose_update_arrived_before_the_registration_is_absent(local_settings, capsys):
+    apply_events(local_settings, to_marketing, "marketing", "user_updated")  # a name, no consent
+    assert main(["get", "marketing", USER]) == ABSENT
+    captured = capsys.readouterr()
+    assert f"no marketing record for {USER}: not subscribed" in captured.err
+    assert captured.out == "" and "Augusta" not in captured.err, "no contact details shown"
+    apply_events(local_settings, to_marketing, "marketing", "user_created")  # opted in, earlier
+    assert main(["get", "marketing", USER]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "Augusta Ada King"
+
+
 def test_a_usage_error_and_a_config_error_have_different_exit_codes(local_settings, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["get", "nowhere", USER])

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from datasync.contract import DestinationRecord, RecordPack
 from datasync.core import exit_codes
 from datasync.core.stores import open_store
 from datasync.settings import ConfigError, Settings
+from tests import crafted
 from tests.builders import record
 from tests.conftest import FIXTURES
 from tests.unit.conftest import drain
@@ -612,3 +614,153 @@ def test_a_pack_whose_failed_records_could_not_all_be_dead_lettered_is_kept(work
     # failed record gets another chance to reach the DLQ with its reason.
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)
     assert drain(sqs, queues["dlq"]) == []
+
+
+# -- crafted messages: each alone goes to the DLQ with its reason, the batch goes on -------------
+TAG = "crafted-unit"
+
+
+def dead_letter_reason(message) -> str:
+    return message["MessageAttributes"]["failure_reason"]["StringValue"]
+
+
+@pytest.mark.parametrize("kind", list(crafted.record_bodies("crm", TAG)))
+def test_a_crafted_body_alone_is_dead_lettered_and_the_rest_of_its_batch_applied(
+    kind, worker, sqs, queues, store
+):
+    body = crafted.record_bodies("crm", TAG)[kind]
+    send(sqs, queues["queue"], body, record(key="u1", at=1, name="Ada").model_dump_json())
+    assert worker.poll_once() == 2
+    assert store.get("u1")["name"] == "Ada" and store.applied_count() == 1
+    [dead] = drain(sqs, queues["dlq"])
+    assert dead["Body"] == body, "the message as it came, to inspect"
+    reason = dead_letter_reason(dead)
+    expected = "a marketing record on the crm queue" if "another" in kind else "not a destination"
+    assert reason.startswith(expected), reason
+    assert TAG not in reason, "the reason quotes no input"
+    assert dead["MessageAttributes"]["failure_receive_count"]["StringValue"] == "1"
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "value", list(crafted.BAD_ATTEMPTS.values()), ids=list(crafted.BAD_ATTEMPTS)
+)
+def test_a_delivery_attempt_that_is_not_one_makes_its_message_poison(
+    value, worker, sqs, queues, store
+):
+    crafted_attempt = record(key="u2", at=1, name="Eve").model_dump_json()
+    sqs.send_message(
+        QueueUrl=queues["queue"],
+        MessageBody=crafted_attempt,
+        MessageAttributes={"delivery_attempt": {"DataType": "String", "StringValue": value}},
+    )
+    send(sqs, queues["queue"], record(key="u1", at=1, name="Ada").model_dump_json())
+    assert worker.poll_once() == 2
+    assert store.get("u1")["name"] == "Ada" and store.get("u2") is None
+    [dead] = drain(sqs, queues["dlq"])
+    assert dead["Body"] == crafted_attempt
+    assert dead_letter_reason(dead) == (
+        "the delivery_attempt attribute is not a whole number from 1 to 1000"
+    )
+    assert dead["MessageAttributes"]["failure_receive_count"]["StringValue"] == "1"
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+
+
+def forged(kind: str, key: str) -> str:
+    return crafted.forged_versions("crm", key, TAG)[kind]
+
+
+@pytest.mark.parametrize("kind", list(crafted.forged_versions("crm", "u1", TAG)))
+def test_a_forged_version_neither_outranks_nor_erases_and_a_later_real_update_applies(
+    kind, worker, sqs, queues, store
+):
+    send(sqs, queues["queue"], record(key="u1", at=1, name="Ada", country="GB").model_dump_json())
+    worker.poll_once()
+    before = store.state("u1")
+    send(sqs, queues["queue"], forged(kind, "u1"))
+    worker.poll_once()
+    assert store.state("u1") == before, "the forged record changed the stored state"
+    [dead] = drain(sqs, queues["dlq"])
+    assert "version" in dead_letter_reason(dead), dead_letter_reason(dead)
+    # A real update written after the real record (but long before the forged version's time):
+    send(sqs, queues["queue"], record(key="u1", at=2, name="Augusta").model_dump_json())
+    worker.poll_once()
+    state = store.state("u1")
+    assert not state.deleted and state.fields == {"name": "Augusta", "country": "GB"}
+    assert crafted.FORGED_NAME not in json.dumps(store.get("u1"))
+
+
+class OneResultShort:
+    """A store with a bug: on its first batch it answers one record too few."""
+
+    def __init__(self, store):
+        self.store, self.batches = store, 0
+
+    def apply(self, records):
+        self.batches += 1
+        results = self.store.apply(records)
+        return results[:-1] if self.batches == 1 else results
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class StopAfterReceives(threading.Event):
+    """Stops the worker after ``polls`` receives; records its waits and, instead of waiting,
+    calls ``meanwhile`` (what happens while the worker backs off)."""
+
+    def __init__(self, sqs, polls, meanwhile):
+        super().__init__()
+        self.sqs, self.polls, self.meanwhile, self.waits = RecordingSqs(sqs), polls, meanwhile, []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        self.meanwhile()
+        return False
+
+    def is_set(self):
+        return len(self.sqs.receives) >= self.polls
+
+
+def test_an_unexpected_error_in_a_batch_is_logged_and_the_worker_goes_on(
+    worker, sqs, queues, store, caplog
+):
+    worker.store = OneResultShort(store)
+    later = record(key="u2", at=1, name="Bob").model_dump_json()
+    stop = StopAfterReceives(sqs, polls=2, meanwhile=lambda: send(sqs, queues["queue"], later))
+    worker.sqs = stop.sqs
+    send(sqs, queues["queue"], record(key="u1", at=1, name="Ada Lovelace").model_dump_json())
+    with caplog.at_level("INFO", logger="datasync.consumer"):
+        worker.run(stop)
+    [failure] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert failure.getMessage() == "batch failed unexpectedly, backing off"
+    assert failure.error.startswith("StopIteration in _settle_all (worker.py:"), failure.error
+    assert "Ada" not in caplog.text, "no personal data in the log"
+    assert len(stop.waits) == 1 and 0.5 <= stop.waits[0] <= 1, "one back-off, about 1 s"
+    assert store.get("u2")["name"] == "Bob", "the worker went on with the next batch"
+    # The failed batch was not deleted: it comes back after its visibility timeout.
+    assert visible_and_in_flight(sqs, queues["queue"]) == (0, 1)
+
+
+def test_a_message_whose_parsing_fails_unexpectedly_is_dead_lettered_alone(
+    worker, sqs, queues, store, monkeypatch
+):
+    from apps.consumers import worker as module
+
+    real_parse = module.parse_queue_message
+
+    def parse_with_a_bug(body):
+        if "Eve" in body:
+            raise RuntimeError(f"bug while reading {body}")
+        return real_parse(body)
+
+    monkeypatch.setattr(module, "parse_queue_message", parse_with_a_bug)
+    buggy = record(key="u2", at=1, name="Eve").model_dump_json()
+    send(sqs, queues["queue"], buggy, record(key="u1", at=1, name="Ada").model_dump_json())
+    assert worker.poll_once() == 2
+    assert store.get("u1")["name"] == "Ada" and store.get("u2") is None
+    [dead] = drain(sqs, queues["dlq"])
+    assert dead["Body"] == buggy
+    reason = dead_letter_reason(dead)
+    assert reason.startswith("unreadable message: RuntimeError in parse_with_a_bug"), reason
+    assert "Eve" not in reason

@@ -17,7 +17,9 @@ from datasync.contract import (
     parse_event,
     parse_queue_message,
 )
+from datasync.contract.events import MAX_CLOCK_SKEW, format_time
 from datasync.contract.schemas import SCHEMA_DIR, contract_schemas, stale_schemas
+from tests import crafted
 from tests.conftest import FIXTURES, load_event
 
 SAMPLES = ["user_created", "user_updated", "user_opted_out", "user_deleted"]
@@ -122,13 +124,14 @@ def test_version_orders_by_time_then_event_id():
 
 
 def test_destination_record_round_trip_and_attributes():
+    event_id = uuid.uuid4()
     record = DestinationRecord(
         destination="crm",
-        event_id=uuid.uuid4(),
+        event_id=event_id,
         event_type="UserCreated",
         correlation_id="c-1",
         key="k",
-        version="v",
+        version=f"2026-11-20T09:15:02.123456Z#{event_id}",
         op="upsert",
         fields={"name": "A"},
     )
@@ -198,3 +201,88 @@ def test_a_pack_names_every_event_and_correlation_id_in_its_attributes():
         "correlation_ids": "req-7a1f0c,req-91bd2e",
         "schema_version": "1",
     }
+
+
+# -- crafted messages and forged versions ---------------------------------------------------------
+NOT_A_RECORD = {
+    **{k: v for k, v in crafted.record_bodies("crm", "c").items() if "another" not in k},
+    **crafted.forged_versions("crm", "u1", "c"),
+    "a number": "5",
+    "null": "null",
+    "true": "true",
+    "empty list": "[]",
+    "empty object": "{}",
+    "empty": "",
+    "deep and not JSON": '{"a":' * 5_000,
+    "a pack of packs": json.dumps({"records": [{"records": []}], "destination": "crm"}),
+}
+
+
+@pytest.mark.parametrize("body", list(NOT_A_RECORD.values()), ids=list(NOT_A_RECORD))
+def test_any_text_is_a_pack_a_record_or_a_validation_error(body):
+    """Callers catch ValidationError only: anything else (RecursionError) would kill them."""
+    with pytest.raises(ValidationError):
+        parse_queue_message(body)
+
+
+def test_a_destination_queue_message_nested_within_the_parser_limit_still_parses():
+    record = crafted.sample_record("crm")
+    record["fields"]["attributes"] = json.loads(crafted.nested("deep", depth=150))
+    assert parse_queue_message(json.dumps(record)).fields["attributes"]
+
+
+def sample_record_with(version: str, event_id: str | None = None) -> str:
+    record = crafted.sample_record("crm")
+    record["event_id"] = event_id or version.partition("#")[2] or record["event_id"]
+    return json.dumps({**record, "version": version})
+
+
+EVENT_ID = "8a7b6c5d-4e3f-4a2b-9c1d-0e9f8a7b6c5d"
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        ("~~~~", "not <occurred_at"),
+        ("", "not <occurred_at"),
+        (f"2026-11-20T09:15:02Z#{EVENT_ID}", "not <occurred_at"),  # no microseconds
+        (f"2026-11-20T09:15:02.123456+00:00#{EVENT_ID}", "not <occurred_at"),
+        (f"2026-13-20T09:15:02.123456Z#{EVENT_ID}", "not <occurred_at"),  # month 13
+        (f"2026-11-20T09:15:02.123456Z#{EVENT_ID.upper()}", "not <occurred_at"),
+        (f"2026-11-20T09:15:02.123456Z#{EVENT_ID}~", "not <occurred_at"),
+        ("9999-12-31T23:59:59.999999Z#" + EVENT_ID, "its time is more than 5 minutes ahead"),
+    ],
+    ids=["tildes", "empty", "seconds", "offset", "month 13", "upper case", "suffix", "year 9999"],
+)
+def test_a_record_version_must_be_the_one_its_producer_writes(version, problem):
+    with pytest.raises(ValidationError, match=problem):
+        parse_queue_message(sample_record_with(version, event_id=EVENT_ID))
+    if "ahead" not in problem and "-13-" not in version:  # what a pattern can say
+        schema = contract_schemas()["v1-destination-record.json"]
+        with pytest.raises(jsonschema.ValidationError, match="does not match"):
+            jsonschema.validate(json.loads(sample_record_with(version, EVENT_ID)), schema)
+
+
+def test_a_record_version_must_name_the_records_own_event():
+    other = str(uuid.uuid4())
+    with pytest.raises(ValidationError, match="its event id is not the record's event_id"):
+        parse_queue_message(sample_record_with(f"2026-11-20T09:15:02.123456Z#{other}", EVENT_ID))
+
+
+def test_a_version_within_the_clock_skew_is_accepted_and_one_past_it_refused():
+    event_id = str(uuid.uuid4())
+    soon = datetime.now(UTC) + MAX_CLOCK_SKEW - timedelta(seconds=30)
+    assert parse_queue_message(sample_record_with(f"{format_time(soon)}#{event_id}"))
+    late = soon + timedelta(seconds=60)
+    with pytest.raises(ValidationError, match="ahead of this host's clock"):
+        parse_queue_message(sample_record_with(f"{format_time(late)}#{event_id}"))
+
+
+def test_an_event_that_occurred_ahead_of_the_clock_is_refused():
+    """The API stamps occurred_at with its own clock: a later one is a forgery or a clock off."""
+    raw = load_event("user_created")
+    raw["occurred_at"] = format_time(datetime.now(UTC) + MAX_CLOCK_SKEW + timedelta(minutes=1))
+    with pytest.raises(ValidationError, match="occurred_at"):
+        parse_event(raw)
+    raw["occurred_at"] = format_time(datetime.now(UTC) + timedelta(seconds=10))
+    assert parse_event(raw).version.startswith(raw["occurred_at"])

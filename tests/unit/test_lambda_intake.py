@@ -11,6 +11,7 @@ from lambdas.config import IntakeConfig
 from lambdas.handler import build_intake
 from lambdas.intake import Route
 from lambdas.processor import TransformProcessor
+from tests import crafted
 from tests.unit.conftest import drain
 from tests.unit.test_lambda_processor import RefusingSqs, eventbridge, sqs_record
 
@@ -174,3 +175,56 @@ def test_the_lambdas_sqs_client_leaves_retrying_to_send_batch():
     from lambdas.handler import lambda_sqs_client
 
     assert lambda_sqs_client("us-east-1").meta.config.retries["total_max_attempts"] == 1
+
+
+# -- crafted messages: each alone leaves the fast path, the batch never fails ---------------------
+TAG = "crafted-unit"
+
+
+@pytest.mark.parametrize("kind", list(crafted.event_bodies(TAG)))
+def test_a_crafted_body_alone_goes_to_every_destinations_function(kind, sqs, routes):
+    body = crafted.event_bodies(TAG)[kind]
+    [good] = events("user_created")
+    records = [sqs_record(body, "crafted"), sqs_record(good, "good")]
+    assert intake(sqs, routes).handle_sqs_batch(records) == {"batchItemFailures": []}
+    for destination in DESTINATIONS:
+        assert [m["Body"] for m in drain(sqs, routes[destination]["buffer_queue_url"])] == [body]
+        [pack] = packs(sqs, routes[destination]["queue_url"])
+        assert [r.correlation_id for r in pack.records] == ["req-0"]
+
+
+def test_large_crafted_bodies_are_handed_over_in_calls_sqs_accepts(sqs, routes):
+    bodies = [crafted.garbage(f"{TAG}-{i}", size=200 * 1024) for i in range(3)]
+    sizes = []
+    real_send = sqs.send_message_batch
+
+    def send_message_batch(QueueUrl, Entries):
+        sizes.append(sum(len(e["MessageBody"].encode()) for e in Entries))
+        return real_send(QueueUrl=QueueUrl, Entries=Entries)
+
+    sqs.send_message_batch = send_message_batch
+    records = [sqs_record(body, f"m{i}") for i, body in enumerate(bodies)]
+    assert intake(sqs, routes).handle_sqs_batch(records) == {"batchItemFailures": []}
+    assert max(sizes) <= 256 * 1024, sizes
+    for destination in DESTINATIONS:
+        handed = [m["Body"] for m in drain(sqs, routes[destination]["buffer_queue_url"])]
+        assert sorted(handed) == sorted(bodies)
+
+
+def test_an_unexpected_error_with_one_record_hands_it_alone_over(sqs, routes, monkeypatch, caplog):
+    from lambdas import intake as module
+    from tests.unit.test_lambda_processor import fails_unexpectedly_for
+
+    monkeypatch.setattr(
+        module,
+        "event_from_eventbridge",
+        fails_unexpectedly_for("req-1", module.event_from_eventbridge),
+    )
+    batch = events("user_created", "user_created")
+    records = [sqs_record(e, f"m{i}") for i, e in enumerate(batch)]
+    assert intake(sqs, routes).handle_sqs_batch(records) == {"batchItemFailures": []}
+    assert "record failed" in caplog.text and "Ada" not in caplog.text, "logged, without PII"
+    for destination in DESTINATIONS:
+        assert bodies(sqs, routes[destination]["buffer_queue_url"]) == [batch[1]]
+        [pack] = packs(sqs, routes[destination]["queue_url"])
+        assert [r.correlation_id for r in pack.records] == ["req-0"]

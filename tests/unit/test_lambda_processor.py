@@ -9,6 +9,7 @@ from datasync.core.transforms import to_crm, to_marketing
 from lambdas.config import LambdaConfig
 from lambdas.handler import build_processor
 from lambdas.processor import TransformFailed, TransformProcessor
+from tests import crafted
 from tests.conftest import FIXTURES, load_event
 from tests.unit.conftest import drain
 
@@ -391,3 +392,70 @@ def test_async_invocation_failure_raises_a_reason_without_personal_data(sqs, que
         buggy.handle_eventbridge_event(eventbridge("user_created"))
     assert str(info.value) == "transform failed: KeyError: '<redacted>'"
     assert drain(sqs, queues["queue"]) == []
+
+
+# -- crafted messages: each alone is dead-lettered, the batch never fails -------------------------
+TAG = "crafted-unit"
+
+
+@pytest.mark.parametrize("kind", list(crafted.event_bodies(TAG)))
+def test_a_crafted_body_alone_is_dead_lettered_and_the_rest_of_its_batch_sent(
+    kind, processor, sqs, queues
+):
+    body = crafted.event_bodies(TAG)[kind]
+    batch = [sqs_record(body, "crafted"), sqs_record(eventbridge("user_created"), "good")]
+    assert processor.handle_sqs_batch(batch) == {"batchItemFailures": []}
+    [dead] = drain(sqs, queues["dlq"])
+    assert dead["Body"] == body
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason.startswith(("invalid event: ", "not an EventBridge event")), reason
+    assert TAG not in reason, "the reason quotes no input"
+    assert len(sent_records(sqs, queues["queue"])) == 1
+
+
+def test_an_event_from_the_future_is_dead_lettered_with_that_reason(processor, sqs, queues):
+    body = crafted.event_bodies(TAG)["occurred far in the future"]
+    assert processor.handle_sqs_batch([sqs_record(body)]) == {"batchItemFailures": []}
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason == (
+        "invalid event: UserCreated.occurred_at: Value error, "
+        "more than 5 minutes ahead of this host's clock"
+    )
+
+
+def fails_unexpectedly_for(marker, parse):
+    """A parse with a bug that bites one record (its message quotes the input, as errors do)."""
+
+    def parse_or_fail(body):
+        if marker in body:
+            raise RuntimeError(f"bug while reading {body}")
+        return parse(body)
+
+    return parse_or_fail
+
+
+def test_an_unexpected_error_fails_that_record_alone_then_dead_letters_it(
+    processor, sqs, queues, monkeypatch, caplog
+):
+    from lambdas import processor as module
+
+    monkeypatch.setattr(
+        module,
+        "event_from_eventbridge",
+        fails_unexpectedly_for("Ada", module.event_from_eventbridge),
+    )
+    ada, other = eventbridge("user_created"), eventbridge("user_deleted")
+    assert processor.handle_sqs_batch([sqs_record(ada, "ada"), sqs_record(other, "other")]) == {
+        "batchItemFailures": [{"itemIdentifier": "ada"}]
+    }
+    assert len(sent_records(sqs, queues["queue"])) == 1, "the other record was sent"
+    assert "record failed" in caplog.text and "Ada" not in caplog.text, "logged, without PII"
+    # On its last delivery it goes to the DLQ with the reason, and the batch still succeeds.
+    assert processor.handle_sqs_batch([sqs_record(ada, "ada", receive_count=3)]) == {
+        "batchItemFailures": []
+    }
+    [dead] = drain(sqs, queues["dlq"])
+    reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert reason.startswith("unexpected error: RuntimeError in parse_or_fail"), reason
+    assert "Ada" not in reason
