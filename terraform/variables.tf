@@ -175,11 +175,8 @@ variable "consumer_principal_arns" {
   type        = map(list(string))
   default     = {}
 
-  validation {
-    condition     = length(setsubtract(keys(var.consumer_principal_arns), ["crm", "marketing", "analytics"])) == 0
-    error_message = "The consumer_principal_arns keys must be destinations (crm, marketing, analytics)."
-  }
-
+  # Its keys are checked against var.destinations by a precondition on aws_iam_policy.consumer
+  # (a variable's validation cannot read another variable before Terraform 1.9).
   validation {
     condition     = alltrue([for arn in flatten(values(var.consumer_principal_arns)) : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
     error_message = "Every consumer_principal_arns entry must be an IAM role ARN without wildcards, e.g. {crm = [\"arn:aws:iam::123456789012:role/datasync-consumer-crm\"]}."

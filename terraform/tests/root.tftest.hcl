@@ -987,7 +987,7 @@ run "rejects_consumer_principals_of_an_unknown_destination" {
   variables {
     consumer_principal_arns = { billing = ["arn:aws:iam::123456789012:role/datasync-consumer-billing"] }
   }
-  expect_failures = [var.consumer_principal_arns]
+  expect_failures = [aws_iam_policy.consumer]
 }
 
 run "rejects_consumer_principals_of_a_destination_not_deployed" {
