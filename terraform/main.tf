@@ -115,6 +115,10 @@ module "destination" {
   buffer_batch_size              = var.buffer_batch_size
   buffer_batching_window_seconds = var.buffer_batching_window_seconds
 
+  intake_role_arn         = module.intake.role_arn
+  consumer_principal_arns = lookup(var.consumer_principal_arns, each.key, [])
+  operator_principal_arns = var.operator_principal_arns
+
   tags = {
     Destination = each.key
   }
@@ -161,6 +165,8 @@ module "intake" {
 
   batch_size              = var.buffer_batch_size
   batching_window_seconds = var.buffer_batching_window_seconds
+
+  operator_principal_arns = var.operator_principal_arns
 }
 
 ################################################################################
@@ -265,6 +271,13 @@ resource "aws_iam_policy" "consumer" {
   for_each = var.destinations
 
   name        = "${var.name_prefix}-${each.key}-consumer"
-  description = "Lets the datasync ${each.key} consumer read its destination queue and use its DLQ."
+  description = "Lets the datasync ${each.key} consumer read its destination queue, re-send failed records to it and use its DLQ."
   policy      = module.destination[each.key].consumer_policy_json
+
+  lifecycle {
+    precondition {
+      condition     = length(setsubtract(keys(var.consumer_principal_arns), var.destinations)) == 0
+      error_message = "consumer_principal_arns names ${join(", ", setsubtract(keys(var.consumer_principal_arns), var.destinations))}, which is not in destinations: remove it, or add it to destinations."
+    }
+  }
 }

@@ -170,6 +170,30 @@ variable "api_principal_arns" {
   }
 }
 
+variable "consumer_principal_arns" {
+  description = "IAM role ARNs of each destination's consumer workload (its IRSA or EKS Pod Identity role, with consumer_policy_arns[<destination>] attached), by destination: the only IAM principals besides the pipeline's functions that may send to that destination's queue (re-sending failed records) and DLQ (dead letters). Every queue's policy denies sqs:SendMessage to principals it does not name, whatever their own policies allow. A destination left out (by default, all are) fails closed: its consumers can neither re-send failed records (a pack with one is retried whole) nor dead-letter them with their reason (SQS's own redrive then moves the whole message to the DLQ, without one)."
+  type        = map(list(string))
+  default     = {}
+
+  # Its keys are checked against var.destinations by a precondition on aws_iam_policy.consumer
+  # (a variable's validation cannot read another variable before Terraform 1.9).
+  validation {
+    condition     = alltrue([for arn in flatten(values(var.consumer_principal_arns)) : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
+    error_message = "Every consumer_principal_arns entry must be an IAM role ARN without wildcards, e.g. {crm = [\"arn:aws:iam::123456789012:role/datasync-consumer-crm\"]}."
+  }
+}
+
+variable "operator_principal_arns" {
+  description = "IAM role ARNs of the operators who send dead letters back: `datasync dlq redrive` (to each buffer queue and destination queue) and `aws sqs start-message-move-task` from the intake DLQ (to the intake queue). Every queue's policy denies sqs:SendMessage to principals it does not name. Empty (the default): nobody can redrive until it is set. The roles' own policies must allow the rest (receive and delete on the DLQs)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.operator_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
+    error_message = "Every operator_principal_arns entry must be an IAM role ARN without wildcards, e.g. \"arn:aws:iam::123456789012:role/datasync-operator\"."
+  }
+}
+
 variable "create_event_bus_policy" {
   description = "Attach the event bus policy that limits PutEvents to api_principal_arns. Only an emulator that cannot store bus policies should turn it off (local/endpoint_override.tf does, for MiniStack)."
   type        = bool

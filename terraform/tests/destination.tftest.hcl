@@ -44,6 +44,13 @@ override_resource {
 }
 
 override_resource {
+  target = aws_iam_role.transform
+  values = {
+    arn = "arn:aws:iam::123456789012:role/datasync-crm-transform"
+  }
+}
+
+override_resource {
   target = aws_lambda_function.transform
   values = {
     arn = "arn:aws:lambda:us-east-1:123456789012:function:datasync-crm-transform"
@@ -57,6 +64,7 @@ variables {
   event_source        = "datasync.api"
   event_detail_types  = ["UserCreated", "UserUpdated", "UserDeleted"]
   lambda_package_path = "tests/fixtures/lambda-stub.zip"
+  intake_role_arn     = "arn:aws:iam::123456789012:role/datasync-intake"
 }
 
 run "queues" {
@@ -99,21 +107,93 @@ run "queues" {
     error_message = "The destination queue must use the visibility variable and 20 s long polling."
   }
 
+  # Who may send, by queue (modules/queue-policy builds the documents; tests/queue_policy.tftest.hcl
+  # checks their exact form). No consumer or operator roles given: only the functions and the rule.
   assert {
-    condition = alltrue([
-      for q in [aws_sqs_queue.buffer, aws_sqs_queue.dlq] : jsondecode(q.policy) == {
-        Version = "2012-10-17"
-        Statement = [{
-          Sid       = jsondecode(q.policy).Statement[0].Sid
-          Effect    = "Allow"
-          Principal = { Service = "events.amazonaws.com" }
-          Action    = "sqs:SendMessage"
-          Resource  = q.arn
-          Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
-        }]
+    # jsonencode on both sides: an empty list from the policy and [] here differ in type only.
+    condition = jsonencode({
+      for name, q in { buffer = aws_sqs_queue.buffer, queue = aws_sqs_queue.this, dlq = aws_sqs_queue.dlq } : name => {
+        resources             = distinct([for s in jsondecode(q.policy).Statement : s.Resource])
+        senders               = sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
+        rules                 = sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:SourceArn"], []) if s.Effect == "Deny"]))
+        allowed               = [for s in jsondecode(q.policy).Statement : s.Condition.ArnEquals["aws:SourceArn"] if s.Effect == "Allow"]
       }
-    ])
-    error_message = "The buffer queue and DLQ may only accept SendMessage from EventBridge for this rule."
+      }) == jsonencode({
+      buffer = {
+        resources = [aws_sqs_queue.buffer.arn]
+        senders   = ["arn:aws:iam::123456789012:role/datasync-intake"]
+        rules     = [aws_cloudwatch_event_rule.this.arn]
+        allowed   = [aws_cloudwatch_event_rule.this.arn]
+      }
+      queue = {
+        resources = [aws_sqs_queue.this.arn]
+        senders   = ["arn:aws:iam::123456789012:role/datasync-crm-transform", "arn:aws:iam::123456789012:role/datasync-intake"]
+        rules     = []
+        allowed   = []
+      }
+      dlq = {
+        resources = [aws_sqs_queue.dlq.arn]
+        senders   = ["arn:aws:iam::123456789012:role/datasync-crm-transform"]
+        rules     = [aws_cloudwatch_event_rule.this.arn]
+        allowed   = [aws_cloudwatch_event_rule.this.arn]
+      }
+    })
+    error_message = "Buffer: the intake and this destination's rule; destination queue: the intake and the transform; DLQ: the transform and the rule. Nobody else."
+  }
+}
+
+run "consumers_and_operators_may_send_where_they_must" {
+  command = apply
+
+  module {
+    source = "./modules/destination"
+  }
+
+  variables {
+    consumer_principal_arns = ["arn:aws:iam::123456789012:role/datasync-consumer-crm"]
+    operator_principal_arns = ["arn:aws:iam::123456789012:role/datasync-operator", "arn:aws:iam::123456789012:role/datasync-consumer-crm"]
+  }
+
+  assert {
+    condition = jsonencode({
+      for name, q in { buffer = aws_sqs_queue.buffer, queue = aws_sqs_queue.this, dlq = aws_sqs_queue.dlq } :
+      name => sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
+      }) == jsonencode({
+      # Operators redrive bus events to the buffer, records to the destination queue.
+      buffer = ["arn:aws:iam::123456789012:role/datasync-consumer-crm", "arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-operator"]
+      # Consumers re-send failed records to their own queue.
+      queue = ["arn:aws:iam::123456789012:role/datasync-consumer-crm", "arn:aws:iam::123456789012:role/datasync-crm-transform", "arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-operator"]
+      # Consumers dead-letter; operators only take messages out of the DLQ.
+      dlq = ["arn:aws:iam::123456789012:role/datasync-consumer-crm", "arn:aws:iam::123456789012:role/datasync-crm-transform"]
+    })
+    error_message = "Consumers may send to the destination queue and DLQ, operators to the buffer and destination queue; a role that is both is listed once."
+  }
+
+  assert {
+    condition = {
+      for s in jsondecode(output.consumer_policy_json).Statement : s.Sid => {
+        actions   = toset(flatten([s.Action]))
+        resources = toset(flatten([s.Resource]))
+        plain     = s.Effect == "Allow" && !can(s.NotResource) && !can(s.NotAction)
+      }
+      } == {
+      ConsumeDestinationQueue = {
+        actions   = toset(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
+        resources = toset([aws_sqs_queue.this.arn])
+        plain     = true
+      }
+      ResendFailedRecords = {
+        actions   = toset(["sqs:SendMessage"])
+        resources = toset([aws_sqs_queue.this.arn])
+        plain     = true
+      }
+      DeadLetterAndStatus = {
+        actions   = toset(["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"])
+        resources = toset([aws_sqs_queue.dlq.arn])
+        plain     = true
+      }
+    }
+    error_message = "The consumer policy must grant exactly: consume its queue, re-send to it, dead-letter to and read its DLQ."
   }
 }
 

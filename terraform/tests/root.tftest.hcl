@@ -162,6 +162,34 @@ override_resource {
   }
 }
 
+override_resource {
+  target = module.intake.aws_iam_role.intake
+  values = {
+    arn = "arn:aws:iam::123456789012:role/datasync-intake"
+  }
+}
+
+override_resource {
+  target = module.destination["analytics"].aws_iam_role.transform
+  values = {
+    arn = "arn:aws:iam::123456789012:role/datasync-analytics-transform"
+  }
+}
+
+override_resource {
+  target = module.destination["crm"].aws_iam_role.transform
+  values = {
+    arn = "arn:aws:iam::123456789012:role/datasync-crm-transform"
+  }
+}
+
+override_resource {
+  target = module.destination["marketing"].aws_iam_role.transform
+  values = {
+    arn = "arn:aws:iam::123456789012:role/datasync-marketing-transform"
+  }
+}
+
 ################################################################################
 # Shape: one pipeline per destination
 ################################################################################
@@ -328,6 +356,108 @@ run "each_function_policy_references_only_its_own_resources" {
   }
 }
 
+run "every_queue_denies_senders_it_does_not_name" {
+  command = apply
+
+  variables {
+    consumer_principal_arns = {
+      crm       = ["arn:aws:iam::123456789012:role/datasync-consumer-crm"]
+      marketing = ["arn:aws:iam::123456789012:role/datasync-consumer-marketing"]
+      analytics = ["arn:aws:iam::123456789012:role/eks/datasync-consumer-analytics"]
+    }
+    operator_principal_arns = ["arn:aws:iam::123456789012:role/datasync-operator"]
+  }
+
+  assert {
+    condition = toset(keys(merge(module.intake.queue_policies, [for d in module.destination : d.queue_policies]...))) == toset(concat(
+      [output.intake_queue_arn, output.intake_dlq_arn], values(output.buffer_queue_arns), values(output.queue_arns), values(output.dlq_arns),
+    ))
+    error_message = "Every queue (the intake queue and DLQ, each buffer queue, destination queue and DLQ) must have a policy."
+  }
+
+  # Each policy: a Deny of sqs:SendMessage to Principal "*" on the queue itself, then at most the
+  # EventBridge Allow for the rule the Deny excepts. (Exact documents: tests/queue_policy.tftest.hcl.)
+  assert {
+    condition = alltrue([
+      for arn, policy in merge(module.intake.queue_policies, [for d in module.destination : d.queue_policies]...) :
+      jsondecode(policy).Statement[0].Effect == "Deny" && jsondecode(policy).Statement[0].Principal == "*" &&
+      jsondecode(policy).Statement[0].Action == "sqs:SendMessage" &&
+      alltrue([for s in jsondecode(policy).Statement : s.Resource == arn]) &&
+      alltrue([for s in slice(jsondecode(policy).Statement, 1, length(jsondecode(policy).Statement)) :
+        s.Effect == "Allow" && s.Principal == { Service = "events.amazonaws.com" } && s.Action == "sqs:SendMessage" &&
+      s.Condition == { ArnEquals = { "aws:SourceArn" = jsondecode(policy).Statement[0].Condition.ArnNotEquals["aws:SourceArn"] } }])
+    ])
+    error_message = "Every queue policy must deny SendMessage to everyone on that queue, and allow EventBridge only for the rule its Deny excepts."
+  }
+
+  assert {
+    condition = alltrue([
+      for arn, policy in merge(module.intake.queue_policies, [for d in module.destination : d.queue_policies]...) :
+      !strcontains(jsonencode([for s in jsondecode(policy).Statement : [s.Action, s.Resource, try(s.Condition, {}), s.Effect == "Allow" ? jsonencode(s.Principal) : ""]]), "*")
+    ])
+    error_message = "No queue policy may use a wildcard in an action, resource, condition or Allow principal."
+  }
+
+  # Who may send where: what each queue legitimately receives, from whom.
+  assert {
+    condition = jsonencode({
+      for arn, policy in merge(module.intake.queue_policies, [for d in module.destination : d.queue_policies]...) : arn => {
+        senders = sort(flatten([for s in jsondecode(policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
+        rule    = one(flatten([for s in jsondecode(policy).Statement : try(s.Condition.ArnNotEquals["aws:SourceArn"], []) if s.Effect == "Deny"]))
+      }
+      }) == jsonencode(merge(
+      {
+        # The live-events rule; operators moving the intake DLQ's messages back.
+        "arn:aws:sqs:us-east-1:123456789012:datasync-intake" = {
+          senders = ["arn:aws:iam::123456789012:role/datasync-operator"]
+          rule    = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-intake"
+        }
+        # The live-events rule's dead letters only (SQS's redrive needs no SendMessage).
+        "arn:aws:sqs:us-east-1:123456789012:datasync-intake-dlq" = {
+          senders = []
+          rule    = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-intake"
+        }
+      },
+      [for d, consumer in {
+        crm       = "arn:aws:iam::123456789012:role/datasync-consumer-crm"
+        marketing = "arn:aws:iam::123456789012:role/datasync-consumer-marketing"
+        analytics = "arn:aws:iam::123456789012:role/eks/datasync-consumer-analytics"
+        } : {
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-buffer" = {
+          senders = sort(["arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-operator"])
+          rule    = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-${d}"
+        }
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}" = {
+          senders = sort(["arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-${d}-transform", consumer, "arn:aws:iam::123456789012:role/datasync-operator"])
+          rule    = null
+        }
+        "arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq" = {
+          senders = sort(["arn:aws:iam::123456789012:role/datasync-${d}-transform", consumer])
+          rule    = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-${d}"
+        }
+      }]...
+    ))
+    error_message = "Each queue may receive only from its legitimate senders: intake queue (its rule, operators), intake DLQ (its rule), buffer (its rule, the intake, operators), destination queue (the intake, its transform, its consumers, operators), DLQ (its rule, its transform, its consumers)."
+  }
+}
+
+run "without_consumer_or_operator_roles_only_the_functions_and_rules_may_send" {
+  command = apply
+
+  assert {
+    condition = alltrue(flatten([
+      [for policy in values(module.intake.queue_policies) : length(flatten([for s in jsondecode(policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], [])])) == 0],
+      [for d in ["crm", "marketing", "analytics"] : [
+        for policy in values(module.destination[d].queue_policies) : alltrue([
+          for arn in flatten([for s in jsondecode(policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], [])]) :
+          contains(["arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-${d}-transform"], arn)
+        ])
+      ]],
+    ]))
+    error_message = "With consumer_principal_arns and operator_principal_arns empty, only the intake and transform roles (and the rules) may send: the queues fail closed."
+  }
+}
+
 run "only_the_api_may_publish_to_the_bus" {
   command = apply
 
@@ -474,11 +604,27 @@ run "consumer_and_api_policies" {
 
   assert {
     condition = alltrue([
-      for d in ["crm", "marketing", "analytics"] :
-      [for s in jsondecode(aws_iam_policy.consumer[d].policy).Statement : toset(flatten([s.Action])) if s.Resource == "arn:aws:sqs:us-east-1:123456789012:datasync-${d}"][0] ==
-      toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"])
+      for d in ["crm", "marketing", "analytics"] : {
+        for s in jsondecode(aws_iam_policy.consumer[d].policy).Statement : s.Sid => {
+          actions   = toset(flatten([s.Action]))
+          resources = toset(flatten([s.Resource]))
+        }
+        } == {
+        ConsumeDestinationQueue = {
+          actions   = toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"])
+          resources = toset(["arn:aws:sqs:us-east-1:123456789012:datasync-${d}"])
+        }
+        ResendFailedRecords = {
+          actions   = toset(["sqs:SendMessage"])
+          resources = toset(["arn:aws:sqs:us-east-1:123456789012:datasync-${d}"])
+        }
+        DeadLetterAndStatus = {
+          actions   = toset(["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"])
+          resources = toset(["arn:aws:sqs:us-east-1:123456789012:datasync-${d}-dlq"])
+        }
+      }
     ])
-    error_message = "Consumers need exactly receive, delete, change visibility and get attributes on their queue."
+    error_message = "Consumers need exactly receive, delete, change visibility and get attributes on their queue, SendMessage to it (re-sending failed records), and dead-letter to and read their DLQ."
   }
 
   assert {
@@ -826,4 +972,37 @@ run "rejects_visibility_timeout_above_twelve_hours" {
     queue_visibility_timeout_seconds = 43201
   }
   expect_failures = [var.queue_visibility_timeout_seconds]
+}
+
+run "rejects_consumer_principal_with_a_wildcard" {
+  command = plan
+  variables {
+    consumer_principal_arns = { crm = ["arn:aws:iam::123456789012:role/datasync-consumer-*"] }
+  }
+  expect_failures = [var.consumer_principal_arns]
+}
+
+run "rejects_consumer_principals_of_an_unknown_destination" {
+  command = plan
+  variables {
+    consumer_principal_arns = { billing = ["arn:aws:iam::123456789012:role/datasync-consumer-billing"] }
+  }
+  expect_failures = [aws_iam_policy.consumer]
+}
+
+run "rejects_consumer_principals_of_a_destination_not_deployed" {
+  command = plan
+  variables {
+    destinations            = ["crm"]
+    consumer_principal_arns = { marketing = ["arn:aws:iam::123456789012:role/datasync-consumer-marketing"] }
+  }
+  expect_failures = [aws_iam_policy.consumer]
+}
+
+run "rejects_operator_principal_that_is_not_a_role" {
+  command = plan
+  variables {
+    operator_principal_arns = ["arn:aws:iam::123456789012:user/alice"]
+  }
+  expect_failures = [var.operator_principal_arns]
 }

@@ -7,6 +7,7 @@ provider waits for SQS queues to settle), hence once per session.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pytest
 from apps.cli.local_stack import LocalStack, StackConfig
 from apps.cli.paths import ROOT
 from apps.cli.settings import cli_settings
+from datasync.contract.records import DESTINATIONS
 from datasync.settings import LOCAL_API_KEY
 from tests.pipeline import Pipeline, free_port, supervise
 
@@ -24,7 +26,19 @@ APPS_BACK_SECONDS = 45  # the supervisor's restart backoff is capped at 30 s
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def workload_role_arns() -> dict:
+    """The roles the session stack's queue policies name besides the functions' own, as a
+    deployment passes them (consumer_principal_arns, operator_principal_arns). MiniStack without
+    AUTH=true enforces nothing; test_iam_enforcement.py creates these roles where it does."""
+    role = "arn:aws:iam::000000000000:role/"  # MiniStack's account for the "test" keys
+    return {
+        "consumers": {d: [f"{role}datasync-consumer-{d}"] for d in DESTINATIONS},
+        "operators": [f"{role}datasync-operator"],
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, workload_role_arns):
     if not (cli_settings().ministack_venv / "bin" / "ministack").exists():
         pytest.fail("MiniStack is not installed: run `make test` (it installs .tools/ministack)")
     config = StackConfig(
@@ -36,7 +50,11 @@ def stack(tmp_path_factory):
     )
     stack = LocalStack(config)
     try:
-        stack.start_infra()
+        roles = workload_role_arns
+        with pytest.MonkeyPatch.context() as env:  # Terraform reads TF_VAR_* from its environment
+            env.setenv("TF_VAR_consumer_principal_arns", json.dumps(roles["consumers"]))
+            env.setenv("TF_VAR_operator_principal_arns", json.dumps(roles["operators"]))
+            stack.start_infra()
         with pytest.MonkeyPatch.context() as env:
             # Every test reaches the API from 127.0.0.1, and some send thousands of wrong keys
             # on purpose (schemathesis's authentication checks expect 401 each time): the

@@ -21,6 +21,33 @@ locals {
   # the ARN is built from the rule's partition, region and account (the queue lives beside it).
   queue_arn_prefix = "arn:${data.aws_arn.rule.partition}:sqs:${data.aws_arn.rule.region}:${data.aws_arn.rule.account}"
 
+  # Who sends to each queue, and nobody else may (modules/queue-policy). Not in these lists: SQS's
+  # own redrive into the DLQ (internal, no SendMessage), and the transform's asynchronous
+  # on-failure destination (Lambda sends with the function's execution role, listed).
+  queue_senders = {
+    # The destination's replay rule (replayed events); the intake, handing over what it could
+    # not finish; operators redriving bus events from the DLQ.
+    buffer = {
+      name       = local.buffer_queue_name
+      principals = concat([var.intake_role_arn], var.operator_principal_arns)
+      rule_arn   = aws_cloudwatch_event_rule.this.arn
+    }
+    # The intake's and the transform's record packs; the consumers' re-sends of failed records;
+    # operators redriving records from the DLQ. No rule targets it.
+    queue = {
+      name       = var.name
+      principals = concat([var.intake_role_arn, aws_iam_role.transform.arn], var.consumer_principal_arns, var.operator_principal_arns)
+      rule_arn   = null
+    }
+    # The rule's target DLQ (events EventBridge could not deliver to the buffer), the transform's
+    # and the consumers' dead letters.
+    dlq = {
+      name       = local.dlq_name
+      principals = concat([aws_iam_role.transform.arn], var.consumer_principal_arns)
+      rule_arn   = aws_cloudwatch_event_rule.this.arn
+    }
+  }
+
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq.arn
     maxReceiveCount     = var.max_receive_count
@@ -84,28 +111,21 @@ data "aws_arn" "rule" {
   arn = aws_cloudwatch_event_rule.this.arn
 }
 
+module "queue_policy" {
+  source   = "../queue-policy"
+  for_each = local.queue_senders
+
+  queue_arn      = "${local.queue_arn_prefix}:${each.value.name}"
+  sender_arns    = distinct(each.value.principals)
+  event_rule_arn = each.value.rule_arn
+}
+
 resource "aws_sqs_queue" "dlq" {
   name                      = local.dlq_name
   message_retention_seconds = local.dlq_message_retention_seconds
   sqs_managed_sse_enabled   = true
 
-  # Dead letters of the rule's target (events EventBridge could not deliver to the buffer queue).
-  # Messages redriven from the buffer and destination queues and the function's on-failure
-  # destination need no statement here: SQS redrive is internal and the function role sends
-  # with its own identity-based permission.
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "EventBridgeRuleDeadLetters"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = "${local.queue_arn_prefix}:${local.dlq_name}"
-        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
-      },
-    ]
-  })
+  policy = module.queue_policy["dlq"].json
 
   tags = var.tags
 }
@@ -116,20 +136,7 @@ resource "aws_sqs_queue" "buffer" {
   message_retention_seconds  = var.message_retention_seconds
   sqs_managed_sse_enabled    = true
   redrive_policy             = local.redrive_policy
-
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "EventBridgeRule"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = "${local.queue_arn_prefix}:${local.buffer_queue_name}"
-        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
-      },
-    ]
-  })
+  policy                     = module.queue_policy["buffer"].json
 
   tags = var.tags
 }
@@ -141,6 +148,7 @@ resource "aws_sqs_queue" "this" {
   receive_wait_time_seconds  = 20
   sqs_managed_sse_enabled    = true
   redrive_policy             = local.redrive_policy
+  policy                     = module.queue_policy["queue"].json
 
   tags = var.tags
 }
@@ -304,6 +312,14 @@ locals {
         Sid      = "ConsumeDestinationQueue"
         Effect   = "Allow"
         Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        Resource = aws_sqs_queue.this.arn
+      },
+      {
+        # When some records of a pack fail, the consumer re-sends those alone as a new, delayed
+        # message and deletes the pack; without this the whole pack is retried.
+        Sid      = "ResendFailedRecords"
+        Effect   = "Allow"
+        Action   = "sqs:SendMessage"
         Resource = aws_sqs_queue.this.arn
       },
       {

@@ -92,3 +92,8 @@ output "consumer_policy_json" {
   description = "IAM policy document (JSON) for the consumer workload of this destination."
   value       = local.consumer_policy_json
 }
+
+output "queue_policies" {
+  description = "Policy (JSON) of each of this destination's queues (buffer, destination queue, DLQ), by queue ARN."
+  value       = { for queue in [aws_sqs_queue.buffer, aws_sqs_queue.this, aws_sqs_queue.dlq] : queue.arn => queue.policy }
+}

@@ -108,6 +108,27 @@ variable "message_retention_seconds" {
 }
 
 ################################################################################
+# Who may send to the queues (each queue's policy denies sqs:SendMessage to everyone else)
+################################################################################
+
+variable "intake_role_arn" {
+  description = "Execution role ARN of the intake function: it sends record packs to the destination queue and hands what it cannot finish to the buffer queue."
+  type        = string
+}
+
+variable "consumer_principal_arns" {
+  description = "IAM role ARNs of this destination's consumers: they re-send failed records to the destination queue and dead-letter to the DLQ. Empty: no consumer may send to either."
+  type        = list(string)
+  default     = []
+}
+
+variable "operator_principal_arns" {
+  description = "IAM role ARNs of the operators who run `datasync dlq redrive`: it sends dead letters back to the buffer queue (bus events) or the destination queue (records). Empty: nobody may redrive."
+  type        = list(string)
+  default     = []
+}
+
+################################################################################
 # Transform Lambda
 ################################################################################
 

@@ -15,6 +15,22 @@ locals {
   # Queue policies inline, for the reason given in the destination module (one CreateQueue call).
   queue_arn_prefix = "arn:${data.aws_arn.rule.partition}:sqs:${data.aws_arn.rule.region}:${data.aws_arn.rule.account}"
 
+  # Who sends to each queue, and nobody else may (modules/queue-policy). The intake function
+  # itself sends to neither: what it cannot finish comes back by visibility timeout, and SQS's
+  # own redrive (internal, no SendMessage) moves it to the DLQ.
+  queue_senders = {
+    # The live-events rule; operators moving the DLQ's messages back.
+    queue = {
+      name       = local.queue_name
+      principals = var.operator_principal_arns
+    }
+    # The live-events rule's target DLQ, and nobody else.
+    dlq = {
+      name       = local.dlq_name
+      principals = []
+    }
+  }
+
   function_environment = merge(
     {
       DATASYNC_INTAKE_ROUTES = jsonencode({
@@ -69,6 +85,15 @@ data "aws_arn" "rule" {
   arn = aws_cloudwatch_event_rule.this.arn
 }
 
+module "queue_policy" {
+  source   = "../queue-policy"
+  for_each = local.queue_senders
+
+  queue_arn      = "${local.queue_arn_prefix}:${each.value.name}"
+  sender_arns    = distinct(each.value.principals)
+  event_rule_arn = aws_cloudwatch_event_rule.this.arn
+}
+
 ################################################################################
 # Queues
 ################################################################################
@@ -80,19 +105,7 @@ resource "aws_sqs_queue" "dlq" {
 
   # Events EventBridge could not deliver to the intake queue, and (by the redrive policy)
   # intake messages that could be neither shaped nor handed over max_receive_count times.
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "EventBridgeRuleDeadLetters"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = "${local.queue_arn_prefix}:${local.dlq_name}"
-        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
-      },
-    ]
-  })
+  policy = module.queue_policy["dlq"].json
 
   tags = var.tags
 }
@@ -108,19 +121,7 @@ resource "aws_sqs_queue" "this" {
     maxReceiveCount     = var.max_receive_count
   })
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "EventBridgeRule"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = "${local.queue_arn_prefix}:${local.queue_name}"
-        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.this.arn } }
-      },
-    ]
-  })
+  policy = module.queue_policy["queue"].json
 
   tags = var.tags
 }

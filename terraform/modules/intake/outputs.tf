@@ -57,3 +57,13 @@ output "rule_arn" {
   description = "ARN of the live-events rule."
   value       = aws_cloudwatch_event_rule.this.arn
 }
+
+output "role_arn" {
+  description = "ARN of the intake function's execution role (it sends to every destination queue and buffer queue)."
+  value       = aws_iam_role.intake.arn
+}
+
+output "queue_policies" {
+  description = "Policy (JSON) of the intake queue and the intake DLQ, by queue ARN."
+  value       = { for queue in [aws_sqs_queue.this, aws_sqs_queue.dlq] : queue.arn => queue.policy }
+}

@@ -29,6 +29,12 @@ variable "routes" {
   }
 }
 
+variable "operator_principal_arns" {
+  description = "IAM role ARNs of the operators who move the intake DLQ's messages back to the intake queue (`aws sqs start-message-move-task`, which sends with the caller's permissions). Empty: nobody may."
+  type        = list(string)
+  default     = []
+}
+
 ################################################################################
 # Routing
 ################################################################################
