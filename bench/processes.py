@@ -33,7 +33,7 @@ def classify_cmdline(argv: list[str]) -> str | None:
         return "api"
     if "datasync-consumer" in text or "apps.consumers" in text:
         return "consumers"
-    # bin/ministack, or our entry point for it (apps/cli/ministack_main.py) since 2026-12-03
+    # bin/ministack, or our entry point for it (devstack/ministack_main.py; apps/cli/ before)
     if any(Path(arg).name in ("ministack", "ministack_main.py") for arg in argv[:2]):
         return "ministack"
     return None

@@ -111,7 +111,7 @@ class Stack:
             self.process.wait(10)
 
 
-# What apps/cli/ministack_main.py writes to the emulator's log as MiniStack starts (the tool
+# What devstack/ministack_main.py writes to the emulator's log as MiniStack starts (the tool
 # imports nothing from the checkout it measures, so the wording is matched here).
 _ENTRY_POINT_LINE = re.compile(r"take up to (\d+) messages per batch|left as shipped")
 MINISTACK_BATCH_LIMIT = 10  # MiniStack as shipped

@@ -110,6 +110,8 @@ class Settings(_DestinationQueueUrls):
     # API server (gunicorn): bind, size, and how long one request may take to arrive.
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
+    # Where `datasync send` finds the API (unset or empty: the local one, on api_port).
+    api_url: str | None = Field(None, validation_alias="DATASYNC_API_URL")
     # One worker by default: all requests then share its PutEvents calls (bigger batches, less
     # CPU in the API and the bus); one process's ~2 ms per request fits in one core at 200/s.
     gunicorn_workers: int = Field(1, ge=1, validation_alias="GUNICORN_WORKERS")

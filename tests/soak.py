@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from apps.cli.paths import ROOT
+from devstack.paths import ROOT
 from tests.pipeline import free_port
 from tests.reconcile import LoadClient, StoreReader, Workload, reconcile
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datasync.core import exit_codes
+from datasync.local_layout import Layout
 
 # Shown first and in this order; every other field follows as key=value.
 LEADING = ("time", "level", "service", "logger", "message")
@@ -133,9 +134,7 @@ def _new_lines(
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from apps.cli.local_stack import StackConfig
-
-    logs_dir = StackConfig.from_environment().logs_dir
+    logs_dir = Layout.from_environment().logs_dir
     files = log_files(logs_dir, args.component)
     if not files:
         what = f"no {args.component} log" if args.component else "no logs"

@@ -1,6 +1,5 @@
-"""`datasync`: run the local stack, look inside it, and operate it.
+"""`datasync`: look inside a deployment of the pipeline, and operate it.
 
-datasync up [--infra-only]          the whole pipeline locally (what `make run` runs)
 datasync status [--json]            per destination: queues, DLQ, applied events, ALARM
 datasync get <destination> <id>     a stored record as JSON (exit 3 if absent, erased or
                                     not subscribed; --internal: versions and tombstone too)
@@ -12,7 +11,9 @@ datasync replay --from T --to T     replay archived events (--destination; the s
 datasync send --count N             realistic users through the API (demos, load)
 datasync logs [-f] [component]      the logs of `make run`, readable
 datasync schemas [--write]          check (or rewrite) the contract's JSON Schemas
-datasync package-lambda             build the Lambda zip Terraform deploys
+
+In a checkout (`make install`) the dev stack adds `datasync up` (the whole pipeline locally,
+what `make run` runs) and `datasync package-lambda` (the Lambda zip Terraform deploys).
 
 Exit codes (datasync.core.exit_codes): 0 done, 1 ran but did not succeed, 2 usage error,
 3 absent, 4 AWS or the emulator unreachable, 5 misconfigured (the message says what to set).
@@ -24,7 +25,7 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any
 
 from apps.cli import common, dlq_commands, logs, replay, send, status, trace
@@ -35,6 +36,10 @@ from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
+# Command groups other distributions add: each entry point is a ``register(commands, formatter)``
+# like the modules' below. The dev stack (devstack/pyproject.toml) adds `up` and `package-lambda`
+# this way, so that this CLI never imports it and an install without it has no `up`.
+COMMAND_GROUP = "datasync.commands"
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -95,20 +100,6 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_package_lambda(args: argparse.Namespace) -> int:
-    from apps.cli.lambda_package import build_lambda_package
-
-    path = build_lambda_package(args.target, Path(args.out), architecture=args.architecture)
-    print(path)
-    return exit_codes.OK
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from apps.cli.local_stack import run_foreground
-
-    return run_foreground(infra_only=args.infra_only, fresh=args.fresh)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datasync", description=__doc__.split("\n\n")[0], formatter_class=FORMATTER,
@@ -120,20 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
-    up = commands.add_parser(
-        "up", help="run the whole pipeline locally (make run)", formatter_class=FORMATTER,
-        epilog="examples:\n  datasync up            # what `make run` runs\n"
-        "  datasync up --fresh    # from a clean slate\n  datasync up --infra-only\n",
-    )  # fmt: skip
-    up.add_argument("--infra-only", action="store_true", help="emulator + Terraform, no apps")
-    up.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start from a clean slate: forget the emulator's saved state (queued events too), "
-        "Terraform's state, the stores and the logs (like `make clean-state`)",
-    )
-    up.set_defaults(func=cmd_up)
-
+    for group in entry_points(group=COMMAND_GROUP):
+        group.load()(commands, FORMATTER)
     status.register(commands, FORMATTER)
 
     get = commands.add_parser(
@@ -165,14 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--write", action="store_true", help="rewrite them from the models")
     schemas.set_defaults(func=cmd_schemas)
 
-    package = commands.add_parser(
-        "package-lambda", help="build the Lambda zip", formatter_class=FORMATTER,
-        epilog="examples:\n  datasync package-lambda --architecture arm64 --out var/build\n",
-    )  # fmt: skip
-    package.add_argument("--target", choices=("aws", "local"), default="aws")
-    package.add_argument("--architecture", choices=("x86_64", "arm64"), default="x86_64")
-    package.add_argument("--out", default="var/build")
-    package.set_defaults(func=cmd_package_lambda)
     return parser
 
 

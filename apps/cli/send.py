@@ -223,12 +223,11 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from apps.cli.settings import cli_settings
-
     if args.count < 1 or args.rate <= 0 or args.concurrency < 1:
         raise ConfigError("--count, --rate and --concurrency must be positive")
-    settings, cli = common.settings(), cli_settings()
-    api_url = (args.api_url or cli.api_url or f"http://127.0.0.1:{cli.api_port}").rstrip("/")
+    settings = common.settings()
+    local_api = f"http://127.0.0.1:{settings.api_port}"
+    api_url = (args.api_url or settings.api_url or local_api).rstrip("/")
     with common.progress(f"send to {api_url}", args.count) as bar:
         refused = Counter[str]()
 

@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from dotenv import dotenv_values
 
-from apps.cli.local_stack import LocalStack, StackConfig
 from datasync.settings import LOCAL_API_KEY
+from devstack.local_stack import LocalStack, StackConfig
 from tests.pipeline import Pipeline
 
 
@@ -37,7 +37,7 @@ def pipeline():
         from tests.e2e.kind_target import kind_target
 
         cluster = kind_target()
-        env = {k: v for k, v in dotenv_values(config.env_file).items() if v is not None}
+        env = {k: v for k, v in dotenv_values(config.layout.env_file).items() if v is not None}
         env.pop("DATASYNC_STORE_DIR", None)
         env["DATABASE_URL"] = cluster["database_url"]
         yield Pipeline(cluster["api_url"], cluster.get("api_key", api_key), env)
@@ -45,10 +45,10 @@ def pipeline():
     if target != "local":
         pytest.fail(f"E2E_TARGET must be 'local' or 'kind', not {target!r}")
 
-    api_url = f"http://127.0.0.1:{config.api_port}"
-    if config.env_file.is_file() and _api_ready(api_url):
+    api_url = f"http://127.0.0.1:{config.layout.api_port}"
+    if config.layout.env_file.is_file() and _api_ready(api_url):
         print(f"\ne2e: using the running stack at {api_url}")
-        env = {k: v for k, v in dotenv_values(config.env_file).items() if v is not None}
+        env = {k: v for k, v in dotenv_values(config.layout.env_file).items() if v is not None}
         yield Pipeline(api_url, api_key, env)
         return
     print("\ne2e: no running stack found; starting one (about a minute)")

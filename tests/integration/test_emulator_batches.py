@@ -1,6 +1,6 @@
 """MiniStack through our entry point hands the intake batches of more than its own 10 messages.
 
-Why it matters, and the figures: apps/cli/ministack_main.py and BENCHMARKS.md ("Batches as
+Why it matters, and the figures: devstack/ministack_main.py and BENCHMARKS.md ("Batches as
 large as AWS's"). The patch's logic is unit-tested in tests/unit/test_ministack_main.py.
 """
 
@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from apps.cli.settings import cli_settings
+from devstack.settings import stack_settings
 from tests.pipeline import wait_until
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ QUEUED = 25  # more than MiniStack's own limit of 10, fewer than the Terraform's
 
 
 def test_the_installed_ministack_is_the_version_the_patch_knows():
-    command = [*cli_settings().ministack_command, "--check"]
+    command = [*stack_settings().ministack_command, "--check"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
     assert done.returncode == 0, done.stderr
     assert "take up to 10000 messages per batch" in done.stderr, done.stderr

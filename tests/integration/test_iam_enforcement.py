@@ -25,7 +25,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from apps.cli.settings import cli_settings
+from devstack.settings import stack_settings
 from tests.pipeline import free_port
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def enforcing(tmp_path_factory, deployed) -> Iterator[EnforcingEmulator]:
     env.update(GATEWAY_PORT=str(port), BIND_HOST="127.0.0.1", AUTH="true", LOG_LEVEL="WARNING")
     with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603 - the pinned emulator of .tools/ministack
-            [str(cli_settings().ministack_venv / "bin" / "ministack")],
+            [str(stack_settings().ministack_venv / "bin" / "ministack")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )  # fmt: skip
     try:

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from apps.cli.emulator import is_healthy, port_in_use
-from apps.cli.paths import ROOT, venv_bin
-from apps.cli.processes import group_members
-from apps.cli.settings import cli_settings
 from datasync.contract import DESTINATIONS
 from datasync.settings import LOCAL_ANALYTICS_HASH_KEY, LOCAL_API_KEY
+from devstack.emulator import is_healthy, port_in_use
+from devstack.paths import ROOT, venv_bin
+from devstack.processes import group_members
+from devstack.settings import stack_settings
 from tests.pipeline import free_port, wait_until
 from tests.reconcile import Ledger, LoadClient, StoreReader, Workload, wait_until_settled
 
@@ -187,7 +187,7 @@ def _describe(pids: list[int]) -> str:
 def _child_env(var_dir: Path, emulator_port: int, api_port: int) -> dict[str, str]:
     # A user's shell: none of the session's AWS_/DATASYNC_ settings (other stacks' queue URLs).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATASYNC_"))}
-    mirror = cli_settings().terraform_mirror
+    mirror = stack_settings().terraform_mirror
     if mirror:
         env["DATASYNC_TERRAFORM_MIRROR"] = str(mirror)
     env.update(
@@ -202,7 +202,7 @@ def _child_env(var_dir: Path, emulator_port: int, api_port: int) -> dict[str, st
 def _seed_an_earlier_life(stack: LocalRun) -> None:
     """State a user could have from before: a saved emulator with a stray queue, an old store."""
     state = stack.var_dir / "local" / "emulator"
-    ministack = cli_settings().ministack_executable
+    ministack = stack_settings().ministack_executable
     env = {
         "PATH": os.environ["PATH"], "GATEWAY_PORT": str(stack.emulator_port),
         "BIND_HOST": "127.0.0.1", "PERSIST_STATE": "1", "STATE_DIR": str(state),

@@ -59,7 +59,7 @@ def test_one_correlation_id_is_logged_at_every_hop_and_no_personal_data_is_logge
     user_id = response.body["user_id"]
     for destination in ("crm", "marketing", "analytics"):
         wait_until(lambda d=destination: pipeline.get(d, user_id), what=f"{destination} record")
-    logs = stack.config.logs_dir
+    logs = stack.config.layout.logs_dir
     for destination in ("crm", "marketing", "analytics"):
         wait_until(
             lambda d=destination: correlation_id in (logs / f"consumer-{d}.log").read_text(),
@@ -125,7 +125,7 @@ def test_archive_replay_redelivers_and_consumers_deduplicate(pipeline, stack, mo
     assert '"COMPLETED"' in capsys.readouterr().out
 
     def duplicate_seen():
-        lines = (stack.config.logs_dir / "consumer-analytics.log").read_text().splitlines()
+        lines = (stack.config.layout.logs_dir / "consumer-analytics.log").read_text().splitlines()
         duplicates = [json.loads(line).get("events", {}).get("duplicate", []) for line in lines]
         return any(trace.startswith(event_id) for found in duplicates for trace in found)
 

@@ -489,8 +489,8 @@ def test_status_alarms_on_the_oldest_message_age_over_the_terraform_thresholds()
 def test_the_alarm_thresholds_are_terraforms_defaults():
     import re
 
-    from apps.cli.paths import TERRAFORM_DIR
     from apps.cli.status import OLDEST_MESSAGE_ALARM_SECONDS
+    from devstack.paths import TERRAFORM_DIR
 
     variables = (TERRAFORM_DIR / "variables.tf").read_text()
 

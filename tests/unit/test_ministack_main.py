@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from types import ModuleType
 
-from apps.cli.ministack_main import lift_esm_batch_cap
+from devstack.ministack_main import lift_esm_batch_cap
 
 
 def _receive_messages_for_esm(queue_url, max_number):  # MiniStack 1.5.33's, word for word
