@@ -28,9 +28,9 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     up = commands.add_parser(
-        "up", help="run the whole pipeline locally (make run)", formatter_class=formatter,
+        "up", help="run the whole pipeline locally (make run)",
         epilog="examples:\n  datasync up            # what `make run` runs\n"
         "  datasync up --fresh    # from a clean slate\n  datasync up --infra-only\n",
     )  # fmt: skip
@@ -44,7 +44,7 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
     up.set_defaults(func=cmd_up)
 
     package = commands.add_parser(
-        "package-lambda", help="build the Lambda zip", formatter_class=formatter,
+        "package-lambda", help="build the Lambda zip",
         epilog="examples:\n  datasync package-lambda --architecture arm64 --out var/build\n",
     )  # fmt: skip
     package.add_argument("--target", choices=("aws", "local"), default="aws")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasync.local_layout import Layout
-from devstack.processes import spawn
+from devstack.processes import spawn, stop_process
 from devstack.settings import StackSettings
 from devstack.supervisor import StopLatch, Stoppable, StopRequested, group_stoppable
 
@@ -147,12 +147,7 @@ def start_ministack(
         if is_healthy(url):
             return emulator
         latch.wait(0.2)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, signal.SIGTERM, STOP_SECONDS)
     if latch.requested:
         raise StopRequested(latch.reason)
     raise EmulatorError(f"MiniStack did not become healthy in {timeout:.0f}s; see {log_path}")

@@ -20,13 +20,12 @@ import shutil
 import socket
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasync.core.logging import JsonFormatter
-from datasync.local_layout import Layout
+from datasync.local_layout import Layout, wait_until_ready, write_env_file
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
@@ -295,14 +294,7 @@ class LocalStack:
         return f"http://127.0.0.1:{self.metrics_port(app)}/metrics"
 
     def write_env_file(self) -> Path:
-        lines = [f"{key}={value}" for key, value in sorted(self.app_environment().items())]
-        self.config.layout.env_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config.layout.env_file.write_text(
-            "# Written by `datasync up` from the Terraform outputs; read by the CLI.\n"
-            + "\n".join(lines)
-            + "\n"
-        )
-        return self.config.layout.env_file
+        return write_env_file(self.config.layout.env_file, self.app_environment())
 
     # -- applications -----------------------------------------------------------------------
     def start_apps(self) -> None:
@@ -353,24 +345,22 @@ class LocalStack:
         ProcessFile(self.config.layout.process_file).write(running)
 
     def wait_for_api(self, timeout: float = API_READY_SECONDS) -> None:
-        url = f"http://127.0.0.1:{self.config.layout.api_port}/readyz"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.latch.requested:
-                raise StopRequested(self.latch.reason)
-            self._fail_if_exited()
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            self.latch.wait(0.3)
-        log = self.config.layout.log("api")
-        raise RuntimeError(f"the API did not become ready in {timeout:.0f}s; see {log}")
+        try:
+            wait_until_ready(
+                self.config.layout.api_url, timeout, check=self._fail_if_exited,
+                pause=self.latch.wait,
+            )  # fmt: skip
+        except TimeoutError:
+            log = self.config.layout.log("api")
+            raise RuntimeError(
+                f"the API did not become ready in {timeout:.0f}s; see {log}"
+            ) from None
 
     def _fail_if_exited(self) -> None:
-        """While starting, a child that exits is a configuration problem, not a crash to retry."""
+        """While starting, a child that exits is a configuration problem, not a crash to retry;
+        a stop request ends the wait too."""
+        if self.latch.requested:
+            raise StopRequested(self.latch.reason)
         for name, app in self.apps.items():
             if app.process is not None and app.process.poll() is not None:
                 log = self.config.layout.log(name)

@@ -36,7 +36,7 @@ from python_terraform import IsFlagged, Terraform
 
 from datasync.local_layout import Layout
 from devstack.paths import TERRAFORM_DIR
-from devstack.processes import spawn
+from devstack.processes import spawn, stop_process
 from devstack.settings import stack_settings
 from devstack.supervisor import StopLatch, StopRequested
 
@@ -186,12 +186,7 @@ class TerraformStack:
         """The exit code, or None when a stop request interrupted Terraform."""
         while process.poll() is None:
             if latch.requested:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(INTERRUPT_SECONDS)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop_process(process, signal.SIGINT, INTERRUPT_SECONDS)
                 return None
             latch.wait(0.5)
         return process.returncode

@@ -35,12 +35,9 @@ var/local/logs (DATASYNC_VAR_DIR moves it).
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     logs = commands.add_parser(
-        "logs",
-        help="show (or follow) the logs of `make run`",
-        epilog=EXAMPLES,
-        formatter_class=formatter,
+        "logs", help="show (or follow) the logs of `make run`", epilog=EXAMPLES
     )
     logs.add_argument("component", nargs="?", help="api, consumer-<destination>, emulator …")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")

@@ -36,8 +36,8 @@ from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
-# Command groups other distributions add: each entry point is a ``register(commands, formatter)``
-# like the modules' below. The dev stack (devstack/pyproject.toml) adds `up` and `package-lambda`
+# Command groups other distributions add: each entry point is a ``register(commands)`` like the
+# modules' below. The dev stack (devstack/pyproject.toml) adds `up` and `package-lambda`
 # this way, so that this CLI never imports it and an install without it has no `up`.
 COMMAND_GROUP = "datasync.commands"
 
@@ -100,6 +100,14 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+class CommandParser(argparse.ArgumentParser):
+    """Every command's parser (and its sub-commands'): the help's examples kept as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", FORMATTER)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datasync", description=__doc__.split("\n\n")[0], formatter_class=FORMATTER,
@@ -109,14 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         + __doc__.split("\n\n")[-1],
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="<command>", parser_class=CommandParser
+    )
 
     for group in entry_points(group=COMMAND_GROUP):
-        group.load()(commands, FORMATTER)
-    status.register(commands, FORMATTER)
+        group.load()(commands)
+    status.register(commands)
 
     get = commands.add_parser(
-        "get", help="print a stored record", formatter_class=FORMATTER,
+        "get", help="print a stored record",
         epilog="examples:\n  datasync get crm <user id>\n  datasync get crm <user id> --internal\n"
         "  datasync get analytics <user id>   # the user's pseudonymous events\n\n"
         "Exit 3 if absent, erased or (marketing) not subscribed; the message says which.\n",
@@ -130,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.set_defaults(func=cmd_get)
 
-    trace.register(commands, FORMATTER)
-    dlq_commands.register(commands, FORMATTER)
-    replay.register(commands, FORMATTER)
-    send.register(commands, FORMATTER)
-    logs.register(commands, FORMATTER)
+    trace.register(commands)
+    dlq_commands.register(commands)
+    replay.register(commands)
+    send.register(commands)
+    logs.register(commands)
 
     schemas = commands.add_parser(
-        "schemas", help="check the exported JSON Schemas", formatter_class=FORMATTER,
+        "schemas", help="check the exported JSON Schemas",
         epilog="examples:\n  datasync schemas           # exit 1 if they drifted\n"
         "  datasync schemas --write   # rewrite them (make schemas)\n",
     )  # fmt: skip

@@ -205,12 +205,9 @@ def send_users(
     return summary
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     send = commands.add_parser(
-        "send",
-        help="send realistic users through the API (demos, load)",
-        epilog=EXAMPLES,
-        formatter_class=formatter,
+        "send", help="send realistic users through the API (demos, load)", epilog=EXAMPLES
     )
     send.add_argument("--count", type=int, required=True, help="requests to send")
     send.add_argument("--rate", type=float, default=20, help="requests per second (default 20)")

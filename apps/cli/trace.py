@@ -40,12 +40,11 @@ Exit 3 when the id is found nowhere. Accepted events are found in the local API 
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     trace = commands.add_parser(
         "trace",
         help="where an event is: accepted, waiting, applied, dead-lettered",
         epilog=EXAMPLES,
-        formatter_class=formatter,
     )
     trace.add_argument("id", help="an event id, a user id or a correlation id")
     trace.add_argument("--json", action="store_true", help="JSON instead of a table")

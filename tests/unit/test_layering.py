@@ -56,6 +56,7 @@ BENCH_MAY_IMPORT = {
     "datasync.core.queues",
     "datasync.core.retry",
     "devstack.processes",
+    "devstack.launch",
 }
 # Lambda code the topology experiment adds to a copy of the stack's Lambda package: it runs in
 # the emulator's Lambda workers, with that package on its path, never in the tool.

@@ -14,23 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from datasync.local_layout import Layout
+from datasync.local_layout import Layout, Started
 from devstack.emulator import Emulator
 from devstack.local_stack import LocalStack, StackConfig
-from devstack.processes import ProcessFile, Started, group_alive, spawn, start_time, stop_leftovers
+from devstack.processes import (
+    ProcessFile,
+    alive,
+    group_alive,
+    spawn,
+    start_time,
+    still_running,
+    stop_leftovers,
+)
 from devstack.supervisor import StopLatch, Supervised
 from devstack.terraform import TerraformStack, inputs_fingerprint, prepare_workdir
 from tests.pipeline import wait_until
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
 
 # -- children cannot outlive the supervisor --------------------------------------------------
 SUPERVISOR = textwrap.dedent(
@@ -52,11 +50,11 @@ def test_a_child_dies_with_its_supervisor_even_when_the_supervisor_is_sigkilled(
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file)])
     try:
         child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=10))
-        assert pid_alive(child)
+        assert alive(child)
         assert os.getpgid(child) == child  # a session of its own: group signals miss it
         supervisor.kill()
         supervisor.wait(5)
-        wait_until(lambda: not pid_alive(child), timeout=5, what="the orphan to get SIGTERM")
+        wait_until(lambda: not alive(child), timeout=5, what="the orphan to get SIGTERM")
     finally:
         supervisor.kill()
         if pid_file.exists():
@@ -116,7 +114,7 @@ def test_a_pid_reused_by_another_program_is_left_alone(tmp_path):
 
 def test_nothing_to_do_without_a_process_file(tmp_path):
     stop_leftovers(ProcessFile(tmp_path / "missing.json"), print)
-    assert Started("x", 999_999_999, None).still_running() is False
+    assert still_running(Started("x", 999_999_999, None)) is False
 
 
 # -- which saved state a restart may trust ---------------------------------------------------
