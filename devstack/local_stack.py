@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from datasync.core.logging import JsonFormatter
-from datasync.local_layout import Layout, wait_until_ready, write_env_file
+from datasync.local_layout import (
+    MINISTACK_BATCH_LIMIT,
+    Layout,
+    emulator_batch_limit,
+    emulator_patch_line,
+    wait_until_ready,
+    write_env_file,
+)
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
@@ -127,6 +134,8 @@ class LocalStack:
     # /metrics ports on 127.0.0.1: "api" and one per consumer. Chosen once per run, so that a
     # restarted app serves where the env file and the summary say.
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    # Why MiniStack runs as shipped (Lambda batches of at most 10), or None: lifted, or not ours.
+    emulator_as_shipped: str | None = None
 
     # -- infrastructure ---------------------------------------------------------------------
     def start_infra(self, *, fresh: bool = False) -> dict[str, Any]:
@@ -150,6 +159,9 @@ class LocalStack:
             )
             self._record_pids()
             say(f"MiniStack is up ({time.monotonic() - started:.1f}s)")
+            self.emulator_as_shipped = emulator_as_shipped(layout.emulator_log)
+            if self.emulator_as_shipped:
+                say(self.emulator_as_shipped)
         target = "aws" if cfg.external_endpoint else "local"
         say(f"building the Lambda package ({target}) ...")
         package = build_lambda_package(target, cfg.build_dir or layout.build_dir)  # type: ignore[arg-type]
@@ -452,13 +464,15 @@ class LocalStack:
         assert self.emulator is not None
         custom_keys = Settings().api_keys.get_secret_value()
         key = "(your DATASYNC_API_KEYS)" if custom_keys else LOCAL_API_KEY
+        as_shipped = self.emulator_as_shipped is not None
+        shipped = "   (MiniStack as shipped: at most 10 per Lambda batch)" if as_shipped else ""
         return "\n".join(
             [
                 "",
                 "datasync is running",
                 f"  API          http://127.0.0.1:{layout.api_port}   (OpenAPI: /openapi.json)",
                 f"  API key      {key}",
-                f"  emulator     {self.emulator.url}",
+                f"  emulator     {self.emulator.url}{shipped}",
                 f"  event bus    {self.outputs['event_bus_name']}",
                 f"  stores       {layout.store_dir}  (SQLite; DATABASE_URL switches to PostgreSQL)",
                 f"  logs         {layout.logs_dir}",
@@ -479,6 +493,16 @@ class LocalStack:
                 "(queued events too) for the next run; `make clean-state` forgets it.",
             ]
         )
+
+
+def emulator_as_shipped(log: Path) -> str | None:
+    """What our entry point said when it left MiniStack as shipped (its event source mappings
+    then hand a function at most 10 messages, whatever the Terraform's batch size: slower, and
+    the figures of BENCHMARKS.md do not hold), or None when it lifted that limit."""
+    if emulator_batch_limit(log) != MINISTACK_BATCH_LIMIT:
+        return None
+    said = emulator_patch_line(log) or f"our entry point said nothing in {log}"
+    return f"{said}; see {log}"
 
 
 def run_foreground(infra_only: bool = False, fresh: bool = False) -> int:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from datasync.local_layout import Layout, Started
+from datasync.local_layout import Layout, Started, as_shipped_line, lifted_line
 from devstack.emulator import Emulator
-from devstack.local_stack import LocalStack, StackConfig
+from devstack.local_stack import LocalStack, StackConfig, emulator_as_shipped
 from devstack.processes import (
     ProcessFile,
     alive,
@@ -323,3 +323,21 @@ def test_make_runs_own_lines_are_json_lines_like_every_runtimes(tmp_path, capsys
     assert line["service"] == "datasync-up" and line["logger"] == "datasync.up"
     assert line["message"] == "consumer-crm exited with code -9; restarting in 0.6s"
     assert {"time", "level"} <= set(line)
+
+
+# -- the emulator's batch limit, as the banner says it ---------------------------------------
+def test_the_banner_says_when_ministack_runs_as_shipped(tmp_path):
+    stack = LocalStack(StackConfig(Layout(tmp_path)))
+    stack.emulator = Emulator("http://127.0.0.1:4566")
+    stack.outputs = {"event_bus_name": "bus", "queue_urls": {}}
+    log = stack.config.layout.emulator_log
+    log.parent.mkdir(parents=True)
+    log.write_text(lifted_line(10_000) + "\n")
+    assert emulator_as_shipped(log) is None
+    assert "as shipped" not in stack.summary()
+
+    with log.open("a") as out:  # the next start, with another MiniStack
+        out.write(as_shipped_line("MiniStack 1.6.0 is not 1.5.33") + "\n")
+    stack.emulator_as_shipped = emulator_as_shipped(log)
+    assert "MiniStack 1.6.0 is not 1.5.33" in (stack.emulator_as_shipped or "")
+    assert "http://127.0.0.1:4566   (MiniStack as shipped: at most 10" in stack.summary()
