@@ -41,6 +41,10 @@ LOOPBACK = "127.0.0.1"
 LOCAL_API_KEY = "local-dev-key"
 
 
+class LayoutError(ValueError):
+    """A setting of the layout is wrong (the message names it)."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """One local stack: its var dir, and the ports its API and emulator listen on."""
@@ -142,7 +146,7 @@ def free_port() -> int:
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name) or str(default)
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ValueError(f"{name} must be a port number (1-65535), not {raw!r}")
+        raise LayoutError(f"{name} must be a port number (1-65535), not {raw!r}")
     return int(raw)
 
 

@@ -32,6 +32,7 @@ from apps.cli import common, dlq_commands, logs, replay, send, status, trace
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.stores import StoreNotReady
+from datasync.local_layout import LayoutError
 from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, LayoutError) as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
     except StoreNotReady as exc:

@@ -11,6 +11,7 @@ import pytest
 
 from datasync.local_layout import (
     Layout,
+    LayoutError,
     Started,
     api_ready,
     as_shipped_line,
@@ -40,7 +41,7 @@ def test_the_layout_from_the_environment_and_back(tmp_path):
 
 @pytest.mark.parametrize("port", ["0", "65536", "80a", "²"])
 def test_a_port_that_is_not_one_is_refused_with_its_name(port):
-    with pytest.raises(ValueError, match="API_PORT must be a port number"):
+    with pytest.raises(LayoutError, match="API_PORT must be a port number"):
         Layout.from_environment({"API_PORT": port})
 
 
