@@ -23,12 +23,12 @@ include mk/browser.mk
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+$(VENV)/.installed: pyproject.toml devstack/pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required (found %s); set PYTHON=python3.11" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@echo "==> installing the project into $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.lock 2>&1 | $(PIP_QUIET)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | $(PIP_QUIET)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . -e ./devstack 2>&1 | $(PIP_QUIET)
 	@touch $@
 
 $(MINISTACK_VENV)/.installed: requirements/ministack.lock
@@ -38,7 +38,7 @@ $(MINISTACK_VENV)/.installed: requirements/ministack.lock
 	@touch $@
 
 .PHONY: install tools
-install: $(VENV)/.installed ## create .venv with the project and its dev tools
+install: $(VENV)/.installed ## create .venv with the project, the dev stack (devstack/) and the dev tools
 tools: $(VENV)/.installed $(MINISTACK_VENV)/.installed ## install the project and the local emulator
 
 .PHONY: run

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 from bench.aws import client
 from bench.config import TOOL_ROOT, Config
 from bench.lambdas import invocation_stats, pipeline_functions
-from bench.stack import Stack, free_port, start_stack
+from bench.stack import Stack, start_stack
+from datasync.local_layout import free_port
 
 T = TypeVar("T")
 PROXY_ENV = ("HTTP_PROXY", "http_proxy")

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasync.core.retry import backoff_delay
+
 BATCH = 10
 RETRIES = 5
 
@@ -55,7 +57,7 @@ class BusPutter:
             if not retry:
                 return
             pending = retry
-            time.sleep(0.05 * 2**attempt)
+            time.sleep(backoff_delay(attempt + 1, base=0.05, cap=1.0))
         with self._lock:
             result.failed.extend(pending)
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench.processes import die_with_parent
 from bench.users import user_profiles
+from devstack.processes import die_with_parent
 
 Sender = Callable[[int, float], Awaitable[dict[str, Any]]]
 

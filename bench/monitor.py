@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.processes import (
-    all_pids,
     busy_between,
     classify_cmdline,
-    read_cmdline,
     read_hwm_kib,
     read_machine_busy_seconds,
-    read_stat,
 )
+from datasync.core.queues import queue_depth
+from devstack.processes import all_pids, read_cmdline, read_stat
 
 MACHINE_INTERVAL = 0.1  # seconds between readings of /proc/stat (about 20 us each)
 
@@ -148,7 +147,7 @@ class Monitor:
         result = {}
         for destination in self.stack.destinations:
             entry = {}
-            for kind, name in (("BUFFER_QUEUE", "buffer"), ("QUEUE", "queue")):
+            for kind, name in (("buffer_queue", "buffer"), ("queue", "queue")):
                 url = self.stack.queue_url(destination, kind)
                 if url:
                     entry[name] = self._depth(url)
@@ -159,13 +158,7 @@ class Monitor:
         return result
 
     def _depth(self, url: str) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-        )
+        return sum(queue_depth(self.sqs, url).values())  # waiting and in flight
 
     def _run(self) -> None:
         previous = time.time()

@@ -1,27 +1,19 @@
-"""Which kind of pipeline process a pid is, and what /proc says about its CPU and memory.
+"""Which kind of pipeline process a pid is, and what /proc says about the machine and memory.
 
 Kinds are what a reader of the result cares about: the API (gunicorn master and workers),
 MiniStack itself, MiniStack's Lambda worker processes, the consumers, and the tool's own
-processes (load generator, monitor). Only /proc text is parsed here, so it is unit-testable.
+processes (load generator, monitor). A process's own /proc files (stat, cmdline) are read by
+devstack/processes.py, the one reader of them; only /proc text is parsed here, so it is
+unit-testable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import signal
-from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.processes import CLOCK_TICKS
+
 KINDS = ("api", "ministack", "lambda_workers", "consumers", "load_generator", "bench")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def die_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies, so no helper outlives the tool (PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def classify_cmdline(argv: list[str]) -> str | None:
@@ -33,28 +25,10 @@ def classify_cmdline(argv: list[str]) -> str | None:
         return "api"
     if "datasync-consumer" in text or "apps.consumers" in text:
         return "consumers"
-    # bin/ministack, or our entry point for it (apps/cli/ministack_main.py) since 2026-12-03
+    # bin/ministack, or our entry point for it (devstack/ministack_main.py; apps/cli/ before)
     if any(Path(arg).name in ("ministack", "ministack_main.py") for arg in argv[:2]):
         return "ministack"
     return None
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    ppid: int
-    pgid: int
-    cpu_seconds: float  # utime + stime of the process itself (not of reaped children)
-
-
-def parse_stat(text: str) -> ProcStat:
-    """Parse /proc/<pid>/stat. The command name may contain spaces and parentheses."""
-    pid = int(text.split(" ", 1)[0])
-    rest = text[text.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-    ppid, pgid = int(rest[1]), int(rest[2])
-    utime, stime = int(rest[11]), int(rest[12])
-    return ProcStat(pid, ppid, pgid, (utime + stime) / CLOCK_TICKS)
 
 
 def parse_hwm_kib(status_text: str) -> int | None:
@@ -104,27 +78,8 @@ def read_machine_busy_seconds() -> float | None:
         return None
 
 
-def read_stat(pid: int) -> ProcStat | None:
-    try:
-        return parse_stat(Path(f"/proc/{pid}/stat").read_text())
-    except (OSError, ValueError, IndexError):
-        return None  # gone between listing and reading
-
-
 def read_hwm_kib(pid: int) -> int | None:
     try:
         return parse_hwm_kib(Path(f"/proc/{pid}/status").read_text())
     except OSError:
         return None
-
-
-def read_cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]

@@ -27,7 +27,8 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from bench.calls import Call, classify
-from bench.processes import classify_cmdline, die_with_parent, read_cmdline
+from bench.processes import classify_cmdline
+from devstack.processes import die_with_parent, read_cmdline
 
 HOP_BY_HOP = {
     "connection",

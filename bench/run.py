@@ -33,8 +33,9 @@ from bench.cost import (
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
 from bench.report import lowest_ratio, summary, targets, validate
-from bench.stack import Stack, attach_stack, emulator_batch_limit, start_stack
+from bench.stack import Stack, attach_stack, start_stack
 from bench.stores import Stores
+from datasync.local_layout import emulator_batch_limit
 
 
 def say(message: str) -> None:
@@ -118,7 +119,7 @@ def measure(config: Config, result: dict[str, Any]) -> None:
             result["timeseries"] = ctx.monitor.samples
             result["peak_rss"] = ctx.monitor.sampler.peak_rss_mb()
     finally:
-        if stack.process is not None:
+        if stack.launched is not None:
             say("stopping the stack ...")
             stack.stop()
 

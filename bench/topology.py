@@ -44,34 +44,9 @@ DESTINATIONS = ("analytics", "crm", "marketing")
 DRAIN_THREADS = 4
 WARM_UP_EVENTS = 200
 
-# The one-buffer prototype's handler: each destination's processor takes the whole batch in
-# turn; a record any of them failed is retried (the others' copies are then sent again, which
-# the idempotent stores absorb). It is added to a copy of the stack's Lambda package.
-ONE_BUFFER_HANDLER = """
-import json, os
-from datasync.core.aws import client
-from datasync.core.logging import configure_logging
-from lambdas.config import LambdaConfig
-from lambdas.handler import build_processor
-
-_processors = None
-
-def handle(event, context):
-    global _processors
-    if _processors is None:
-        configure_logging("topology-one-buffer", "INFO")
-        sqs = client("sqs", region=os.environ.get("AWS_REGION", "us-east-1"))
-        _processors = []
-        for destination, (queue, dlq) in json.loads(os.environ["TOPOLOGY_TARGETS"]).items():
-            env = {**os.environ, "DATASYNC_DESTINATION": destination,
-                   "DATASYNC_DESTINATION_QUEUE_URL": queue, "DATASYNC_DEAD_LETTER_QUEUE_URL": dlq}
-            _processors.append(build_processor(LambdaConfig.from_env(env), sqs))
-    failed = set()
-    for processor in _processors:
-        outcome = processor.handle_sqs_batch(event["Records"])
-        failed |= {item["itemIdentifier"] for item in outcome["batchItemFailures"]}
-    return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
-"""
+# The one-buffer prototype's handler (bench/one_buffer_handler.py), added to a copy of the stack's
+# Lambda package: it runs in the emulator's Lambda workers on that package's code, never here.
+ONE_BUFFER_HANDLER = Path(__file__).with_name("one_buffer_handler.py")
 
 
 def say(message: str) -> None:
@@ -214,7 +189,7 @@ def package_with_prototype(build_dir: Path) -> bytes:
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
             dst.writestr(item, src.read(item.filename))
-        dst.writestr("topology_one_buffer.py", ONE_BUFFER_HANDLER)
+        dst.writestr("topology_one_buffer.py", ONE_BUFFER_HANDLER.read_text())
     return out.getvalue()
 
 

@@ -16,11 +16,11 @@ from pydantic import AliasChoices, Field, SecretStr, create_model, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from datasync.contract import DESTINATIONS
+from datasync.local_layout import LOCAL_API_KEY, QUEUE_KINDS, Layout, queue_setting_name
 
-LOCAL_API_KEY = "local-dev-key"
 # Only for local emulators: hashes are not secret if the key is public, and that is fine there.
 LOCAL_ANALYTICS_HASH_KEY = "local-dev-analytics-hash-key"
-DEFAULT_ENV_FILE = Path("var/local/datasync.env")
+DEFAULT_ENV_FILE = Layout(Path("var")).env_file  # var/local/datasync.env, from the checkout
 
 
 class ConfigError(RuntimeError):
@@ -31,15 +31,8 @@ def env_file() -> Path:
     return Path(os.environ.get("DATASYNC_ENV_FILE", DEFAULT_ENV_FILE))
 
 
-# Every destination has three queues; their URLs are settings named after the destination, so
-# adding a destination to the contract's DESTINATIONS is enough to give it settings.
-QUEUE_KINDS = {"queue": "QUEUE_URL", "dlq": "DLQ_URL", "buffer_queue": "BUFFER_QUEUE_URL"}
-
-
-def queue_setting_name(destination: str, kind: str) -> str:
-    """The environment variable of one destination queue's URL, e.g. DATASYNC_CRM_DLQ_URL."""
-    return f"DATASYNC_{destination.upper()}_{QUEUE_KINDS[kind]}"
-
+# Every destination has three queues, named in the local layout's env file the same way
+# (QUEUE_KINDS, queue_setting_name): adding a destination to the contract gives it settings.
 
 _DestinationQueueUrls = create_model(  # type: ignore[call-overload]
     "_DestinationQueueUrls",
@@ -110,6 +103,8 @@ class Settings(_DestinationQueueUrls):
     # API server (gunicorn): bind, size, and how long one request may take to arrive.
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
+    # Where `datasync send` finds the API (unset or empty: the local one, on api_port).
+    api_url: str | None = Field(None, validation_alias="DATASYNC_API_URL")
     # One worker by default: all requests then share its PutEvents calls (bigger batches, less
     # CPU in the API and the bus); one process's ~2 ms per request fits in one core at 200/s.
     gunicorn_workers: int = Field(1, ge=1, validation_alias="GUNICORN_WORKERS")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.cli.paths import ROOT, venv_bin
+from devstack.paths import ROOT, venv_bin
 from tests.pipeline import free_port, wait_until
 
 

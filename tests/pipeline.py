@@ -7,7 +7,6 @@ APIs of the emulator, and reading the destination stores.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ import boto3
 
 from datasync.core.stores import open_store
 from datasync.core.transforms import pseudonym
+from datasync.local_layout import free_port  # noqa: F401 - the tests take it from here
 
 T = TypeVar("T")
 
@@ -118,12 +118,6 @@ class Pipeline:
             return store.get(key)
         finally:
             store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(

@@ -21,6 +21,7 @@ host addresses.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -121,6 +122,49 @@ class Dockerfile:
         return int(match[1])
 
 
+# --- the build context (.dockerignore) -----------------------------------------------------------
+
+
+def dockerignore_rules() -> list[tuple[bool, str]]:
+    """(negated, pattern) per rule of the repository's .dockerignore, in order."""
+    rules = []
+    for raw in (REPO / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            rules.append((line.startswith("!"), line.lstrip("!").rstrip("/")))
+    return rules
+
+
+def ignored(path: str, rules: list[tuple[bool, str]]) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern also covers what is below it."""
+    result = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for negate, pattern in rules:
+        pattern = pattern.replace("**/", "*/") if pattern.startswith("**/") else pattern
+        candidates = [pattern, pattern.replace("*/", "")] if pattern.startswith("*/") else [pattern]
+        if any(fnmatch.fnmatch(p, c) for p in prefixes for c in candidates):
+            result = not negate
+    return result
+
+
+def copied_files(stage: Stage) -> list[str]:
+    """The repository files a stage's COPY instructions take from the build context: every file
+    below each source that .dockerignore lets into the context (COPY --from=... excluded)."""
+    rules = dockerignore_rules()
+    files = []
+    for rest in stage.all("COPY"):
+        if rest.startswith("--from"):
+            continue
+        *sources, _target = rest.split()
+        for source in sources:
+            top = REPO / source
+            found = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
+            relative = (path.relative_to(REPO).as_posix() for path in found)
+            files += [path for path in relative if not ignored(path, rules)]
+    return files
+
+
 def _logical_lines(text: str) -> list[str]:
     """Instructions joined across backslash continuations; comments and blank lines dropped."""
     lines, pending = [], ""
@@ -181,10 +225,9 @@ def build_image(dockerfile_path: Path, root: Path) -> BuiltImage:
     builder = dockerfile.stage("builder")
     paths = PathMap(root)
     context = paths.add(builder.last("WORKDIR") or "/", root / "context")
-    for rest in builder.all("COPY"):
-        *sources, _target = rest.split()
-        for source in sources:
-            _copy_into(REPO / source, context / source)
+    for path in copied_files(builder):
+        (context / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / path, context / path)
     venv = paths.add("/opt/venv")
     paths.add("/wheels")
     log = root / "build.log"
@@ -222,14 +265,6 @@ def _python_others_can_run() -> str:
         if real.is_file() and all(p.stat().st_mode & 0o001 for p in [real, *real.parents]):
             return str(real)
     raise AssertionError(f"no {version} that an unprivileged user can run: {candidates}")
-
-
-def _copy_into(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    else:
-        shutil.copy2(source, target)
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:

@@ -23,19 +23,24 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from apps.cli.paths import ROOT
-from tests.pipeline import free_port
+from datasync.local_layout import (
+    LOCAL_API_KEY,
+    Layout,
+    read_env_file,
+    read_process_file,
+)
+from devstack.launch import LaunchedStack, launch
+from devstack.paths import ROOT
+from devstack.processes import children_of
 from tests.reconcile import LoadClient, StoreReader, Workload, reconcile
 
 FAULTS = ("consumer-kill", "consumer-term", "api-worker-kill", "emulator-pause")
@@ -47,84 +52,32 @@ def say(message: str) -> None:
 
 @dataclass
 class Stack:
-    """A `datasync up` of our own: its var dir, ports, and what its process file says."""
+    """A `datasync up` of our own (devstack/launch.py): its layout, and what its files say."""
 
-    var_dir: Path
-    api_port: int
-    emulator_port: int
-    process: subprocess.Popen[bytes] | None = None
+    layout: Layout
+    launched: LaunchedStack | None = None
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return self.layout.api_url
 
     def start(self, timeout: float) -> None:
-        env = {
-            **os.environ,
-            "DATASYNC_VAR_DIR": str(self.var_dir),
-            "API_PORT": str(self.api_port),
-            "DATASYNC_EMULATOR_PORT": str(self.emulator_port),
-        }
-        env.pop("DATASYNC_ENV_FILE", None)
-        log = (self.var_dir / "up.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
-            [str(ROOT / ".venv" / "bin" / "datasync"), "up"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        self.launched = launch(
+            ROOT / ".venv" / "bin" / "datasync", self.layout,
+            log_path=self.layout.var_dir / "up.log", cwd=ROOT,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"datasync up exited; see {self.var_dir / 'up.log'}")
-            if _ready(self.api_url):
-                return
-            time.sleep(1)
-        raise RuntimeError(f"the stack was not ready in {timeout:.0f}s; see {self.var_dir}")
+        self.launched.wait_until_ready(timeout)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        if self.launched:
+            self.launched.stop()
 
     def env(self) -> dict[str, str]:
-        values = {}
-        for line in (self.var_dir / "local" / "datasync.env").read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                values[key] = value
-        return values
+        return read_env_file(self.layout.env_file)
 
     def children(self) -> dict[str, int]:
         """name -> pid of each process the supervisor runs now (api, consumer-<d>, ...)."""
-        path = self.var_dir / "local" / "processes.json"
-        try:
-            entries = json.loads(path.read_text())["processes"]
-        except (OSError, ValueError, KeyError):
-            return {}
-        return {e["name"]: e["pid"] for e in entries}
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=2) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+        return {child.name: child.pid for child in read_process_file(self.layout.process_file)}
 
 
 @dataclass
@@ -152,7 +105,7 @@ class FaultInjector:
                 os.kill(children[self.rng.choice(consumers)], sig)
                 return True
             if fault == "api-worker-kill" and "api" in children:
-                workers = _children_of(children["api"])
+                workers = children_of(children["api"])
                 if workers:
                     os.kill(self.rng.choice(workers), signal.SIGKILL)
                     return True
@@ -184,7 +137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     var_dir = Path(tempfile.mkdtemp(prefix="datasync-soak-"))
-    stack = Stack(var_dir, api_port=free_port(), emulator_port=free_port())
+    stack = Stack(Layout.on_free_ports(var_dir))
     say(f"seed {args.seed}; {args.events} writes at {args.rate:.0f}/s; state in {var_dir}")
     started = time.monotonic()
     try:
@@ -213,7 +166,7 @@ def soak(stack: Stack, args: argparse.Namespace) -> dict:
     workload = Workload.generate(args.events, seed=args.seed)
     applied_since = datetime.now(UTC).isoformat()
     client = LoadClient(
-        stack.api_url, env.get("DATASYNC_API_KEYS", "local-dev-key").split(",")[0],
+        stack.api_url, env.get("DATASYNC_API_KEYS", LOCAL_API_KEY).split(",")[0],
         concurrency=args.concurrency, rate=args.rate,
     )  # fmt: skip
     faults = FaultInjector(stack, random.Random(args.seed))
@@ -244,7 +197,7 @@ def soak(stack: Stack, args: argparse.Namespace) -> dict:
         database_url=env.get("DATABASE_URL"),
         analytics_hash_key=env["DATASYNC_ANALYTICS_HASH_KEY"].encode(),
     )
-    logs = stack.var_dir / "local" / "logs"
+    logs = stack.layout.logs_dir
     deadline = time.monotonic() + args.settle
     while True:
         report = reconcile(ledger, reader, logs_dir=logs, applied_since=applied_since)

@@ -43,20 +43,17 @@ Purged messages are gone for good: `datasync dlq list` them first, or redrive th
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     dlq = commands.add_parser(
         "dlq",
         help="list, redrive or purge a destination's DLQ",
         description="What failed for good in a destination's DLQ, and what to do about it.",
         epilog="examples:\n  datasync dlq list crm\n  datasync dlq redrive crm --dry-run\n"
         "  datasync dlq purge crm --yes\n",
-        formatter_class=formatter,
     )
     actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="{list,redrive,purge}")
 
-    listing = actions.add_parser(
-        "list", help="what is in the DLQ, and why", epilog=LIST_EXAMPLES, formatter_class=formatter
-    )
+    listing = actions.add_parser("list", help="what is in the DLQ, and why", epilog=LIST_EXAMPLES)
     listing.add_argument("destination", choices=DESTINATIONS)
     listing.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -66,7 +63,6 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "redrive",
         help="send DLQ messages back to be processed again (safe to repeat)",
         epilog=REDRIVE_EXAMPLES,
-        formatter_class=formatter,
     )
     send_back.add_argument("destination", choices=DESTINATIONS)
     send_back.add_argument("--dry-run", action="store_true", help="count, move nothing")
@@ -82,9 +78,7 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
     send_back.add_argument("--json", action="store_true", help="the summary as JSON")
     send_back.set_defaults(func=cmd_redrive)
 
-    purge = actions.add_parser(
-        "purge", help="delete every DLQ message", epilog=PURGE_EXAMPLES, formatter_class=formatter
-    )
+    purge = actions.add_parser("purge", help="delete every DLQ message", epilog=PURGE_EXAMPLES)
     purge.add_argument("destination", choices=DESTINATIONS)
     purge.add_argument("--yes", action="store_true", help="do not ask (scripts)")
     purge.set_defaults(func=cmd_purge)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datasync.core import exit_codes
+from datasync.local_layout import Layout
 
 # Shown first and in this order; every other field follows as key=value.
 LEADING = ("time", "level", "service", "logger", "message")
@@ -34,12 +35,9 @@ var/local/logs (DATASYNC_VAR_DIR moves it).
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     logs = commands.add_parser(
-        "logs",
-        help="show (or follow) the logs of `make run`",
-        epilog=EXAMPLES,
-        formatter_class=formatter,
+        "logs", help="show (or follow) the logs of `make run`", epilog=EXAMPLES
     )
     logs.add_argument("component", nargs="?", help="api, consumer-<destination>, emulator …")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -133,9 +131,7 @@ def _new_lines(
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from apps.cli.local_stack import StackConfig
-
-    logs_dir = StackConfig.from_environment().logs_dir
+    logs_dir = Layout.from_environment().logs_dir
     files = log_files(logs_dir, args.component)
     if not files:
         what = f"no {args.component} log" if args.component else "no logs"

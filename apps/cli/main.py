@@ -1,6 +1,5 @@
-"""`datasync`: run the local stack, look inside it, and operate it.
+"""`datasync`: look inside a deployment of the pipeline, and operate it.
 
-datasync up [--infra-only]          the whole pipeline locally (what `make run` runs)
 datasync status [--json]            per destination: queues, DLQ, applied events, ALARM
 datasync get <destination> <id>     a stored record as JSON (exit 3 if absent, erased or
                                     not subscribed; --internal: versions and tombstone too)
@@ -12,7 +11,9 @@ datasync replay --from T --to T     replay archived events (--destination; the s
 datasync send --count N             realistic users through the API (demos, load)
 datasync logs [-f] [component]      the logs of `make run`, readable
 datasync schemas [--write]          check (or rewrite) the contract's JSON Schemas
-datasync package-lambda             build the Lambda zip Terraform deploys
+
+In a checkout (`make install`) the dev stack adds `datasync up` (the whole pipeline locally,
+what `make run` runs) and `datasync package-lambda` (the Lambda zip Terraform deploys).
 
 Exit codes (datasync.core.exit_codes): 0 done, 1 ran but did not succeed, 2 usage error,
 3 absent, 4 AWS or the emulator unreachable, 5 misconfigured (the message says what to set).
@@ -24,17 +25,22 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any
 
 from apps.cli import common, dlq_commands, logs, replay, send, status, trace
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.stores import StoreNotReady
+from datasync.local_layout import LayoutError
 from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
 FORMATTER = argparse.RawDescriptionHelpFormatter
+# Command groups other distributions add: each entry point is a ``register(commands)`` like the
+# modules' below. The dev stack (devstack/pyproject.toml) adds `up` and `package-lambda`
+# this way, so that this CLI never imports it and an install without it has no `up`.
+COMMAND_GROUP = "datasync.commands"
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -95,18 +101,12 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_package_lambda(args: argparse.Namespace) -> int:
-    from apps.cli.lambda_package import build_lambda_package
+class CommandParser(argparse.ArgumentParser):
+    """Every command's parser (and its sub-commands'): the help's examples kept as written."""
 
-    path = build_lambda_package(args.target, Path(args.out), architecture=args.architecture)
-    print(path)
-    return exit_codes.OK
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from apps.cli.local_stack import run_foreground
-
-    return run_foreground(infra_only=args.infra_only, fresh=args.fresh)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", FORMATTER)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,26 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         + __doc__.split("\n\n")[-1],
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-
-    up = commands.add_parser(
-        "up", help="run the whole pipeline locally (make run)", formatter_class=FORMATTER,
-        epilog="examples:\n  datasync up            # what `make run` runs\n"
-        "  datasync up --fresh    # from a clean slate\n  datasync up --infra-only\n",
-    )  # fmt: skip
-    up.add_argument("--infra-only", action="store_true", help="emulator + Terraform, no apps")
-    up.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start from a clean slate: forget the emulator's saved state (queued events too), "
-        "Terraform's state, the stores and the logs (like `make clean-state`)",
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="<command>", parser_class=CommandParser
     )
-    up.set_defaults(func=cmd_up)
 
-    status.register(commands, FORMATTER)
+    for group in entry_points(group=COMMAND_GROUP):
+        group.load()(commands)
+    status.register(commands)
 
     get = commands.add_parser(
-        "get", help="print a stored record", formatter_class=FORMATTER,
+        "get", help="print a stored record",
         epilog="examples:\n  datasync get crm <user id>\n  datasync get crm <user id> --internal\n"
         "  datasync get analytics <user id>   # the user's pseudonymous events\n\n"
         "Exit 3 if absent, erased or (marketing) not subscribed; the message says which.\n",
@@ -151,28 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.set_defaults(func=cmd_get)
 
-    trace.register(commands, FORMATTER)
-    dlq_commands.register(commands, FORMATTER)
-    replay.register(commands, FORMATTER)
-    send.register(commands, FORMATTER)
-    logs.register(commands, FORMATTER)
+    trace.register(commands)
+    dlq_commands.register(commands)
+    replay.register(commands)
+    send.register(commands)
+    logs.register(commands)
 
     schemas = commands.add_parser(
-        "schemas", help="check the exported JSON Schemas", formatter_class=FORMATTER,
+        "schemas", help="check the exported JSON Schemas",
         epilog="examples:\n  datasync schemas           # exit 1 if they drifted\n"
         "  datasync schemas --write   # rewrite them (make schemas)\n",
     )  # fmt: skip
     schemas.add_argument("--write", action="store_true", help="rewrite them from the models")
     schemas.set_defaults(func=cmd_schemas)
 
-    package = commands.add_parser(
-        "package-lambda", help="build the Lambda zip", formatter_class=FORMATTER,
-        epilog="examples:\n  datasync package-lambda --architecture arm64 --out var/build\n",
-    )  # fmt: skip
-    package.add_argument("--target", choices=("aws", "local"), default="aws")
-    package.add_argument("--architecture", choices=("x86_64", "arm64"), default="x86_64")
-    package.add_argument("--out", default="var/build")
-    package.set_defaults(func=cmd_package_lambda)
     return parser
 
 
@@ -191,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, LayoutError) as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
     except StoreNotReady as exc:

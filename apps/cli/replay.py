@@ -39,12 +39,11 @@ what it applied). Replays cannot be filtered by event type (StartReplay has no e
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     replay = commands.add_parser(
         "replay",
         help="replay archived events onto the bus (safe: the stores dedupe)",
         epilog=EXAMPLES,
-        formatter_class=formatter,
     )
     replay.add_argument(
         "--from",

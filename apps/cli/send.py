@@ -205,12 +205,9 @@ def send_users(
     return summary
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     send = commands.add_parser(
-        "send",
-        help="send realistic users through the API (demos, load)",
-        epilog=EXAMPLES,
-        formatter_class=formatter,
+        "send", help="send realistic users through the API (demos, load)", epilog=EXAMPLES
     )
     send.add_argument("--count", type=int, required=True, help="requests to send")
     send.add_argument("--rate", type=float, default=20, help="requests per second (default 20)")
@@ -223,12 +220,11 @@ def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from apps.cli.settings import cli_settings
-
     if args.count < 1 or args.rate <= 0 or args.concurrency < 1:
         raise ConfigError("--count, --rate and --concurrency must be positive")
-    settings, cli = common.settings(), cli_settings()
-    api_url = (args.api_url or cli.api_url or f"http://127.0.0.1:{cli.api_port}").rstrip("/")
+    settings = common.settings()
+    local_api = f"http://127.0.0.1:{settings.api_port}"
+    api_url = (args.api_url or settings.api_url or local_api).rstrip("/")
     with common.progress(f"send to {api_url}", args.count) as bar:
         refused = Counter[str]()
 

@@ -35,12 +35,11 @@ the DLQ condition can fire.
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     status = commands.add_parser(
         "status",
         help="queues, DLQs, applied events and alarm conditions per destination",
         epilog=EXAMPLES,
-        formatter_class=formatter,
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)

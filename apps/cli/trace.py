@@ -25,6 +25,7 @@ from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.queues import SQS_BATCH_LIMIT, string_attributes
 from datasync.core.stores import StoreNotReady
+from datasync.local_layout import Layout
 from datasync.settings import Settings
 
 COLUMNS = ("where", "destination", "event_id", "correlation_id", "detail")
@@ -39,12 +40,11 @@ Exit 3 when the id is found nowhere. Accepted events are found in the local API 
 """
 
 
-def register(commands: Any, formatter: type[argparse.HelpFormatter]) -> None:
+def register(commands: Any) -> None:
     trace = commands.add_parser(
         "trace",
         help="where an event is: accepted, waiting, applied, dead-lettered",
         epilog=EXAMPLES,
-        formatter_class=formatter,
     )
     trace.add_argument("id", help="an event id, a user id or a correlation id")
     trace.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -281,10 +281,8 @@ def collect(wanted: str, settings: Settings, logs_dir: Path, peek: bool = True) 
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from apps.cli.local_stack import StackConfig
-
     settings = common.settings()
-    trace = collect(args.id, settings, StackConfig.from_environment().logs_dir, not args.no_peek)
+    trace = collect(args.id, settings, Layout.from_environment().logs_dir, not args.no_peek)
     if args.json:
         common.print_json(trace.as_dict())
     elif trace.rows:

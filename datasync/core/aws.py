@@ -17,12 +17,16 @@ def client(
     read_timeout: float = 25,
     attempts: int = 4,
     pool_size: int = 32,
+    credentials: tuple[str, str] | None = None,
+    proxies: dict[str, str] | None = None,
 ) -> Any:
     """A client whose worst case per call is ``attempts`` x (connect + read timeout) + backoff.
 
     ``attempts`` counts every try, the first included (botocore's ``total_max_attempts``; its
     ``max_attempts`` counts retries only). ``attempts=1`` turns the SDK's own retries off, for
     callers that retry themselves within a time budget.
+    ``credentials`` (access key id, secret) replace the SDK's own lookup, for an emulator's
+    fixed keys; ``proxies`` is botocore's option (None: the environment's HTTP(S)_PROXY).
     """
     config = Config(
         region_name=region,
@@ -30,7 +34,10 @@ def client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": attempts},
         max_pool_connections=pool_size,
+        proxies=proxies,
     )
+    access_key, secret_key = credentials or (None, None)
+    session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key)
     # boto3 also honours AWS_ENDPOINT_URL by itself; passing it explicitly keeps the
     # settings object the single source of truth.
-    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=config)
+    return session.client(service, endpoint_url=endpoint_url, config=config)

@@ -6,9 +6,11 @@ charts/datasync/ci/kind-values.yaml holds everything static; this file adds the 
 region and the queue URLs, rewritten so that they point at the emulator as the pods see it
 (the `aws-emulator` Service in datasync-dev) instead of the host's localhost.
 
-    python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml
+    .venv/bin/python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml
 
-The output is JSON, which Helm and skaffold read as YAML. Standard library only.
+The output is JSON, which Helm and skaffold read as YAML. It runs with the project's Python:
+the env file is read by the local layout's reader (datasync/local_layout.py), the destinations
+are the contract's.
 """
 
 from __future__ import annotations
@@ -18,23 +20,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from datasync.contract import DESTINATIONS
+from datasync.local_layout import queue_setting_name, read_env_file
+
 IN_CLUSTER_ENDPOINT = "http://aws-emulator.datasync-dev.svc.cluster.local:4566"
-DESTINATIONS = ("crm", "marketing", "analytics")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines (optionally `export KEY=...`, quoted values); comments and blanks skipped."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 def in_cluster_url(url: str, endpoint: str = IN_CLUSTER_ENDPOINT) -> str:
@@ -47,11 +36,7 @@ def in_cluster_url(url: str, endpoint: str = IN_CLUSTER_ENDPOINT) -> str:
 
 
 def kind_values(env: dict[str, str], endpoint: str = IN_CLUSTER_ENDPOINT) -> dict[str, object]:
-    missing = [
-        f"DATASYNC_{d.upper()}_QUEUE_URL"
-        for d in DESTINATIONS
-        if not env.get(f"DATASYNC_{d.upper()}_QUEUE_URL")
-    ]
+    missing = [queue_setting_name(d) for d in DESTINATIONS if not env.get(queue_setting_name(d))]
     if missing:
         raise KeyError(f"missing in the env file: {', '.join(missing)}")
     config: dict[str, str] = {"awsEndpointUrl": endpoint}
@@ -65,7 +50,7 @@ def kind_values(env: dict[str, str], endpoint: str = IN_CLUSTER_ENDPOINT) -> dic
         "consumers": [
             {
                 "destination": d,
-                "queueUrl": in_cluster_url(env[f"DATASYNC_{d.upper()}_QUEUE_URL"], endpoint),
+                "queueUrl": in_cluster_url(env[queue_setting_name(d)], endpoint),
             }
             for d in DESTINATIONS
         ],

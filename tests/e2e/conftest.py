@@ -10,22 +10,12 @@ with the emulator on the host; see docs/kubernetes.md.
 from __future__ import annotations
 
 import os
-import urllib.request
 
 import pytest
-from dotenv import dotenv_values
 
-from apps.cli.local_stack import LocalStack, StackConfig
-from datasync.settings import LOCAL_API_KEY
+from datasync.local_layout import LOCAL_API_KEY, api_ready, read_env_file
+from devstack.local_stack import LocalStack, StackConfig
 from tests.pipeline import Pipeline
-
-
-def _api_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=2) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +27,7 @@ def pipeline():
         from tests.e2e.kind_target import kind_target
 
         cluster = kind_target()
-        env = {k: v for k, v in dotenv_values(config.env_file).items() if v is not None}
+        env = read_env_file(config.layout.env_file)
         env.pop("DATASYNC_STORE_DIR", None)
         env["DATABASE_URL"] = cluster["database_url"]
         yield Pipeline(cluster["api_url"], cluster.get("api_key", api_key), env)
@@ -45,11 +35,10 @@ def pipeline():
     if target != "local":
         pytest.fail(f"E2E_TARGET must be 'local' or 'kind', not {target!r}")
 
-    api_url = f"http://127.0.0.1:{config.api_port}"
-    if config.env_file.is_file() and _api_ready(api_url):
+    api_url = config.layout.api_url
+    if config.layout.env_file.is_file() and api_ready(api_url):
         print(f"\ne2e: using the running stack at {api_url}")
-        env = {k: v for k, v in dotenv_values(config.env_file).items() if v is not None}
-        yield Pipeline(api_url, api_key, env)
+        yield Pipeline(api_url, api_key, read_env_file(config.layout.env_file))
         return
     print("\ne2e: no running stack found; starting one (about a minute)")
     stack = LocalStack(config)

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from apps.cli.lambda_package import build_lambda_package
-from apps.cli.settings import cli_settings
+from devstack.lambda_package import build_lambda_package
+from devstack.settings import stack_settings
 
 # ELF e_machine values (System V ABI): what a compiled extension really runs on.
 ELF_MACHINES = {"x86_64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
@@ -36,13 +36,13 @@ def elf_machines(path) -> dict[str, int]:
 
 
 def test_local_package_imports_with_the_emulators_interpreter(tmp_path):
-    if not (cli_settings().ministack_venv / "bin" / "python").exists():
+    if not (stack_settings().ministack_venv / "bin" / "python").exists():
         pytest.fail("the emulator environment is missing: run `make tools`")
     package = build_lambda_package("local", tmp_path / "build")
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(package).extractall(unpacked)
     result = subprocess.run(
-        [str(cli_settings().ministack_venv / "bin" / "python"), "-I", "-c",
+        [str(stack_settings().ministack_venv / "bin" / "python"), "-I", "-c",
          "import sys; sys.path.insert(0, sys.argv[1]); import lambdas.handler, pydantic_core, email_validator; print('ok')",
          str(unpacked)],
         capture_output=True, text=True, check=False,

@@ -1,5 +1,5 @@
-"""Security scanners, run by `make test`: checkov on terraform/, bandit on the runtime code and an
-audit of the pinned dependencies that ship. Each passes with zero unexplained findings: a waiver
+"""Security scanners, run by `make test`: checkov on terraform/, bandit on the runtime code and the
+dev stack, and an audit of the pinned dependencies that ship. Each passes with zero unexplained findings: a waiver
 sits beside what it waives, with its reason, and each scan first proves that it really looked.
 
 The scanners run from their own venvs (mk/security.mk, mk/k8s.mk), never from .venv.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli.paths import ROOT, TERRAFORM_DIR
+from devstack.paths import ROOT, TERRAFORM_DIR
 
 SECURITY_TOOLS = Path(os.environ.get("DATASYNC_SECURITY_TOOLS", ROOT / ".tools" / "security"))
 K8S_TOOLS = Path(os.environ.get("DATASYNC_K8S_TOOLS", ROOT / ".tools" / "k8s-checks"))
@@ -37,7 +37,7 @@ CHECKOV_WAIVERS = {
     ("CKV_AWS_338", "aws_cloudwatch_log_group"),  # 1-year retention: operational logs
 }
 
-BANDIT_TARGETS = ("apps", "datasync", "lambdas")
+BANDIT_TARGETS = ("apps", "datasync", "devstack", "lambdas")
 
 # The lock files whose packages ship in an image or a Lambda zip, or run the tests.
 SHIPPED_LOCKS = ("api.lock", "consumers.lock", "lambda.lock", "dev.lock")

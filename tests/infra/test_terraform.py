@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
-from apps.cli.terraform import (
+from devstack.terraform import (
     TERRAFORM_DIR,
-    _environment,
     cli_environment,
     prepare_workdir,
     require_terraform,
@@ -28,8 +28,8 @@ def initialised(tmp_path_factory):
 
 
 def run(command, cwd):
-    with _environment(cli_environment()):
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    env = {**os.environ, **cli_environment()}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, (
         f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )

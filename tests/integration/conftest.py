@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli.local_stack import LocalStack, StackConfig
-from apps.cli.paths import ROOT
-from apps.cli.settings import cli_settings
 from datasync.contract.records import DESTINATIONS
+from datasync.local_layout import Layout
 from datasync.settings import LOCAL_API_KEY
+from devstack.local_stack import LocalStack, StackConfig
+from devstack.paths import ROOT
+from devstack.settings import stack_settings
 from tests.pipeline import Pipeline, free_port, supervise
 
 APPS_BACK_SECONDS = 45  # the supervisor's restart backoff is capped at 30 s
@@ -39,12 +40,13 @@ def workload_role_arns() -> dict:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, workload_role_arns):
-    if not (cli_settings().ministack_venv / "bin" / "ministack").exists():
+    if not (stack_settings().ministack_venv / "bin" / "ministack").exists():
         pytest.fail("MiniStack is not installed: run `make test` (it installs .tools/ministack)")
+    layout = Layout(
+        tmp_path_factory.mktemp("stack"), api_port=free_port(), emulator_port=free_port()
+    )
     config = StackConfig(
-        var_dir=tmp_path_factory.mktemp("stack"),
-        emulator_port=free_port(),
-        api_port=free_port(),
+        layout,
         stream_terraform=False,
         build_dir=ROOT / "var" / "build",
     )
@@ -87,7 +89,7 @@ def _every_app_running(request):
 @pytest.fixture(scope="session")
 def pipeline(stack) -> Pipeline:
     return Pipeline(
-        api_url=f"http://127.0.0.1:{stack.config.api_port}",
+        api_url=f"http://127.0.0.1:{stack.config.layout.api_port}",
         api_key=os.environ.get("DATASYNC_API_KEYS", LOCAL_API_KEY).split(",")[0],
         env=stack.app_environment(),
     )
@@ -101,7 +103,7 @@ def cli(pipeline, stack, monkeypatch, tmp_path):
     for name, value in pipeline.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
-    monkeypatch.setenv("DATASYNC_VAR_DIR", str(stack.config.var_dir))
+    monkeypatch.setenv("DATASYNC_VAR_DIR", str(stack.config.layout.var_dir))
     monkeypatch.setenv("DATASYNC_API_URL", pipeline.api_url)
     return main
 

@@ -246,7 +246,7 @@ def test_no_api_key_email_or_name_reaches_any_log(pipeline, stack, tmp_path):
     time.sleep(1)  # the consumers log their batch after applying it
 
     secrets = [email, name, pipeline.api_key, *wrong_keys]
-    logs = [*stack.config.logs_dir.glob("*.log"), *tmp_path.parent.glob("*/api-*.log")]
+    logs = [*stack.config.layout.logs_dir.glob("*.log"), *tmp_path.parent.glob("*/api-*.log")]
     assert any(log.name == "api.log" for log in logs)
     leaks = [
         (log.name, secret)
@@ -255,4 +255,4 @@ def test_no_api_key_email_or_name_reaches_any_log(pipeline, stack, tmp_path):
         if secret in log.read_text(errors="replace")
     ]
     assert leaks == []
-    assert created.body["event_id"] in (stack.config.logs_dir / "api.log").read_text()
+    assert created.body["event_id"] in (stack.config.layout.logs_dir / "api.log").read_text()

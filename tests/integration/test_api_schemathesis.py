@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from apps.cli.paths import ROOT
+from devstack.paths import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from apps.cli.paths import ROOT
 from bench.report import validate
+from devstack.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,9 @@ def test_bench_against_the_running_session_stack(stack, tmp_path):
         "--stack",
         "running",
         "--env-file",
-        str(stack.config.env_file),
+        str(stack.config.layout.env_file),
         "--api-url",
-        f"http://127.0.0.1:{stack.config.api_port}",
+        f"http://127.0.0.1:{stack.config.layout.api_port}",
         "--rate",
         str(RATE),
         "--seconds",

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from apps.cli.paths import ROOT, venv_bin
 from datasync.core.stores import open_store
+from devstack.paths import ROOT, venv_bin
 from tests.builders import record
 from tests.pipeline import wait_until
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from apps.cli.paths import ROOT
 from datasync.contract import DESTINATIONS
+from devstack.paths import ROOT
 from tests.conftest import FIXTURES
 from tests.flows import unique_email
 from tests.pipeline import Pipeline, wait_until

@@ -1,28 +1,69 @@
 """MiniStack through our entry point hands the intake batches of more than its own 10 messages.
 
-Why it matters, and the figures: apps/cli/ministack_main.py and BENCHMARKS.md ("Batches as
-large as AWS's"). The patch's logic is unit-tested in tests/unit/test_ministack_main.py.
+Why it matters, and the figures: devstack/ministack_main.py and BENCHMARKS.md ("Batches as
+large as AWS's"). The wrapper's logic is unit-tested in tests/unit/test_ministack_main.py; here
+it runs with MiniStack's own interpreter: against its real sqs module (ministack_probe.py), and
+in the session stack's emulator.
 """
 
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
-from apps.cli.settings import cli_settings
+from devstack.settings import stack_settings
 from tests.pipeline import wait_until
 
 pytestmark = pytest.mark.integration
 
 QUEUED = 25  # more than MiniStack's own limit of 10, fewer than the Terraform's batch size
+PROBE = Path(__file__).with_name("ministack_probe.py")
 
 
-def test_the_installed_ministack_is_the_version_the_patch_knows():
-    command = [*cli_settings().ministack_command, "--check"]
+def _ministack_python() -> str:
+    return str(stack_settings().ministack_venv / "bin" / "python")
+
+
+@pytest.mark.parametrize(("switch", "said"), [(None, "take up to 10000"), ("10", "as shipped")])
+def test_the_entry_point_lifts_the_limit_of_the_installed_ministack_unless_told(
+    monkeypatch, switch, said
+):
+    if switch:
+        monkeypatch.setenv("DATASYNC_EMULATOR_ESM_MAX_BATCH", switch)
+    command = [*stack_settings().ministack_command, "--check"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
     assert done.returncode == 0, done.stderr
-    assert "take up to 10000 messages per batch" in done.stderr, done.stderr
+    assert said in done.stderr, done.stderr
+
+
+def test_the_wrapper_keeps_ministacks_visibility_receive_counts_and_dlq_moves():
+    """The same 25 messages, polled as MiniStack's poller does, through the wrapper and through
+    MiniStack's own function (the switch at 10): only the batch sizes differ."""
+    lifted, shipped = (_probe(limit) for limit in (10_000, 10))
+    assert "take up to 10000" in lifted["said"] and "left as shipped" in shipped["said"]
+    assert [lifted["first"]["batches"], shipped["first"]["batches"]] == [[QUEUED], [10, 10, 5]]
+    for run in (lifted, shipped):
+        # each message once per delivery, hidden for the queue's 45 s, counted once more each time
+        assert run["first"] | {"batches": None} == {
+            "batches": None, "distinct": QUEUED, "receive_counts": [1], "hidden_for_seconds": 45,
+        }  # fmt: skip
+        assert run["second"]["receive_counts"] == [2] and run["second"]["distinct"] == QUEUED
+        # past maxReceiveCount (2), MiniStack's sweep moves them all to the DLQ, none handed out
+        assert run["third"]["batches"] == [] and run["dead_lettered"] == QUEUED
+        assert run["fifo"] == [10, 10, 5]  # AWS's limit for FIFO queues, kept
+        # no visibility timeout: a second call would hand the first 10 out again; it is not made
+        assert run["instant_first_batch"] == 10 and run["instant_receive_counts"] == [0, 1]
+
+
+def _probe(limit: int) -> dict:
+    done = subprocess.run(  # noqa: S603 - MiniStack's interpreter, our probe
+        [_ministack_python(), str(PROBE), "--esm-max-batch", str(limit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_events_queued_for_the_intake_reach_it_in_one_batch(pipeline, stack):

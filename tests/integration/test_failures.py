@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from apps.cli.paths import ROOT, venv_bin
 from datasync.contract import DESTINATIONS, DestinationRecord
 from datasync.core.stores import open_store
+from devstack.paths import ROOT, venv_bin
 from tests.conftest import FIXTURES, load_event
 from tests.flows import unique_email
 from tests.pipeline import Pipeline, wait_until
@@ -273,7 +273,7 @@ def test_a_record_the_store_always_rejects_reaches_the_dlq_after_max_receive_cou
     assert attributes["failure_receive_count"] == str(max_receive_count)
     receives = Counter(
         line["message"]
-        for line in log_lines(stack.config.logs_dir / "consumer-crm.log")
+        for line in log_lines(stack.config.layout.logs_dir / "consumer-crm.log")
         if line.get("event_id") == str(rejected.event_id)
     )
     assert receives == {

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli.paths import ROOT, venv_bin
+from devstack.paths import ROOT, venv_bin
 from tests.faults import SwitchableProxy, paused
 from tests.pipeline import free_port, supervise, wait_until
 from tests.reconcile import (
@@ -51,7 +51,7 @@ def reader(pipeline) -> StoreReader:
 
 def assert_reconciled(stack, reader: StoreReader, ledger: Ledger) -> None:
     report = wait_until_settled(
-        reader, ledger, timeout=SETTLE_SECONDS, logs_dir=stack.config.logs_dir
+        reader, ledger, timeout=SETTLE_SECONDS, logs_dir=stack.config.layout.logs_dir
     )
     assert report.ok, f"\n{report}"
 
@@ -105,7 +105,7 @@ def test_consumers_killed_again_and_again_while_events_flow(pipeline, stack, rea
     assert len(killed) == 4 and len(ledger.acks) == workload.size
     # Messages a killed consumer held come back after the queue's visibility timeout (60 s).
     report = wait_until_settled(
-        reader, ledger, timeout=SETTLE_SECONDS, logs_dir=stack.config.logs_dir,
+        reader, ledger, timeout=SETTLE_SECONDS, logs_dir=stack.config.layout.logs_dir,
         progress=lambda *_: supervise(stack),
     )  # fmt: skip
     assert report.ok, f"\n{report}"
@@ -130,7 +130,7 @@ def test_a_consumer_stopped_with_sigterm_during_a_burst_hands_nothing_back(pipel
     assert 0 < applied_by_the_victim, "the stopped consumer had applied nothing of the burst"
     settled_from = time.monotonic()
     report = wait_until_settled(
-        reader, result["ledger"], timeout=SETTLE_SECONDS, logs_dir=stack.config.logs_dir,
+        reader, result["ledger"], timeout=SETTLE_SECONDS, logs_dir=stack.config.layout.logs_dir,
         progress=lambda *_: supervise(stack),
     )  # fmt: skip
     assert report.ok, f"\n{report}"
@@ -262,7 +262,7 @@ def test_duplicated_and_reordered_deliveries_converge_on_the_last_write(pipeline
 
     # The copies really went all the way: each one after the first was seen as a duplicate.
     def duplicates_logged():
-        seen = duplicate_counts(stack.config.logs_dir, "crm")
+        seen = duplicate_counts(stack.config.layout.logs_dir, "crm")
         return all(seen[e] >= n - 1 for e, n in copies.items()) or None
 
     wait_until(duplicates_logged, timeout=60, what="every extra copy logged as a duplicate")
@@ -300,7 +300,7 @@ def test_an_archive_replay_of_a_window_applies_nothing_twice(
     assert len(window) > 20, f"the window is too small to mean anything ({len(window)})"
     since = datetime.fromtimestamp(first, UTC).isoformat()
     to = datetime.fromtimestamp(last + 1, UTC).isoformat()  # the end of the last whole second
-    before = duplicate_counts(stack.config.logs_dir, "analytics")
+    before = duplicate_counts(stack.config.layout.logs_dir, "analytics")
 
     for name, value in pipeline.env.items():
         monkeypatch.setenv(name, value)
@@ -308,11 +308,11 @@ def test_an_archive_replay_of_a_window_applies_nothing_twice(
     assert '"COMPLETED"' in capsys.readouterr().out
 
     def replayed_window_seen():
-        now = duplicate_counts(stack.config.logs_dir, "analytics")
+        now = duplicate_counts(stack.config.layout.logs_dir, "analytics")
         return all(now.get(a.event_id, 0) > before.get(a.event_id, 0) for a in window)
 
     wait_until(replayed_window_seen, timeout=90, what="the replayed window at the consumers")
-    report = wait_until_settled(reader, ledger, timeout=30, logs_dir=stack.config.logs_dir)
+    report = wait_until_settled(reader, ledger, timeout=30, logs_dir=stack.config.layout.logs_dir)
     assert report.ok, f"\n{report}"
-    applied = logged_outcomes(stack.config.logs_dir)["analytics"]
+    applied = logged_outcomes(stack.config.layout.logs_dir)["analytics"]
     assert all(applied[a.event_id] == 1 for a in window)

@@ -43,11 +43,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from apps.cli.settings import cli_settings
 from apps.consumers.metrics import ConsumerMetrics
 from apps.consumers.worker import ConsumerWorker, RedriveTarget
 from datasync.contract import RecordPack
 from datasync.core.stores import open_store
+from devstack.settings import stack_settings
 from tests.builders import record
 from tests.pipeline import free_port
 
@@ -250,7 +250,7 @@ def enforcing(tmp_path_factory, deployed) -> Iterator[EnforcingEmulator]:
     env.update(GATEWAY_PORT=str(port), BIND_HOST="127.0.0.1", AUTH="true", LOG_LEVEL="WARNING")
     with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603 - the pinned emulator of .tools/ministack
-            [str(cli_settings().ministack_venv / "bin" / "ministack")],
+            [str(stack_settings().ministack_venv / "bin" / "ministack")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )  # fmt: skip
     try:
@@ -576,7 +576,7 @@ def test_eventbridge_may_deliver_only_for_its_own_rule(deployed):
                 "policy": deployed["queue_attributes"][where]["Policy"], "source_arn": rule,
             })  # fmt: skip
             expected.append((label(where), rule.rsplit("/", 1)[-1], rule == mine))
-    python = cli_settings().ministack_venv / "bin" / "python"
+    python = stack_settings().ministack_venv / "bin" / "python"
     result = subprocess.run(  # noqa: S603 - the pinned emulator's interpreter, our own script
         [str(python), "-c", SERVICE_DELIVERY],
         input=json.dumps(cases), capture_output=True, text=True, timeout=60, check=True,

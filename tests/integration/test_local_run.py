@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 
-from apps.cli.emulator import is_healthy, port_in_use
-from apps.cli.paths import ROOT, venv_bin
-from apps.cli.processes import group_members
-from apps.cli.settings import cli_settings
 from datasync.contract import DESTINATIONS
+from datasync.local_layout import Layout, api_ready, read_process_file
 from datasync.settings import LOCAL_ANALYTICS_HASH_KEY, LOCAL_API_KEY
-from tests.pipeline import free_port, wait_until
+from devstack.emulator import is_healthy, port_in_use
+from devstack.paths import ROOT, venv_bin
+from devstack.processes import alive, group_members, read_cmdline
+from devstack.settings import stack_settings
+from tests.pipeline import wait_until
 from tests.reconcile import Ledger, LoadClient, StoreReader, Workload, wait_until_settled
 
 pytestmark = pytest.mark.integration
@@ -86,8 +87,9 @@ class Run:
 
     def children(self) -> dict[str, int]:
         """name -> pid, as processes.json says now."""
-        entries = json.loads(self.stack.process_file.read_text())["processes"]
-        return {entry["name"]: entry["pid"] for entry in entries}
+        return {
+            child.name: child.pid for child in read_process_file(self.stack.layout.process_file)
+        }
 
     def every_pid(self) -> set[int]:
         """The supervisor (make too) and every process of its children's groups."""
@@ -116,10 +118,8 @@ class Run:
 
 @dataclass
 class LocalRun:
-    var_dir: Path
+    layout: Layout
     env: dict[str, str]
-    emulator_port: int
-    api_port: int
     runs: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
     first_output: str = ""
@@ -127,32 +127,33 @@ class LocalRun:
     stray_queues: list[str] = field(default_factory=list)
 
     @property
-    def process_file(self) -> Path:
-        return self.var_dir / "local" / "processes.json"
+    def var_dir(self) -> Path:
+        return self.layout.var_dir
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return self.layout.api_url
 
     def ports_listening(self) -> list[int]:
-        return [p for p in (self.emulator_port, self.api_port) if port_in_use("127.0.0.1", p)]
+        ports = (self.layout.emulator_port, self.layout.api_port)
+        return [p for p in ports if port_in_use("127.0.0.1", p)]
 
     def wait_until_gone(self, pids: set[int], since: float) -> float:
         deadline = since + STOP_BOUND_SECONDS
         while time.monotonic() < deadline:
-            alive = {p for p in pids if _alive(p)}
-            if not alive and not self.ports_listening():
+            running = {p for p in pids if alive(p)}
+            if not running and not self.ports_listening():
                 return time.monotonic() - since
             time.sleep(0.1)
-        alive = sorted(p for p in pids if _alive(p))
+        running = sorted(p for p in pids if alive(p))
         raise AssertionError(
-            f"{STOP_BOUND_SECONDS}s after the signal: alive {_describe(alive)}, "
+            f"{STOP_BOUND_SECONDS}s after the signal: alive {_describe(running)}, "
             f"listening {self.ports_listening()}"
         )
 
     def reader(self) -> StoreReader:
         return StoreReader(
-            store_dir=self.var_dir / "stores", analytics_hash_key=LOCAL_ANALYTICS_HASH_KEY.encode()
+            store_dir=self.layout.store_dir, analytics_hash_key=LOCAL_ANALYTICS_HASH_KEY.encode()
         )
 
     def restart(self, **kwargs) -> Run:
@@ -166,61 +167,41 @@ class LocalRun:
         return run
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _describe(pids: list[int]) -> str:
-    described = []
-    for pid in pids:
-        try:
-            described.append(f"{pid} {Path(f'/proc/{pid}/cmdline').read_text()[:80]!r}")
-        except OSError:
-            described.append(str(pid))
-    return ", ".join(described) or "nothing"
+    return ", ".join(f"{pid} {' '.join(read_cmdline(pid))[:80]!r}" for pid in pids) or "nothing"
 
 
-def _child_env(var_dir: Path, emulator_port: int, api_port: int) -> dict[str, str]:
+def _child_env(layout: Layout) -> dict[str, str]:
     # A user's shell: none of the session's AWS_/DATASYNC_ settings (other stacks' queue URLs).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATASYNC_"))}
-    mirror = cli_settings().terraform_mirror
+    mirror = stack_settings().terraform_mirror
     if mirror:
         env["DATASYNC_TERRAFORM_MIRROR"] = str(mirror)
-    env.update(
-        DATASYNC_VAR_DIR=str(var_dir),
-        DATASYNC_EMULATOR_PORT=str(emulator_port),
-        API_PORT=str(api_port),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return env | layout.environment() | {"PYTHONUNBUFFERED": "1"}
 
 
 def _seed_an_earlier_life(stack: LocalRun) -> None:
     """State a user could have from before: a saved emulator with a stray queue, an old store."""
-    state = stack.var_dir / "local" / "emulator"
-    ministack = cli_settings().ministack_executable
+    state = stack.layout.emulator_state_dir
+    ministack = stack_settings().ministack_executable
     env = {
-        "PATH": os.environ["PATH"], "GATEWAY_PORT": str(stack.emulator_port),
+        "PATH": os.environ["PATH"], "GATEWAY_PORT": str(stack.layout.emulator_port),
         "BIND_HOST": "127.0.0.1", "PERSIST_STATE": "1", "STATE_DIR": str(state),
     }  # fmt: skip
     emulator = subprocess.Popen([str(ministack)], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{stack.emulator_port}"
+        url = stack.layout.emulator_url
         wait_until(lambda: is_healthy(url), timeout=30, what="the seeding MiniStack")
         _sqs(url).create_queue(QueueName=STRAY_QUEUE)
     finally:
         emulator.send_signal(signal.SIGTERM)
         emulator.wait(15)
     assert (state / "sqs.json").exists()
-    terraform = stack.var_dir / "local" / "terraform"
+    terraform = stack.layout.terraform_dir
     terraform.mkdir(parents=True)
     (terraform / "applied.json").write_text('{"fingerprint": "an older one", "outputs": {}}')
-    stores = stack.var_dir / "stores"
+    stores = stack.layout.store_dir
     stores.mkdir()
     with sqlite3.connect(stores / "crm.sqlite3") as db:
         db.execute("CREATE TABLE datasync_crm_applied_events (event_id TEXT, applied_at TEXT)")
@@ -238,9 +219,8 @@ def _sqs(url: str):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     """A var dir whose first `datasync up` (after `make clean-state`) applied Terraform."""
-    var_dir = tmp_path_factory.mktemp("local-run")
-    emulator_port, api_port = free_port(), free_port()
-    stack = LocalRun(var_dir, _child_env(var_dir, emulator_port, api_port), emulator_port, api_port)
+    layout = Layout.on_free_ports(tmp_path_factory.mktemp("local-run"))
+    stack = LocalRun(layout, _child_env(layout))
     _seed_an_earlier_life(stack)
     subprocess.run(["make", "--no-print-directory", "clean-state"], cwd=ROOT, env=stack.env,
                    check=True, capture_output=True)  # fmt: skip
@@ -259,7 +239,7 @@ def local_run(tmp_path_factory):
     try:
         stack.figures["first_start"] = first.wait_until_up()
         stack.first_output = first.output
-        sqs = _sqs(f"http://127.0.0.1:{emulator_port}")
+        sqs = _sqs(layout.emulator_url)
         stack.stray_queues = sqs.list_queues(QueueNamePrefix=STRAY_QUEUE).get("QueueUrls", [])
         stack.figures["first_stop"] = first.stop_and_measure(signal.SIGTERM, group=False)
     finally:
@@ -349,7 +329,7 @@ def test_crashes_and_a_restart_with_events_queued_lose_and_double_nothing(local_
             _kill_and_see_it_restarted(run, name)
             time.sleep(2)
         first_ledger = first.result()
-        wait_until(lambda: _api_ready(local_run), timeout=RESTARTED_WITHIN_SECONDS)
+        wait_until(lambda: api_ready(local_run.api_url), timeout=RESTARTED_WITHIN_SECONDS)
 
         # 2. stop with events queued and the consumers hung (SIGSTOP): the stop kills them
         consumers = [pid for name, pid in run.children().items() if name.startswith("consumer")]
@@ -379,9 +359,7 @@ def test_crashes_and_a_restart_with_events_queued_lose_and_double_nothing(local_
         restart_seconds = local_run.figures["restarts"][-1]
         assert "not running terraform" in again.output, again.output[-2000:]
         assert restart_seconds <= RESTART_BOUND_SECONDS, f"restart took {restart_seconds}s"
-        report = wait_until_settled(
-            reader, ledger, timeout=150, logs_dir=local_run.var_dir / "local" / "logs"
-        )
+        report = wait_until_settled(reader, ledger, timeout=150, logs_dir=local_run.layout.logs_dir)
         # This test's promise is delivery: nothing lost, nothing applied twice, nothing made
         # up. (Whether out-of-order arrivals merge into the right final state - "stale" - is
         # the stores' promise, proven by test_guarantees; it is printed here, not asserted.)
@@ -410,14 +388,6 @@ def _post_users(stack: LocalRun, count: int) -> None:
             assert response.status == 202
 
 
-def _api_ready(stack: LocalRun) -> bool:
-    try:
-        with urllib.request.urlopen(stack.api_url + "/readyz", timeout=2) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def _kill_and_see_it_restarted(run: Run, name: str) -> None:
     old = run.children()[name]
     os.kill(old, signal.SIGKILL)
@@ -429,7 +399,7 @@ def _kill_and_see_it_restarted(run: Run, name: str) -> None:
     assert line in run.output, f"{name} was not restarted within 5 s:\n{run.output[-2000:]}"
     assert f"{name} exited (killed by SIGKILL)" in run.output
     new = wait_until(lambda: run.children()[name] != old and run.children()[name], timeout=2)
-    assert _alive(new)
+    assert alive(new)
 
 
 class _in_background:  # noqa: N801 - reads like a call

@@ -72,7 +72,7 @@ def test_dlq_list_redrive_filter_dry_run_and_repeat(cli, pipeline, stack, capsys
                     attributes=one.message_attributes())  # fmt: skip
     assert cli(["dlq", "redrive", "crm", "--filter", f"reason=again {token}"]) == 0
     for event_id, at in first.items():
-        wait_until(lambda e=event_id: "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", e),
+        wait_until(lambda e=event_id: "duplicate" in consumer_outcomes(stack.config.layout.logs_dir, "crm", e),
                    what="the repeated redrive seen as a duplicate")  # fmt: skip
         assert applied_at(pipeline, "crm", event_id) == at
     cli(["dlq", "redrive", "crm", "--filter", f"reason={token}"])  # leave the DLQ as found
@@ -109,7 +109,7 @@ def test_replay_to_one_destination_filters_by_its_rule_and_applies_nothing_twice
     rules = pipeline.aws("events").list_rules(EventBusName=pipeline.env["DATASYNC_EVENT_BUS_NAME"])
     [crm_rule] = [r["Arn"] for r in rules["Rules"] if r["Name"].endswith("crm")]
     assert (shown["state"], shown["filter_arns"]) == ("COMPLETED", [crm_rule])
-    wait_until(lambda: "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", event_id),
+    wait_until(lambda: "duplicate" in consumer_outcomes(stack.config.layout.logs_dir, "crm", event_id),
                what="the replayed event at the crm consumer")  # fmt: skip
     assert applied_at(pipeline, "crm", event_id) == applied_first
     assert len(pipeline.get("analytics", created["user_id"])["events"]) == 1

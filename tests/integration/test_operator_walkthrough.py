@@ -117,8 +117,8 @@ def test_break_a_consumer_see_the_dlq_and_alarm_trace_redrive_and_replay(
     [event_id] = victim_events
     outcomes = wait_until(
         lambda: (
-            "duplicate" in consumer_outcomes(stack.config.logs_dir, "crm", event_id)
-            and consumer_outcomes(stack.config.logs_dir, "crm", event_id)
+            "duplicate" in consumer_outcomes(stack.config.layout.logs_dir, "crm", event_id)
+            and consumer_outcomes(stack.config.layout.logs_dir, "crm", event_id)
         ),
         what="the replayed event seen again by crm",
     )

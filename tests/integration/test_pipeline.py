@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_one_correlation_id_is_logged_at_every_hop_and_no_personal_data_is_logge
     user_id = response.body["user_id"]
     for destination in ("crm", "marketing", "analytics"):
         wait_until(lambda d=destination: pipeline.get(d, user_id), what=f"{destination} record")
-    logs = stack.config.logs_dir
+    logs = stack.config.layout.logs_dir
     for destination in ("crm", "marketing", "analytics"):
         wait_until(
             lambda d=destination: correlation_id in (logs / f"consumer-{d}.log").read_text(),
@@ -89,19 +90,41 @@ def lambda_logged(pipeline, function: str, text: str) -> bool:
     return any(text in event["message"] for page in pages for event in page["events"])
 
 
-def test_status_reports_every_destination(pipeline, stack, monkeypatch):
+def test_status_reports_every_destination_and_what_its_store_applied(pipeline, stack, monkeypatch):
     from apps.cli.status import collect_status
     from datasync.settings import Settings
+    from tests.reconcile import StoreReader
 
     for name, value in pipeline.env.items():
         monkeypatch.setenv(name, value)
-    status = collect_status(Settings())
+    destinations = ("crm", "marketing", "analytics")
+    reader = StoreReader(store_dir=Path(pipeline.env["DATASYNC_STORE_DIR"]))
+    event_id = pipeline.create_user(
+        email=flows.unique_email("status"), name="Counted", marketing_opt_in=True
+    )["event_id"]
+    wait_until(
+        lambda: all(event_id in reader.applied_event_ids(d) for d in destinations),
+        what="the new user's event in every store",
+    )
+
+    def agreeing_status():
+        """The status, once its applied counts are the stores' own (other tests' late events
+        may still be arriving)."""
+        status = collect_status(Settings())
+        counted = {d: status[d]["applied_events"] for d in destinations}
+        return (
+            status
+            if counted == {d: len(reader.applied_event_ids(d)) for d in destinations}
+            else None
+        )
+
+    status = wait_until(agreeing_status, timeout=30, what="status to count what the stores hold")
     intake = status.pop("intake")
     assert {"visible", "in_flight"} <= set(intake["buffer"]) and intake["dlq_depth"] == 0
-    assert set(status) == {"crm", "marketing", "analytics"}
+    assert set(status) == set(destinations)
     for entry in status.values():
         assert {"visible", "in_flight"} <= set(entry["queue"]) and "dlq_depth" in entry
-        assert entry["applied_events"] >= 0
+        assert entry["applied_events"] >= 1 and entry["store_problem"] is None
 
 
 def test_bad_requests_are_4xx_on_the_real_server(pipeline):
@@ -125,7 +148,7 @@ def test_archive_replay_redelivers_and_consumers_deduplicate(pipeline, stack, mo
     assert '"COMPLETED"' in capsys.readouterr().out
 
     def duplicate_seen():
-        lines = (stack.config.logs_dir / "consumer-analytics.log").read_text().splitlines()
+        lines = (stack.config.layout.logs_dir / "consumer-analytics.log").read_text().splitlines()
         duplicates = [json.loads(line).get("events", {}).get("duplicate", []) for line in lines]
         return any(trace.startswith(event_id) for found in duplicates for trace in found)
 

@@ -498,6 +498,14 @@ def test_queue_url_is_defined_once_per_consumer(case: str, manifests: dict[str, 
         assert "queueURL" not in trigger["metadata"]
 
 
+def scaling_values(case: str, destination: str) -> dict[str, Any]:
+    chart, values = load_yaml(CHART / "values.yaml"), positive_cases()[case]
+    consumers = values.get("consumers", chart["consumers"])
+    (own,) = [c for c in consumers if c["destination"] == destination]
+    defaults = values.get("consumerDefaults", {}).get("scaling", {})
+    return chart["consumerDefaults"]["scaling"] | defaults | own.get("scaling", {})
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c != "variant-no-keda"])
 def test_scaled_objects(case: str, manifests: dict[str, list]) -> None:
     docs = manifests[case]
@@ -508,12 +516,18 @@ def test_scaled_objects(case: str, manifests: dict[str, list]) -> None:
     for obj in scaled:
         spec = obj["spec"]
         assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
-        assert spec["pollingInterval"] > 0 and spec["cooldownPeriod"] >= 0
         (trigger,) = spec["triggers"]
         meta = trigger["metadata"]
+        # What the values ask for, each consumer's own over consumerDefaults over the chart's.
+        wanted = scaling_values(case, component(obj).removeprefix("consumer-"))
+        assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (
+            wanted["pollingInterval"], wanted["cooldownPeriod"],
+        )  # fmt: skip
+        assert (meta["queueLength"], meta["activationQueueLength"]) == (
+            str(wanted["queueLength"]), str(wanted["activationQueueLength"]),
+        )  # fmt: skip
         assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
         assert meta["awsRegion"] == config["AWS_REGION"]
-        assert int(meta["queueLength"]) >= 1 and int(meta["activationQueueLength"]) >= 0
         if "AWS_ENDPOINT_URL" in config:
             assert meta["awsEndpoint"] == config["AWS_ENDPOINT_URL"]
             assert ".svc.cluster.local" in meta["awsEndpoint"], "KEDA runs in another namespace"

@@ -1,35 +1,40 @@
-"""bench/processes.py and bench/stack.py: what /proc and `datasync up`'s files say."""
-
-import ast
-import json
-from pathlib import Path
+"""bench/processes.py: which kind a process is, what /proc says of the machine and memory;
+devstack/processes.py: what /proc says of one process."""
 
 import pytest
 
 from bench.monitor import Monitor
 from bench.processes import (
-    CLOCK_TICKS,
     busy_between,
     classify_cmdline,
     parse_hwm_kib,
     parse_machine_cpu,
-    parse_stat,
 )
-from bench.stack import (
-    destinations_of,
-    emulator_batch_limit,
-    process_groups_in,
-    read_env_file,
-)
-
-ROOT = Path(__file__).resolve().parents[2]
+from devstack.processes import CLOCK_TICKS, alive, children_of, parse_stat, read_stat
 
 
 def test_stat_parsing_survives_spaces_and_parentheses_in_the_command_name():
     fields = ["S", "7", "42", "42", "0", "-1", "4194560", "100", "0", "0", "0", "250", "50"]
-    stat = parse_stat(f"1234 (python (worker) 1) {' '.join(fields)} 0 0 20 0 1 0 100")
-    assert (stat.pid, stat.ppid, stat.pgid) == (1234, 7, 42)
+    stat = parse_stat(f"1234 (python (worker) 1) {' '.join(fields)} 0 0 20 0 1 0 100 5")
+    assert (stat.pid, stat.state, stat.ppid, stat.pgid) == (1234, "S", 7, 42)
     assert stat.cpu_seconds == pytest.approx(300 / CLOCK_TICKS)
+    assert stat.start_time == 100  # field 22
+
+
+def test_this_process_as_proc_reads_it():
+    import os
+    import subprocess
+    import sys
+
+    me = read_stat(os.getpid())
+    assert me is not None and (me.ppid, me.pgid) == (os.getppid(), os.getpgid(0))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in children_of(os.getpid()) and alive(child.pid)
+    finally:
+        child.kill()
+    child.wait()
+    assert not alive(child.pid) and read_stat(child.pid) is None
 
 
 def test_machine_cpu_counts_idle_and_iowait_as_not_busy_and_guest_time_once():
@@ -90,7 +95,7 @@ def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():
         (
             [
                 "/w/.tools/ministack/bin/python",
-                "/w/apps/cli/ministack_main.py",
+                "/w/devstack/ministack_main.py",
                 "--esm-max-batch",
                 "10000",
             ],
@@ -122,76 +127,3 @@ def test_peak_rss_comes_from_vmhwm_and_kernel_threads_have_none():
 )
 def test_process_kinds_from_real_command_lines(argv, kind):
     assert classify_cmdline(argv) == kind
-
-
-def test_process_groups_from_either_processes_json_format(tmp_path):
-    old = tmp_path / "old.json"
-    old.write_text(json.dumps({"process_groups": [11, 12]}))
-    new = tmp_path / "new.json"
-    new.write_text(
-        json.dumps(
-            {
-                "processes": [
-                    {"name": "api", "pid": 21, "start_time": 5},
-                    {"name": "emulator", "pid": 22, "start_time": 6},
-                ]
-            }
-        )
-    )
-    assert process_groups_in(old) == [11, 12]
-    assert process_groups_in(new) == [21, 22]
-    assert process_groups_in(tmp_path / "missing.json") == []
-
-
-def test_env_file_and_destinations_as_datasync_up_writes_them(tmp_path):
-    env_file = tmp_path / "datasync.env"
-    env_file.write_text(
-        "# Written by `datasync up` from the Terraform outputs; read by the CLI.\n"
-        "AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
-        "DATASYNC_ANALYTICS_BUFFER_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-analytics-buffer\n"
-        "DATASYNC_ANALYTICS_DLQ_URL=http://127.0.0.1:4566/000000000000/datasync-analytics-dlq\n"
-        "DATASYNC_ANALYTICS_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-analytics\n"
-        "DATASYNC_CRM_QUEUE_URL=http://127.0.0.1:4566/000000000000/datasync-crm\n"
-        "DATASYNC_EVENT_BUS_NAME=datasync-bus\n"
-    )
-    env = read_env_file(env_file)
-    assert env["DATASYNC_EVENT_BUS_NAME"] == "datasync-bus"
-    assert destinations_of(env) == ["analytics", "crm"]
-
-
-def test_the_tool_imports_nothing_from_the_checkout_it_measures():
-    """bench/ must run against older checkouts: no apps, datasync, lambdas or tests imports."""
-    offenders = []
-    for path in sorted((ROOT / "bench").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else (
-                    [node.module]
-                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                    else []
-                )
-            )
-            offenders += [
-                f"{path.name}: {n}"
-                for n in names
-                if n.split(".")[0] in ("apps", "datasync", "lambdas", "tests")
-            ]
-    assert offenders == []
-
-
-def test_the_emulators_batch_limit_is_read_from_its_log(tmp_path):
-    log = tmp_path / "ministack.log"
-    assert emulator_batch_limit(log) is None  # no MiniStack of ours: someone else's emulator
-    log.write_text("INFO started\n")  # an older checkout: MiniStack started as shipped
-    assert emulator_batch_limit(log) == 10
-    log.write_text(
-        "datasync: event source mappings take up to 10 messages per batch (MiniStack: 10)\n"
-        "datasync: event source mappings take up to 10000 messages per batch (MiniStack: 10)\n"
-    )
-    assert emulator_batch_limit(log) == 10000  # the last start's
-    with log.open("a") as out:
-        out.write("datasync: MiniStack's event source mapping receive is not the one this patch")
-        out.write(" knows (another MiniStack version?): left as shipped, at most 10 per batch\n")
-    assert emulator_batch_limit(log) == 10

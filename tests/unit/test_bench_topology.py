@@ -51,4 +51,4 @@ def test_the_prototype_rides_in_a_copy_of_the_newest_package(tmp_path):
     os.utime(older, (1, 1))
     with zipfile.ZipFile(io.BytesIO(package_with_prototype(tmp_path))) as package:
         assert package.read("lambdas/handler.py") == b"new"
-        assert package.read("topology_one_buffer.py").decode() == ONE_BUFFER_HANDLER
+        assert package.read("topology_one_buffer.py").decode() == ONE_BUFFER_HANDLER.read_text()

@@ -14,29 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli.emulator import Emulator
-from apps.cli.local_stack import LocalStack, StackConfig
-from apps.cli.processes import ProcessFile, Started, group_alive, spawn, start_time, stop_leftovers
-from apps.cli.supervisor import StopLatch, Supervised
-from apps.cli.terraform import TerraformStack, inputs_fingerprint, prepare_workdir
+from datasync.local_layout import Layout, Started, as_shipped_line, lifted_line
+from devstack.emulator import Emulator
+from devstack.local_stack import LocalStack, StackConfig, emulator_as_shipped
+from devstack.processes import (
+    ProcessFile,
+    alive,
+    group_alive,
+    spawn,
+    start_time,
+    still_running,
+    stop_leftovers,
+)
+from devstack.supervisor import StopLatch, Supervised
+from devstack.terraform import TerraformStack, inputs_fingerprint, prepare_workdir
 from tests.pipeline import wait_until
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
 
 # -- children cannot outlive the supervisor --------------------------------------------------
 SUPERVISOR = textwrap.dedent(
     """
     import signal, sys, time
     from pathlib import Path
-    from apps.cli.processes import spawn
+    from devstack.processes import spawn
     # the child writes its pid, then waits; SIGTERM (the parent-death signal) ends it
     child = spawn([sys.executable, "-c", "import time; time.sleep(60)"], log_path=None,
                   death_signal=signal.SIGTERM)
@@ -51,11 +50,11 @@ def test_a_child_dies_with_its_supervisor_even_when_the_supervisor_is_sigkilled(
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file)])
     try:
         child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=10))
-        assert pid_alive(child)
+        assert alive(child)
         assert os.getpgid(child) == child  # a session of its own: group signals miss it
         supervisor.kill()
         supervisor.wait(5)
-        wait_until(lambda: not pid_alive(child), timeout=5, what="the orphan to get SIGTERM")
+        wait_until(lambda: not alive(child), timeout=5, what="the orphan to get SIGTERM")
     finally:
         supervisor.kill()
         if pid_file.exists():
@@ -115,67 +114,69 @@ def test_a_pid_reused_by_another_program_is_left_alone(tmp_path):
 
 def test_nothing_to_do_without_a_process_file(tmp_path):
     stop_leftovers(ProcessFile(tmp_path / "missing.json"), print)
-    assert Started("x", 999_999_999, None).still_running() is False
+    assert still_running(Started("x", 999_999_999, None)) is False
 
 
 # -- which saved state a restart may trust ---------------------------------------------------
 def stack_with_state(tmp_path, *, emulator_state: bool, applied: bool) -> LocalStack:
-    config = StackConfig(var_dir=tmp_path)
-    config.emulator_state_dir.mkdir(parents=True)
-    config.terraform_dir.mkdir(parents=True)
+    config = StackConfig(Layout(tmp_path))
+    config.layout.emulator_state_dir.mkdir(parents=True)
+    config.layout.terraform_dir.mkdir(parents=True)
     if emulator_state:
-        (config.emulator_state_dir / "sqs.json").write_text("{}")
-    (config.terraform_dir / "terraform.tfstate").write_text("{}")
+        (config.layout.emulator_state_dir / "sqs.json").write_text("{}")
+    (config.layout.terraform_dir / "terraform.tfstate").write_text("{}")
     if applied:
-        (config.terraform_dir / "applied.json").write_text('{"fingerprint": "x", "outputs": {}}')
+        (config.layout.terraform_dir / "applied.json").write_text(
+            '{"fingerprint": "x", "outputs": {}}'
+        )
     return LocalStack(config)
 
 
 def test_both_states_are_kept_when_they_belong_together(tmp_path):
     stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
     stack._reconcile_saved_state()
-    assert (stack.config.emulator_state_dir / "sqs.json").exists()
-    assert (stack.config.terraform_dir / "terraform.tfstate").exists()
+    assert (stack.config.layout.emulator_state_dir / "sqs.json").exists()
+    assert (stack.config.layout.terraform_dir / "terraform.tfstate").exists()
 
 
 def test_an_emulator_that_saved_nothing_makes_terraform_start_over(tmp_path, capsys):
     stack = stack_with_state(tmp_path, emulator_state=False, applied=True)
     stack._reconcile_saved_state()
-    assert not (stack.config.terraform_dir / "terraform.tfstate").exists()
-    assert not (stack.config.terraform_dir / "applied.json").exists()
+    assert not (stack.config.layout.terraform_dir / "terraform.tfstate").exists()
+    assert not (stack.config.layout.terraform_dir / "applied.json").exists()
     assert "saved no state last time" in capsys.readouterr().out
 
 
 def test_an_apply_that_never_finished_makes_both_start_over(tmp_path, capsys):
     stack = stack_with_state(tmp_path, emulator_state=True, applied=False)
     stack._reconcile_saved_state()
-    assert not stack.config.emulator_state_dir.exists()
-    assert not (stack.config.terraform_dir / "terraform.tfstate").exists()
+    assert not stack.config.layout.emulator_state_dir.exists()
+    assert not (stack.config.layout.terraform_dir / "terraform.tfstate").exists()
     assert "no finished Terraform apply" in capsys.readouterr().out
 
 
 def test_fresh_stops_leftovers_then_forgets_every_kind_of_state(tmp_path, capsys):
     stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
-    stack.config.store_dir.mkdir(parents=True)
-    (stack.config.store_dir / "crm.sqlite3").write_text("")
+    stack.config.layout.store_dir.mkdir(parents=True)
+    (stack.config.layout.store_dir / "crm.sqlite3").write_text("")
     leftover = spawn(["sleep", "60"], log_path=None)
-    ProcessFile(stack.config.pid_file).write([("consumer-crm", leftover.pid)])
+    ProcessFile(stack.config.layout.process_file).write([("consumer-crm", leftover.pid)])
     try:
         stack.clear_the_way(fresh=True)
         assert leftover.wait(10) is not None  # stopped before its pid file was forgotten
     finally:
         leftover.kill()
-    for gone in (stack.config.emulator_state_dir, stack.config.terraform_dir,
-                 stack.config.store_dir):  # fmt: skip
+    for gone in (stack.config.layout.emulator_state_dir, stack.config.layout.terraform_dir,
+                 stack.config.layout.store_dir):  # fmt: skip
         assert not gone.exists(), gone
-    assert stack.config.logs_dir.is_dir()  # ready for the run that follows
+    assert stack.config.layout.logs_dir.is_dir()  # ready for the run that follows
 
 
 def test_without_fresh_a_restart_keeps_its_state(tmp_path):
     stack = stack_with_state(tmp_path, emulator_state=True, applied=True)
     stack.clear_the_way(fresh=False)
-    assert (stack.config.emulator_state_dir / "sqs.json").exists()
-    assert (stack.config.terraform_dir / "applied.json").exists()
+    assert (stack.config.layout.emulator_state_dir / "sqs.json").exists()
+    assert (stack.config.layout.terraform_dir / "applied.json").exists()
 
 
 def test_the_fingerprint_changes_with_the_configuration_and_the_variables(tmp_path):
@@ -251,9 +252,9 @@ EMULATOR = textwrap.dedent(
 
 
 def test_the_stop_takes_the_apps_down_first_then_lets_the_emulator_save(tmp_path, capsys):
-    config = StackConfig(var_dir=tmp_path)
-    config.logs_dir.mkdir(parents=True)
-    config.emulator_state_dir.mkdir(parents=True)
+    config = StackConfig(Layout(tmp_path))
+    config.layout.logs_dir.mkdir(parents=True)
+    config.layout.emulator_state_dir.mkdir(parents=True)
     order = tmp_path / "order.log"
     stack = LocalStack(config)
     for name, seconds in (("api", "0.1"), ("consumer-crm", "0.6"), ("consumer-marketing", "0.3")):
@@ -262,10 +263,10 @@ def test_the_stop_takes_the_apps_down_first_then_lets_the_emulator_save(tmp_path
         app.launch()
         stack.apps[name] = app
     emulator = spawn(
-        [sys.executable, "-c", EMULATOR, str(order), str(config.emulator_state_dir)],
+        [sys.executable, "-c", EMULATOR, str(order), str(config.layout.emulator_state_dir)],
         log_path=None,
     )
-    stack.emulator = Emulator("http://127.0.0.1:1", emulator, config.emulator_state_dir)
+    stack.emulator = Emulator("http://127.0.0.1:1", emulator, config.layout.emulator_state_dir)
     time.sleep(0.3)  # let the children install their handlers
 
     stack.stop()
@@ -286,7 +287,7 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     monkeypatch.setenv("DATASYNC_CONSUMER_CONCURRENCY", "2")
     monkeypatch.setenv("DATASYNC_AWS_ENDPOINT_URL", "")
     config = StackConfig.from_environment()
-    assert (config.var_dir, config.emulator_port, config.api_port) == (tmp_path, 4999, 8999)
+    assert config.layout == Layout(tmp_path, api_port=8999, emulator_port=4999)
     assert config.consumer_concurrency == 2 and config.external_endpoint is None
     assert config.receive_wait_seconds == 5  # local consumers stop within 5 s of SIGTERM
     assert config.lambda_concurrency == 3  # not MiniStack's 5 batches (processes) per mapping
@@ -304,7 +305,7 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
 
 
 def test_make_runs_own_lines_are_json_lines_like_every_runtimes(tmp_path, capsys):
-    from apps.cli.local_stack import UP_LOG, keep_json_log, say
+    from devstack.local_stack import UP_LOG, keep_json_log, say
 
     log = tmp_path / "logs" / "up.log"
     keep_json_log(log)
@@ -322,3 +323,21 @@ def test_make_runs_own_lines_are_json_lines_like_every_runtimes(tmp_path, capsys
     assert line["service"] == "datasync-up" and line["logger"] == "datasync.up"
     assert line["message"] == "consumer-crm exited with code -9; restarting in 0.6s"
     assert {"time", "level"} <= set(line)
+
+
+# -- the emulator's batch limit, as the banner says it ---------------------------------------
+def test_the_banner_says_when_ministack_runs_as_shipped(tmp_path):
+    stack = LocalStack(StackConfig(Layout(tmp_path)))
+    stack.emulator = Emulator("http://127.0.0.1:4566")
+    stack.outputs = {"event_bus_name": "bus", "queue_urls": {}}
+    log = stack.config.layout.emulator_log
+    log.parent.mkdir(parents=True)
+    log.write_text(lifted_line(10_000) + "\n")
+    assert emulator_as_shipped(log) is None
+    assert "as shipped" not in stack.summary()
+
+    with log.open("a") as out:  # the next start, with another MiniStack
+        out.write(as_shipped_line("MiniStack 1.6.0 is not 1.5.33") + "\n")
+    stack.emulator_as_shipped = emulator_as_shipped(log)
+    assert "MiniStack 1.6.0 is not 1.5.33" in (stack.emulator_as_shipped or "")
+    assert "http://127.0.0.1:4566   (MiniStack as shipped: at most 10" in stack.summary()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from apps.cli.supervisor import (
+from devstack.supervisor import (
     RESTART_CAP_SECONDS,
     STABLE_SECONDS,
     StopLatch,

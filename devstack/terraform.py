@@ -28,18 +28,17 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from apps.cli.paths import TERRAFORM_DIR
-from apps.cli.processes import spawn
-from apps.cli.settings import cli_settings
-from apps.cli.supervisor import StopLatch, StopRequested
+from datasync.local_layout import Layout
+from devstack.paths import TERRAFORM_DIR
+from devstack.processes import spawn, stop_process
+from devstack.settings import stack_settings
+from devstack.supervisor import StopLatch, StopRequested
 
 OVERRIDE_SOURCE = TERRAFORM_DIR / "local" / "endpoint_override.tf"
 OVERRIDE_PLACEHOLDER_URL = "http://127.0.0.1:4566"
@@ -65,10 +64,9 @@ def require_terraform() -> str:
 
 def cli_environment() -> dict[str, str]:
     """Environment variables that tell Terraform where providers come from."""
-    settings = cli_settings()
-    config_dir = settings.var_dir / "terraform"
+    config_dir = Layout.from_environment().terraform_config_dir
     config_dir.mkdir(parents=True, exist_ok=True)
-    mirror = settings.terraform_mirror
+    mirror = stack_settings().terraform_mirror
     if mirror:
         if not mirror.is_dir():
             raise TerraformError(f"{MIRROR_SETTING}={mirror} is not a directory")
@@ -86,21 +84,6 @@ def cli_environment() -> dict[str, str]:
     if configured and not Path(configured).exists():
         env["TF_CLI_CONFIG_FILE"] = ""  # a dangling setting only produces warnings
     return env
-
-
-@contextmanager
-def _environment(extra: dict[str, str]) -> Iterator[None]:
-    # python-terraform passes os.environ to the binary and has no env parameter.
-    saved = {key: os.environ.get(key) for key in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def prepare_workdir(workdir: Path, endpoint_url: str | None) -> Path:
@@ -203,12 +186,7 @@ class TerraformStack:
         """The exit code, or None when a stop request interrupted Terraform."""
         while process.poll() is None:
             if latch.requested:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(INTERRUPT_SECONDS)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop_process(process, signal.SIGINT, INTERRUPT_SECONDS)
                 return None
             latch.wait(0.5)
         return process.returncode
@@ -217,7 +195,7 @@ class TerraformStack:
         try:
             self._run("init", latch, input=False, no_color=IsFlagged)
         except TerraformError as exc:
-            if cli_settings().terraform_mirror:
+            if stack_settings().terraform_mirror:
                 raise
             raise TerraformError(
                 f"{exc}\nIf this machine cannot reach the Terraform registry, point "
@@ -238,8 +216,18 @@ class TerraformStack:
         return outputs
 
     def outputs(self) -> dict[str, Any]:
-        with _environment(self._env):
-            raw = self._tf.output()
-        if raw is None:
-            raise TerraformError(f"terraform output failed in {self.workdir}")
+        # Run here rather than through python-terraform's output(), which has no env parameter:
+        # it would need this process's os.environ changed for the call.
+        done = subprocess.run(  # noqa: S603 - the terraform binary, fixed arguments
+            [require_terraform(), "output", "-json", "-no-color"], cwd=self.workdir,
+            env={**os.environ, **self._env}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        try:
+            raw = json.loads(done.stdout) if done.returncode == 0 else None
+        except ValueError:
+            raw = None
+        if not isinstance(raw, dict):
+            raise TerraformError(
+                f"terraform output failed in {self.workdir}: {done.stderr[-2000:]}"
+            )
         return {name: entry["value"] for name, entry in raw.items()}

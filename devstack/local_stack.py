@@ -20,44 +20,46 @@ import shutil
 import socket
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.cli.deployment import buffered_messages, missing_resources
-from apps.cli.emulator import STOP_SECONDS as EMULATOR_STOP_SECONDS
-from apps.cli.emulator import Emulator, has_saved_state, port_in_use, start_ministack
-from apps.cli.lambda_package import build_lambda_package
-from apps.cli.paths import ROOT, venv_bin
-from apps.cli.processes import ProcessFile, exit_description, spawn, stop_leftovers
-from apps.cli.settings import (
-    LOCAL_INTAKE_CONCURRENCY,
-    LOCAL_LAMBDA_CONCURRENCY,
-    CliSettings,
-    cli_settings,
-)
-from apps.cli.supervisor import (
-    StopLatch,
-    StopRequested,
-    Supervised,
-    group_stoppable,
-    stop_together,
-)
-from apps.cli.terraform import (
-    TerraformError,
-    TerraformStack,
-    forget_state,
-    inputs_fingerprint,
-    prepare_workdir,
-)
 from datasync.core.logging import JsonFormatter
+from datasync.local_layout import (
+    MINISTACK_BATCH_LIMIT,
+    Layout,
+    emulator_batch_limit,
+    emulator_patch_line,
+    wait_until_ready,
+    write_env_file,
+)
 from datasync.settings import (
     LOCAL_ANALYTICS_HASH_KEY,
     LOCAL_API_KEY,
     QUEUE_KINDS,
     Settings,
     queue_setting_name,
+)
+from devstack.deployment import buffered_messages, missing_resources
+from devstack.emulator import STOP_SECONDS as EMULATOR_STOP_SECONDS
+from devstack.emulator import Emulator, has_saved_state, port_in_use, start_ministack
+from devstack.lambda_package import build_lambda_package
+from devstack.paths import ROOT, venv_bin
+from devstack.processes import ProcessFile, exit_description, spawn, stop_leftovers
+from devstack.settings import LOCAL_INTAKE_CONCURRENCY, LOCAL_LAMBDA_CONCURRENCY, stack_settings
+from devstack.supervisor import (
+    StopLatch,
+    StopRequested,
+    Supervised,
+    group_stoppable,
+    stop_together,
+)
+from devstack.terraform import (
+    TerraformError,
+    TerraformStack,
+    forget_state,
+    inputs_fingerprint,
+    prepare_workdir,
 )
 
 # The whole stop fits in 30 s (28 plus reaping): the apps get up to 18 (a consumer's long poll,
@@ -100,10 +102,7 @@ def keep_json_log(path: Path) -> None:
 
 @dataclass
 class StackConfig:
-    var_dir: Path
-    emulator_port: int = 4566
-    emulator_host: str = "127.0.0.1"
-    api_port: int = 8080
+    layout: Layout  # where its files are, which ports it listens on
     external_endpoint: str | None = None  # a LocalStack-compatible emulator someone else runs
     stream_terraform: bool = True
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
@@ -114,55 +113,14 @@ class StackConfig:
 
     @classmethod
     def from_environment(cls) -> StackConfig:
-        settings = cli_settings()
+        settings = stack_settings()
         return cls(
-            var_dir=settings.var_dir,
-            emulator_port=settings.emulator_port,
-            emulator_host=settings.emulator_host,
-            api_port=settings.api_port,
+            layout=Layout.from_environment(),
             external_endpoint=settings.external_endpoint,
             consumer_concurrency=settings.consumer_concurrency,
             receive_wait_seconds=settings.receive_wait_seconds,
             lambda_concurrency=settings.lambda_concurrency,
             intake_concurrency=settings.intake_concurrency,
-        )
-
-    @property
-    def local_dir(self) -> Path:
-        return self.var_dir / "local"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.local_dir / "logs"
-
-    @property
-    def store_dir(self) -> Path:
-        return self.var_dir / "stores"
-
-    @property
-    def env_file(self) -> Path:
-        return self.local_dir / "datasync.env"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.local_dir / "processes.json"
-
-    @property
-    def emulator_state_dir(self) -> Path:
-        return self.local_dir / "emulator"
-
-    @property
-    def terraform_dir(self) -> Path:
-        return self.local_dir / "terraform"
-
-    def settings(self) -> CliSettings:
-        """The CLI settings with this config's choices (tests build configs by hand)."""
-        return cli_settings().model_copy(
-            update={
-                "var_dir": self.var_dir,
-                "emulator_port": self.emulator_port,
-                "emulator_host": self.emulator_host,
-            }
         )
 
 
@@ -176,33 +134,37 @@ class LocalStack:
     # /metrics ports on 127.0.0.1: "api" and one per consumer. Chosen once per run, so that a
     # restarted app serves where the env file and the summary say.
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    # Why MiniStack runs as shipped (Lambda batches of at most 10), or None: lifted, or not ours.
+    emulator_as_shipped: str | None = None
 
     # -- infrastructure ---------------------------------------------------------------------
     def start_infra(self, *, fresh: bool = False) -> dict[str, Any]:
-        cfg = self.config
+        cfg, layout = self.config, self.config.layout
         self.clear_the_way(fresh=fresh)
-        keep_json_log(cfg.logs_dir / "up.log")
+        keep_json_log(layout.log("up"))
         if cfg.external_endpoint:
             say(f"using the emulator at {cfg.external_endpoint} (DATASYNC_AWS_ENDPOINT_URL)")
             self.emulator = Emulator(cfg.external_endpoint)
         else:
             self._reconcile_saved_state()
-            restoring = has_saved_state(cfg.emulator_state_dir)
+            restoring = has_saved_state(layout.emulator_state_dir)
             say(
-                f"starting MiniStack on {cfg.emulator_host}:{cfg.emulator_port}"
-                + (f" with its saved state ({cfg.emulator_state_dir})" if restoring else "")
+                f"starting MiniStack on {layout.emulator_host}:{layout.emulator_port}"
+                + (f" with its saved state ({layout.emulator_state_dir})" if restoring else "")
                 + " ..."
             )
             started = time.monotonic()
             self.emulator = start_ministack(
-                cfg.settings(), cfg.logs_dir / "ministack.log", cfg.emulator_state_dir,
-                env=dict(os.environ), latch=self.latch,
-            )  # fmt: skip
+                stack_settings(), layout, env=dict(os.environ), latch=self.latch
+            )
             self._record_pids()
             say(f"MiniStack is up ({time.monotonic() - started:.1f}s)")
+            self.emulator_as_shipped = emulator_as_shipped(layout.emulator_log)
+            if self.emulator_as_shipped:
+                say(self.emulator_as_shipped)
         target = "aws" if cfg.external_endpoint else "local"
         say(f"building the Lambda package ({target}) ...")
-        package = build_lambda_package(target, cfg.build_dir or cfg.var_dir / "build")  # type: ignore[arg-type]
+        package = build_lambda_package(target, cfg.build_dir or layout.build_dir)  # type: ignore[arg-type]
         say(f"Lambda package: {package}")
         self.outputs = self._bring_terraform_up_to_date(package)
         self.write_env_file()
@@ -211,27 +173,27 @@ class LocalStack:
     def _reconcile_saved_state(self) -> None:
         """Emulator state and Terraform state must describe the same thing, or neither is used."""
         cfg = self.config
-        stack_record = cfg.terraform_dir / "applied.json"
-        if not has_saved_state(cfg.emulator_state_dir):
+        stack_record = cfg.layout.terraform_dir / "applied.json"
+        if not has_saved_state(cfg.layout.emulator_state_dir):
             if stack_record.exists():
                 say(
                     "the emulator saved no state last time (it was killed, not stopped): "
                     "applying terraform/ to an empty emulator"
                 )
-            forget_state(cfg.terraform_dir)
+            forget_state(cfg.layout.terraform_dir)
         elif not stack_record.exists():
             say(
                 "the emulator's saved state has no finished Terraform apply to match: "
                 "starting from an empty emulator"
             )
-            shutil.rmtree(cfg.emulator_state_dir)
-            forget_state(cfg.terraform_dir)
+            shutil.rmtree(cfg.layout.emulator_state_dir)
+            forget_state(cfg.layout.terraform_dir)
 
     def _bring_terraform_up_to_date(self, package: Path) -> dict[str, Any]:
         assert self.emulator is not None
         cfg = self.config
         started = time.monotonic()
-        workdir = prepare_workdir(cfg.terraform_dir, self.emulator.url)
+        workdir = prepare_workdir(cfg.layout.terraform_dir, self.emulator.url)
         stack = TerraformStack(workdir, stream=cfg.stream_terraform)
         variables = self.terraform_variables(package)
         applied = stack.applied()
@@ -291,15 +253,15 @@ class LocalStack:
 
     def clear_the_way(self, *, fresh: bool) -> None:
         """Stop what a killed run left (its pids are in the state we may forget), then forget."""
-        stop_leftovers(ProcessFile(self.config.pid_file), say)
+        stop_leftovers(ProcessFile(self.config.layout.process_file), say)
         if fresh:
             self.forget_state()
-        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.config.layout.logs_dir.mkdir(parents=True, exist_ok=True)
 
     def forget_state(self) -> None:
         """A clean slate (`datasync up --fresh`, like `make clean-state`): the emulator's saved
         state with its queued events, Terraform's state, the stores and the logs."""
-        for directory in (self.config.local_dir, self.config.store_dir):
+        for directory in (self.config.layout.local_dir, self.config.layout.store_dir):
             if directory.exists():
                 say(f"--fresh: removing {directory}")
                 shutil.rmtree(directory)
@@ -316,7 +278,7 @@ class LocalStack:
             "DATASYNC_EVENT_BUS_NAME": self.outputs["event_bus_name"],
             "DATASYNC_EVENT_BUS_ARN": self.outputs["event_bus_arn"],
             "DATASYNC_ARCHIVE_ARN": self.outputs["archive_arn"],
-            "DATASYNC_STORE_DIR": str(self.config.store_dir),
+            "DATASYNC_STORE_DIR": str(self.config.layout.store_dir),
             "DATASYNC_ANALYTICS_HASH_KEY": LOCAL_ANALYTICS_HASH_KEY,
         }
         for destination in self.outputs["queue_urls"]:
@@ -344,31 +306,24 @@ class LocalStack:
         return f"http://127.0.0.1:{self.metrics_port(app)}/metrics"
 
     def write_env_file(self) -> Path:
-        lines = [f"{key}={value}" for key, value in sorted(self.app_environment().items())]
-        self.config.env_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config.env_file.write_text(
-            "# Written by `datasync up` from the Terraform outputs; read by the CLI.\n"
-            + "\n".join(lines)
-            + "\n"
-        )
-        return self.config.env_file
+        return write_env_file(self.config.layout.env_file, self.app_environment())
 
     # -- applications -----------------------------------------------------------------------
     def start_apps(self) -> None:
-        cfg = self.config
-        if port_in_use("127.0.0.1", cfg.api_port):
+        cfg, layout = self.config, self.config.layout
+        if port_in_use("127.0.0.1", layout.api_port):
             raise RuntimeError(
-                f"port {cfg.api_port} is already in use: is another `make run` running? "
+                f"port {layout.api_port} is already in use: is another `make run` running? "
                 "Stop it, or pick another port with API_PORT"
             )
         base = {k: v for k, v in os.environ.items() if not k.startswith("DATASYNC_QUEUE")}
         base.update(self.app_environment())
-        base["DATASYNC_ENV_FILE"] = str(cfg.env_file)
+        base["DATASYNC_ENV_FILE"] = str(layout.env_file)
         base["DATASYNC_RECEIVE_WAIT_SECONDS"] = str(cfg.receive_wait_seconds)
         api_env = {
             **base,
             "API_HOST": "127.0.0.1",
-            "API_PORT": str(cfg.api_port),
+            "API_PORT": str(layout.api_port),
             "DATASYNC_API_METRICS_HOST": "127.0.0.1",
             "DATASYNC_API_METRICS_PORT": str(self.metrics_port("api")),
         }
@@ -385,7 +340,7 @@ class LocalStack:
         self._record_pids()
 
     def _supervise(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log = self.config.logs_dir / f"{name}.log"
+        log = self.config.layout.log(name)
 
         def start() -> Any:
             return spawn(command, log_path=log, env=env, cwd=ROOT)
@@ -399,30 +354,28 @@ class LocalStack:
         running = [(name, app.process.pid) for name, app in self.apps.items() if app.process]
         if self.emulator and self.emulator.process:
             running.append(("emulator", self.emulator.process.pid))
-        ProcessFile(self.config.pid_file).write(running)
+        ProcessFile(self.config.layout.process_file).write(running)
 
     def wait_for_api(self, timeout: float = API_READY_SECONDS) -> None:
-        url = f"http://127.0.0.1:{self.config.api_port}/readyz"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.latch.requested:
-                raise StopRequested(self.latch.reason)
-            self._fail_if_exited()
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            self.latch.wait(0.3)
-        log = self.config.logs_dir / "api.log"
-        raise RuntimeError(f"the API did not become ready in {timeout:.0f}s; see {log}")
+        try:
+            wait_until_ready(
+                self.config.layout.api_url, timeout, check=self._fail_if_exited,
+                pause=self.latch.wait,
+            )  # fmt: skip
+        except TimeoutError:
+            log = self.config.layout.log("api")
+            raise RuntimeError(
+                f"the API did not become ready in {timeout:.0f}s; see {log}"
+            ) from None
 
     def _fail_if_exited(self) -> None:
-        """While starting, a child that exits is a configuration problem, not a crash to retry."""
+        """While starting, a child that exits is a configuration problem, not a crash to retry;
+        a stop request ends the wait too."""
+        if self.latch.requested:
+            raise StopRequested(self.latch.reason)
         for name, app in self.apps.items():
             if app.process is not None and app.process.poll() is not None:
-                log = self.config.logs_dir / f"{name}.log"
+                log = self.config.layout.log(name)
                 description = exit_description(app.process.returncode)
                 raise RuntimeError(f"{name} exited while starting ({description}); see {log}")
         if reason := self.emulator_exit():
@@ -432,7 +385,7 @@ class LocalStack:
         process = self.emulator.process if self.emulator else None
         if process is None or process.poll() is None:
             return None
-        log = self.config.logs_dir / "ministack.log"
+        log = self.config.layout.emulator_log
         if process.returncode == 0:  # someone stopped it: it saved its state first
             return f"the emulator was stopped (exit code 0, state saved); see {log}"
         return (
@@ -473,7 +426,7 @@ class LocalStack:
             else:
                 self._let_lambdas_finish(deadline - EMULATOR_STOP_SECONDS)
                 self._stop_emulator(max(EMULATOR_STOP_SECONDS, deadline - time.monotonic()))
-        ProcessFile(self.config.pid_file).remove()
+        ProcessFile(self.config.layout.process_file).remove()
         say(f"stopped in {time.monotonic() - started:.1f}s")
 
     def _let_lambdas_finish(self, until: float) -> None:
@@ -501,34 +454,36 @@ class LocalStack:
         asked_at = time.time()
         report = stop_together([emulator], budget, wait=self.latch.wait, say=say)
         if self.emulator.saved_since(asked_at):
-            where = self.config.emulator_state_dir
+            where = self.config.layout.emulator_state_dir
             say(f"emulator stopped ({report.seconds:.1f}s); state saved in {where}")
         else:
             say(f"emulator stopped ({report.seconds:.1f}s) WITHOUT saving its state")
 
     def summary(self) -> str:
-        cfg = self.config
+        layout = self.config.layout
         assert self.emulator is not None
         custom_keys = Settings().api_keys.get_secret_value()
         key = "(your DATASYNC_API_KEYS)" if custom_keys else LOCAL_API_KEY
+        as_shipped = self.emulator_as_shipped is not None
+        shipped = "   (MiniStack as shipped: at most 10 per Lambda batch)" if as_shipped else ""
         return "\n".join(
             [
                 "",
                 "datasync is running",
-                f"  API          http://127.0.0.1:{cfg.api_port}   (OpenAPI: /openapi.json)",
+                f"  API          http://127.0.0.1:{layout.api_port}   (OpenAPI: /openapi.json)",
                 f"  API key      {key}",
-                f"  emulator     {self.emulator.url}",
+                f"  emulator     {self.emulator.url}{shipped}",
                 f"  event bus    {self.outputs['event_bus_name']}",
-                f"  stores       {cfg.store_dir}  (SQLite; DATABASE_URL switches to PostgreSQL)",
-                f"  logs         {cfg.logs_dir}",
-                f"  settings     {cfg.env_file}",
+                f"  stores       {layout.store_dir}  (SQLite; DATABASE_URL switches to PostgreSQL)",
+                f"  logs         {layout.logs_dir}",
+                f"  settings     {layout.env_file}",
                 f"  metrics      API {self.metrics_url('api')}",
                 *(
                     f"               {destination} {self.metrics_url(destination)}"
                     for destination in self.outputs["queue_urls"]
                 ),
                 "",
-                f"  try:  curl -s -X POST http://127.0.0.1:{cfg.api_port}/v1/users \\",
+                f"  try:  curl -s -X POST http://127.0.0.1:{layout.api_port}/v1/users \\",
                 f"          -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
                 '          -d \'{"email": "ada@example.com", "name": "Ada", '
                 '"marketing_opt_in": true}\'',
@@ -540,6 +495,16 @@ class LocalStack:
         )
 
 
+def emulator_as_shipped(log: Path) -> str | None:
+    """What our entry point said when it left MiniStack as shipped (its event source mappings
+    then hand a function at most 10 messages, whatever the Terraform's batch size: slower, and
+    the figures of BENCHMARKS.md do not hold), or None when it lifted that limit."""
+    if emulator_batch_limit(log) != MINISTACK_BATCH_LIMIT:
+        return None
+    said = emulator_patch_line(log) or f"our entry point said nothing in {log}"
+    return f"{said}; see {log}"
+
+
 def run_foreground(infra_only: bool = False, fresh: bool = False) -> int:
     """Start the stack, supervise it until a stop request, always stop it in order."""
     latch = StopLatch().install()
@@ -549,7 +514,8 @@ def run_foreground(infra_only: bool = False, fresh: bool = False) -> int:
     try:
         stack.start_infra(fresh=fresh)
         if infra_only:
-            say(f"infrastructure is up; settings in {stack.config.env_file}. Ctrl-C stops it.")
+            env_file = stack.config.layout.env_file
+            say(f"infrastructure is up; settings in {env_file}. Ctrl-C stops it.")
         else:
             say("starting the API and consumers ...")
             stack.start_apps()

@@ -1,8 +1,9 @@
 """Settings of `datasync up` (the local stack), read from the environment in one place.
 
 The API, consumers and Lambdas have their own settings (datasync/settings.py, lambdas/config.py);
-these are only the knobs of the local stack: where it keeps its state, which ports it uses,
-and which emulator it talks to.
+these are only the knobs of the local stack: which emulator it talks to, and how the apps run.
+Where it keeps its state and which ports it uses is the local layout (datasync/local_layout.py),
+which the tools that read a running stack share.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parents[2]
+from datasync.local_layout import CHECKOUT as ROOT
 
 # Local consumers long-poll for this long (unless DATASYNC_RECEIVE_WAIT_SECONDS is set): a
 # consumer stops within one wait of SIGTERM, so 5 s keeps `make run`'s stop well inside its
@@ -27,15 +28,9 @@ LOCAL_LAMBDA_CONCURRENCY = 3
 LOCAL_INTAKE_CONCURRENCY = 4
 
 
-class CliSettings(BaseSettings):
+class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    var_dir: Path = Field(ROOT / "var", validation_alias="DATASYNC_VAR_DIR")
-    emulator_host: str = Field("127.0.0.1", validation_alias="DATASYNC_EMULATOR_HOST")
-    emulator_port: int = Field(4566, ge=1, le=65535, validation_alias="DATASYNC_EMULATOR_PORT")
-    api_port: int = Field(8080, ge=1, le=65535, validation_alias="API_PORT")
-    # Where `datasync send` finds the API (default: the local one, on api_port).
-    api_url: str | None = Field(None, validation_alias="DATASYNC_API_URL")
     # A LocalStack-compatible emulator someone else runs: no MiniStack is started then.
     external_endpoint: str | None = Field(None, validation_alias="DATASYNC_AWS_ENDPOINT_URL")
     # One worker thread per local consumer: SQLite takes one writer at a time anyway, and one
@@ -63,7 +58,7 @@ class CliSettings(BaseSettings):
         LOCAL_RECEIVE_WAIT_SECONDS, ge=0, le=20, validation_alias="DATASYNC_RECEIVE_WAIT_SECONDS"
     )
 
-    @field_validator("external_endpoint", "terraform_mirror", "api_url", mode="before")
+    @field_validator("external_endpoint", "terraform_mirror", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -77,12 +72,12 @@ class CliSettings(BaseSettings):
         """MiniStack started through our entry point (its own interpreter, our batch limit)."""
         return [
             str(self.ministack_venv / "bin" / "python"),
-            str(ROOT / "apps" / "cli" / "ministack_main.py"),
+            str(ROOT / "devstack" / "ministack_main.py"),
             "--esm-max-batch",
             str(self.emulator_esm_max_batch),
         ]
 
 
-def cli_settings() -> CliSettings:
+def stack_settings() -> StackSettings:
     """The settings as the environment says now (tests change it between calls)."""
-    return CliSettings()
+    return StackSettings()

@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from apps.cli.paths import REQUIREMENTS_DIR, ROOT
-from apps.cli.settings import cli_settings
+from devstack.paths import REQUIREMENTS_DIR, ROOT
+from devstack.settings import stack_settings
 
 Target = Literal["local", "aws"]
 SOURCE_PACKAGES = ("datasync", "lambdas")
@@ -63,7 +63,7 @@ def _fingerprint(target: str, python_version: str, architecture: str) -> str:
 
 def _pip_install(target: Target, into: Path, python_version: str, architecture: str) -> None:
     if target == "local":
-        python = cli_settings().ministack_venv / "bin" / "python"
+        python = stack_settings().ministack_venv / "bin" / "python"
         if not python.exists():
             raise RuntimeError(f"the emulator environment is missing ({python}): run `make tools`")
         platform_args: list[str] = []

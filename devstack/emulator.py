@@ -24,9 +24,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.cli.processes import spawn
-from apps.cli.settings import CliSettings
-from apps.cli.supervisor import StopLatch, Stoppable, StopRequested, group_stoppable
+from datasync.local_layout import Layout
+from devstack.processes import spawn, stop_process
+from devstack.settings import StackSettings
+from devstack.supervisor import StopLatch, Stoppable, StopRequested, group_stoppable
 
 HEALTH_PATH = "/_localstack/health"  # served by MiniStack and LocalStack alike
 # hypercorn waits up to 3 s for open requests (consumers' long polls), then MiniStack saves.
@@ -89,29 +90,30 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def start_ministack(
-    settings: CliSettings,
-    log_path: Path,
-    state_dir: Path,
+    settings: StackSettings,
+    layout: Layout,
     *,
     env: dict[str, str],
     latch: StopLatch,
     timeout: float = 60,
 ) -> Emulator:
-    """Start MiniStack with its state in ``state_dir``; ``env`` is the base environment."""
+    """Start MiniStack on the layout's port, with its state and log there; ``env`` is the base
+    environment."""
+    log_path, state_dir = layout.emulator_log, layout.emulator_state_dir
     executable = settings.ministack_executable
     if not executable.exists():
         raise EmulatorError(
             f"MiniStack is not installed at {settings.ministack_venv}: run `make tools` "
             "(or `make run`)"
         )
-    port = settings.emulator_port
+    port = layout.emulator_port
     if port_in_use("127.0.0.1", port):
         raise EmulatorError(
             f"port {port} is already in use: is another `make run` (or LocalStack) running? "
             "Stop it, or pick another port with DATASYNC_EMULATOR_PORT, or reuse a running "
             "LocalStack-compatible emulator with DATASYNC_AWS_ENDPOINT_URL=http://host:port"
         )
-    url = f"http://127.0.0.1:{port}"
+    url = layout.emulator_url
     child_env = {
         key: value
         for key, value in env.items()
@@ -122,7 +124,7 @@ def start_ministack(
             # Handlers are started as `python3`: make that MiniStack's interpreter.
             "PATH": f"{settings.ministack_venv / 'bin'}:{child_env.get('PATH', '')}",
             "GATEWAY_PORT": str(port),
-            "BIND_HOST": settings.emulator_host,
+            "BIND_HOST": layout.emulator_host,
             "AWS_ENDPOINT_URL": url,
             "LAMBDA_EXECUTOR": "local",
             "LOG_LEVEL": settings.ministack_log_level,
@@ -145,12 +147,7 @@ def start_ministack(
         if is_healthy(url):
             return emulator
         latch.wait(0.2)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, signal.SIGTERM, STOP_SECONDS)
     if latch.requested:
         raise StopRequested(latch.reason)
     raise EmulatorError(f"MiniStack did not become healthy in {timeout:.0f}s; see {log_path}")

@@ -19,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from apps.cli.terraform import _environment
 from datasync.core.aws import client
+from datasync.core.queues import queue_depth
 
 QUEUE_OUTPUTS = ("queue_urls", "dlq_urls", "buffer_queue_urls")
 
@@ -32,11 +32,10 @@ def package_code_sha256(package: Path) -> str:
 
 def missing_resources(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]:
     """What the emulator lacks of the applied stack (empty: all there)."""
-    with _emulator_credentials():
-        try:
-            return _missing(endpoint, outputs, package)
-        except (BotoCoreError, ClientError, KeyError) as exc:
-            return [f"(the check failed: {type(exc).__name__}: {exc})"]
+    try:
+        return _missing(endpoint, outputs, package)
+    except (BotoCoreError, ClientError, KeyError) as exc:
+        return [f"(the check failed: {type(exc).__name__}: {exc})"]
 
 
 def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
@@ -46,39 +45,32 @@ def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
     Asked while stopping: one short attempt per call (a hung emulator must not eat the stop's
     budget), and the first failure ends the asking.
     """
-    with _emulator_credentials():
-        sqs = client(
-            "sqs", region=outputs["region"], endpoint_url=endpoint,
-            connect_timeout=1, read_timeout=2, attempts=1,
-        )  # fmt: skip
-        total = 0
-        try:
-            for url in [outputs["intake_queue_url"], *outputs["buffer_queue_urls"].values()]:
-                attributes = sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                    ],
-                )["Attributes"]
-                total += sum(int(v) for v in attributes.values())
-        except (BotoCoreError, ClientError, KeyError):
-            return None
-        return total
+    sqs = client(
+        "sqs", region=outputs["region"], endpoint_url=endpoint, connect_timeout=1,
+        read_timeout=2, attempts=1, credentials=_emulator_credentials(),
+    )  # fmt: skip
+    try:
+        urls = [outputs["intake_queue_url"], *outputs["buffer_queue_urls"].values()]
+        return sum(sum(queue_depth(sqs, url).values()) for url in urls)
+    except (BotoCoreError, ClientError, KeyError):
+        return None
 
 
-def _emulator_credentials() -> Any:
-    """The emulator's fixed dummy credentials (the CLI's own environment may have none)."""
-    dummy = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}  # noqa: S105
-    return _environment({k: v for k, v in dummy.items() if not os.environ.get(k)})
+def _emulator_credentials() -> tuple[str, str] | None:
+    """The emulator's fixed dummy credentials, unless the environment has some of its own (the
+    shell `datasync up` runs in usually has none)."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    return ("test", "test")
 
 
 def _client(service: str, outputs: dict[str, Any], endpoint: str) -> Any:
     # A missing resource answers at once; a slow emulator makes the check fail, and then
     # Terraform runs instead (safe, only slower).
     return client(
-        service, region=outputs["region"], endpoint_url=endpoint, read_timeout=5, attempts=1
-    )
+        service, region=outputs["region"], endpoint_url=endpoint, read_timeout=5, attempts=1,
+        credentials=_emulator_credentials(),
+    )  # fmt: skip
 
 
 def _missing(endpoint: str, outputs: dict[str, Any], package: Path) -> list[str]:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from apps.cli.processes import exit_description, group_alive, signal_group
 from datasync.core.retry import backoff_delay
+from devstack.processes import exit_description, group_alive, signal_group
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DUPLICATE_WINDOW_SECONDS = 1.0  # a signal this soon after the first is the same request
