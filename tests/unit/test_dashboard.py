@@ -15,9 +15,8 @@ from apps.api.headers import PAGE_SECURITY_HEADERS, SECURITY_HEADERS
 from datasync.contract import DESTINATIONS
 from datasync.settings import Settings
 from tests.pipeline import free_port
-from tests.unit.conftest import API_KEY
+from tests.unit.conftest import API_KEY, OTHER_KEY
 
-OTHER_KEY = "other-key"
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900)  # docs/observability.md
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
