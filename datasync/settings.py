@@ -138,10 +138,14 @@ class Settings(_DestinationQueueUrls):
     )
 
     # The status page /dashboard (read-only, behind the API keys); a browser's login lasts this
-    # long (a signed cookie: no server-side session to share between workers).
+    # long, as an item of the sessions table (Terraform output dashboard_sessions_table) that
+    # every worker and pod reads: a logout ends it everywhere.
     dashboard_enabled: bool = Field(True, validation_alias="DATASYNC_DASHBOARD_ENABLED")
     dashboard_session_hours: float = Field(
         8, gt=0, le=24 * 7, validation_alias="DATASYNC_DASHBOARD_SESSION_HOURS"
+    )
+    dashboard_sessions_table: str | None = Field(
+        None, validation_alias="DATASYNC_DASHBOARD_SESSIONS_TABLE"
     )
 
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
@@ -165,7 +169,12 @@ class Settings(_DestinationQueueUrls):
     )
 
     @field_validator(
-        "aws_endpoint_url", "queue_url", "database_url", "api_metrics_url", mode="before"
+        "aws_endpoint_url",
+        "queue_url",
+        "database_url",
+        "api_metrics_url",
+        "dashboard_sessions_table",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

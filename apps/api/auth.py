@@ -38,6 +38,7 @@ class ApiKeys:
                 "DATASYNC_API_KEYS: keys are 1-512 visible ASCII characters, no commas"
             )
         self._keys = [k.encode() for k in keys]
+        self.fingerprints = frozenset(key_fingerprint(k) for k in self._keys)
         self._failures = failures or FailedAuthentications(per_minute=0)
 
     def authenticate(self) -> str:
@@ -52,7 +53,11 @@ class ApiKeys:
             raise _unauthorized("The API key is not valid.")
         if len(set(presented)) > 1:
             raise _unauthorized("Send one API key per request: the two headers disagree.")
-        return hashlib.sha256(presented[0]).hexdigest()[:16]
+        return key_fingerprint(presented[0])
+
+    def fingerprint_of(self, presented: bytes) -> str | None:
+        """The fingerprint of ``presented`` if it is a valid key (the status page's login)."""
+        return key_fingerprint(presented) if self._is_valid(presented) else None
 
     def refuse_if_throttled(self) -> None:
         """429 before any key is looked at, while this client address may not try one."""
@@ -76,6 +81,11 @@ class ApiKeys:
         for key in self._keys:
             matched |= hmac.compare_digest(presented, key)
         return matched
+
+
+def key_fingerprint(key: bytes) -> str:
+    """16 hex characters that name a key in logs and idempotency scopes, never the key."""
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
 def _client_address() -> str:
