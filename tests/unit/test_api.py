@@ -310,6 +310,9 @@ def test_refused_keys_are_counted_per_ipv4_address_or_ipv6_64(address, counted_a
         (1, "http://api.example/", {"X-Forwarded-Proto": "https"}, True),  # the trusted proxy's
         (1, "http://api.example/", {"X-Forwarded-Proto": "http"}, False),
         (1, "http://api.example/", {}, False),
+        # a CDN (reached over TLS) in front of a balancer (reached by the CDN over http): the
+        # client's scheme is the one the outer of the two trusted proxies names
+        (2, "http://api.example/", {"X-Forwarded-Proto": "https, http"}, True),
     ],
 )
 def test_hsts_only_when_the_request_came_over_tls(publisher, trusted, url, headers, hsts):
