@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from datasync.contract import DESTINATIONS
 from datasync.local_layout import LOCAL_API_KEY, QUEUE_KINDS, Layout, queue_setting_name
 
+# Outside local mode an API key must be at least this long: a key that can be guessed is no lock.
+MIN_API_KEY_LENGTH = 32
+MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # Only for local emulators: hashes are not secret if the key is public, and that is fine there.
 LOCAL_ANALYTICS_HASH_KEY = "local-dev-analytics-hash-key"
 DEFAULT_ENV_FILE = Layout(Path("var")).env_file  # var/local/datasync.env, from the checkout
@@ -100,7 +103,8 @@ class Settings(_DestinationQueueUrls):
         30, ge=0, validation_alias="DATASYNC_API_AUTH_FAILURES_PER_MINUTE"
     )
     api_trusted_proxies: int = Field(0, ge=0, le=5, validation_alias="DATASYNC_API_TRUSTED_PROXIES")
-    # API server (gunicorn): bind, size, and how long one request may take to arrive.
+    # API server (gunicorn): bind, size, how long a new connection may stay silent (it waits in
+    # the poller, holding no thread), and how long one request may take to arrive.
     api_host: str = Field("127.0.0.1", validation_alias="API_HOST")
     api_port: int = Field(8080, ge=0, le=65535, validation_alias="API_PORT")
     # Where `datasync send` finds the API (unset or empty: the local one, on api_port).
@@ -109,6 +113,9 @@ class Settings(_DestinationQueueUrls):
     # CPU in the API and the bus); one process's ~2 ms per request fits in one core at 200/s.
     gunicorn_workers: int = Field(1, ge=1, validation_alias="GUNICORN_WORKERS")
     gunicorn_threads: int = Field(16, ge=1, validation_alias="GUNICORN_THREADS")
+    api_first_byte_timeout_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias="DATASYNC_API_FIRST_BYTE_TIMEOUT_SECONDS"
+    )
     api_request_timeout_seconds: float = Field(
         5.0, gt=0, le=300, validation_alias="DATASYNC_API_REQUEST_TIMEOUT_SECONDS"
     )
@@ -126,10 +133,14 @@ class Settings(_DestinationQueueUrls):
     )
 
     # The status page /dashboard (read-only, behind the API keys); a browser's login lasts this
-    # long (a signed cookie: no server-side session to share between workers).
+    # long, as an item of the sessions table (Terraform output dashboard_sessions_table) that
+    # every worker and pod reads: a logout ends it everywhere.
     dashboard_enabled: bool = Field(True, validation_alias="DATASYNC_DASHBOARD_ENABLED")
     dashboard_session_hours: float = Field(
         8, gt=0, le=24 * 7, validation_alias="DATASYNC_DASHBOARD_SESSION_HOURS"
+    )
+    dashboard_sessions_table: str | None = Field(
+        None, validation_alias="DATASYNC_DASHBOARD_SESSIONS_TABLE"
     )
 
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
@@ -153,7 +164,12 @@ class Settings(_DestinationQueueUrls):
     )
 
     @field_validator(
-        "aws_endpoint_url", "queue_url", "database_url", "api_metrics_url", mode="before"
+        "aws_endpoint_url",
+        "queue_url",
+        "database_url",
+        "api_metrics_url",
+        "dashboard_sessions_table",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -191,15 +207,25 @@ class Settings(_DestinationQueueUrls):
         return cls()
 
     def api_key_list(self) -> list[str]:
+        """The API keys; outside local mode at least one, each of MIN_API_KEY_LENGTH or more."""
         keys = [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
-        if keys:
-            return keys
-        if self.env == "local":
+        if not keys and self.env == "local":
             return [LOCAL_API_KEY]
-        raise ConfigError(
-            "DATASYNC_API_KEYS is empty: set it to one or more comma-separated API keys "
-            "(DATASYNC_ENV=local uses the development key instead)"
-        )
+        if not keys:
+            raise ConfigError(
+                "DATASYNC_API_KEYS is empty: set it to one or more comma-separated API keys of "
+                f"{MIN_API_KEY_LENGTH}+ characters, e.g. from `{MAKE_A_KEY}` "
+                "(DATASYNC_ENV=local uses the development key instead)"
+            )
+        short = [str(n) for n, key in enumerate(keys, 1) if len(key) < MIN_API_KEY_LENGTH]
+        if short and self.env != "local":
+            which = f"key {short[0]} is" if len(short) == 1 else f"keys {', '.join(short)} are"
+            raise ConfigError(
+                f"DATASYNC_API_KEYS: {which} (of {len(keys)}) shorter than {MIN_API_KEY_LENGTH} "
+                "characters, too easy to guess outside DATASYNC_ENV=local; make each key with "
+                f"`{MAKE_A_KEY}`"
+            )
+        return keys
 
     def destination_queue_url(self, destination: str, kind: str = "queue") -> str | None:
         """A destination's queue URL of one kind (queue, dlq, buffer_queue), or None if unset."""

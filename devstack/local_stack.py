@@ -278,6 +278,7 @@ class LocalStack:
             "DATASYNC_EVENT_BUS_NAME": self.outputs["event_bus_name"],
             "DATASYNC_EVENT_BUS_ARN": self.outputs["event_bus_arn"],
             "DATASYNC_ARCHIVE_ARN": self.outputs["archive_arn"],
+            "DATASYNC_DASHBOARD_SESSIONS_TABLE": self.outputs["dashboard_sessions_table"],
             "DATASYNC_STORE_DIR": str(self.config.layout.store_dir),
             "DATASYNC_ANALYTICS_HASH_KEY": LOCAL_ANALYTICS_HASH_KEY,
         }

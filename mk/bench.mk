@@ -6,6 +6,9 @@
 #   make bench BENCH_SCALING=1                  + bursts of 2,000 / 6,000 / 20,000 beside the ceiling
 #   make bench BENCH_SUSTAINED_SECONDS=600      + a 10-minute sustained run (BENCH_SUSTAINED_RATE)
 #   make bench BENCH_REPO=../old-checkout       measure another checkout with this tool
+#   make bench-api                              the API alone on a fake bus: its CPU per request at
+#                                               BENCH_RATE, and a POST beside 200 silent
+#                                               connections (bench/api_alone.py; BENCH_API_ARGS)
 #   make bench-topology                         the fan-out experiment (bench/topology.py):
 #                                               one buffer queue per destination against one
 #                                               for all, beside the ceiling (TOPOLOGY_ARGS)
@@ -31,7 +34,7 @@ $(BENCH_VENV)/.installed: requirements/bench.lock
 		-r requirements/bench.lock 2>&1 | $(PIP_QUIET)
 	@touch $@
 
-.PHONY: bench bench-tools bench-topology
+.PHONY: bench bench-tools bench-topology bench-api
 bench-tools: $(BENCH_VENV)/.installed ## install the benchmark's own venv (.tools/bench)
 
 bench: tools $(BENCH_VENV)/.installed ## benchmark (issue 8): JSON to BENCH_OUT + PNG + summary (BENCH_STACK=running, BENCH_SCALING=1, BENCH_SUSTAINED_SECONDS=600)
@@ -42,3 +45,7 @@ TOPOLOGY_ARGS ?=
 bench-topology: tools $(BENCH_VENV)/.installed ## experiment: per-destination buffer queues vs one, beside the ceiling (TOPOLOGY_ARGS)
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.6"; exit 2; }
 	@$(BENCH_VENV)/bin/python -m bench.topology $(TOPOLOGY_ARGS)
+
+BENCH_API_ARGS ?=
+bench-api: tools $(BENCH_VENV)/.installed ## the API alone on a fake bus: CPU per request at BENCH_RATE, a POST beside 200 silent connections (BENCH_API_ARGS)
+	@$(BENCH_VENV)/bin/python -m bench.api_alone $(BENCH_API_ARGS)

@@ -240,13 +240,39 @@ resource "aws_iam_policy" "api" {
   })
 }
 
-# Optional, read-only: attach it to the API's role as well to let the status page (/dashboard)
-# show queue depths and peek at the dead letters' reasons. Without it the API only publishes, and
-# the page says which permission it lacks. ReceiveMessage on the DLQs reads their bodies too (the
-# page shows only the message attributes); it cannot delete, send or purge anything.
+# The status page's browser sessions (apps/api/sessions.py): one item per login, keyed by the
+# SHA-256 of its random cookie, deleted at logout and by TTL at expiry. Every API worker and pod
+# reads this one table, so a logout ends the session everywhere at once.
+resource "aws_dynamodb_table" "dashboard_sessions" {
+  #checkov:skip=CKV_AWS_28:Sessions are disposable: a table restored from a backup would only bring back logged-out sessions; losing them logs browsers out, nothing else.
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with DynamoDB's AWS-managed key. Items are a token hash, a key fingerprint and an expiry: no personal data and nothing that opens a session, so a customer-managed key would guard nothing secret.
+  name         = "${var.name_prefix}-dashboard-sessions"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "session"
+
+  attribute {
+    name = "session"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+# Optional: attach it to the API's role as well to let the status page (/dashboard) show queue
+# depths, peek at the dead letters' reasons and keep browser sessions. Without it the API only
+# publishes, and the page says which permission it lacks. ReceiveMessage on the DLQs reads their
+# bodies too (the page shows only the message attributes); it cannot delete, send or purge any
+# message. The sessions table is the only thing it may write.
 resource "aws_iam_policy" "dashboard" {
   name        = "${var.name_prefix}-dashboard"
-  description = "Lets the datasync API's status page read queue depths and peek at the DLQs."
+  description = "Lets the datasync API's status page read queue depths, peek at the DLQs and keep its browser sessions."
 
   policy = jsonencode({
     Version = "2012-10-17"
@@ -262,6 +288,12 @@ resource "aws_iam_policy" "dashboard" {
         Effect   = "Allow"
         Action   = "sqs:ReceiveMessage"
         Resource = concat([module.intake.dlq_arn], [for d in module.destination : d.dlq_arn])
+      },
+      {
+        Sid      = "BrowserSessions"
+        Effect   = "Allow"
+        Action   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+        Resource = aws_dynamodb_table.dashboard_sessions.arn
       },
     ]
   })

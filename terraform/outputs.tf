@@ -74,8 +74,13 @@ output "api_policy_arn" {
 }
 
 output "dashboard_policy_arn" {
-  description = "ARN of the optional read-only policy (queue depths, DLQ peek) to attach to the API workload's role as well, for its status page /dashboard."
+  description = "ARN of the optional policy of the status page /dashboard (queue depths, DLQ peek, its sessions table) to attach to the API workload's role as well."
   value       = aws_iam_policy.dashboard.arn
+}
+
+output "dashboard_sessions_table" {
+  description = "Name of the status page's sessions table: DATASYNC_DASHBOARD_SESSIONS_TABLE of the API (chart: config.dashboardSessionsTable)."
+  value       = aws_dynamodb_table.dashboard_sessions.name
 }
 
 output "consumer_policy_arns" {

@@ -94,6 +94,20 @@ def trickle(
         return parse(_read_answer(sock), time.monotonic() - started)
 
 
+@contextlib.contextmanager
+def silent_connections(url: str, count: int) -> Iterator[float]:
+    """``count`` connections that send nothing; yields when the last one was opened."""
+    host, port = url.removeprefix("http://").split(":")
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            opened.append(socket.create_connection((host, int(port)), timeout=10))
+        yield time.monotonic()
+    finally:
+        for sock in opened:
+            sock.close()
+
+
 def call(
     url: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> Answer:

@@ -15,7 +15,7 @@ from apps.api.auth import ApiKeys
 from apps.api.correlation import correlation_id_of
 from apps.api.dashboard import init_dashboard
 from apps.api.errors import MAX_BODY_BYTES, register_error_handlers
-from apps.api.headers import SECURITY_HEADERS
+from apps.api.headers import HSTS, SECURITY_HEADERS
 from apps.api.openapi import build_openapi
 from apps.api.ratelimit import FailedAuthentications, RateLimiter
 from apps.api.readiness import Readiness
@@ -41,20 +41,20 @@ def create_app(settings: Settings | None = None, publisher: Any = None) -> Flask
     """Build the app. Tests pass a fake publisher; production builds the EventBridge one."""
     settings = settings or Settings.load()
     configure_logging("datasync-api", settings.log_level)
-    try:
-        api_keys = ApiKeys(  # api_key_list() raises ConfigError outside local mode
-            settings.api_key_list(),
-            FailedAuthentications(settings.api_auth_failures_per_minute),
-        )
-    except ValueError as exc:
-        raise ConfigError(f"DATASYNC_API_KEYS: {exc}") from None
+    # ConfigError for keys that are missing, too short outside local mode or not header-safe.
+    api_keys = ApiKeys(
+        settings.api_key_list(), FailedAuthentications(settings.api_auth_failures_per_minute)
+    )
     if publisher is None:
         publisher = build_publisher(settings)
 
     app = Flask(__name__)
     if settings.api_trusted_proxies:
-        # The client's address (failed-authentication limit) is the one its proxies name.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
+        # The client's address (failed-authentication limit) is the one its proxies name, and
+        # the scheme (HSTS) the one they were reached by. Without trusted proxies both headers
+        # are ignored: any client could write them (gunicorn's own reading of them is off).
+        trusted = settings.api_trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # No implicit OPTIONS answers: the OpenAPI document lists every method the API serves.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -116,6 +116,8 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     response.headers["X-Correlation-ID"] = g.get("correlation_id", "")
     response.headers.update(g.get("security_headers", SECURITY_HEADERS))  # pages: their CSP
+    if request.is_secure:  # TLS to this server, or to the trusted proxy in front of it
+        response.headers["Strict-Transport-Security"] = HSTS
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     route = request.url_rule.rule if request.url_rule else None
     metrics.observe_request(route, request.method, response.status_code, seconds)

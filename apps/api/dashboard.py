@@ -1,20 +1,15 @@
 """The status page: /dashboard (HTML) and /dashboard/data (JSON), read-only, behind the API keys.
 
 A script or curl sends the API's usual headers. A browser gets a login form instead, and the
-key it posts becomes a session cookie that holds no key: ``<fingerprint>.<expiry>.<mac>``, the
-MAC keyed by a secret derived from that API key. So every gunicorn worker checks any worker's
-cookie without shared state, removing a key from DATASYNC_API_KEYS ends its sessions, and a
-cookie cannot be forged without the key. SameSite=Strict keeps the cookie off cross-site
-requests, and the two POSTs (login, logout) also refuse another site's Origin.
+key it posts opens a server-side session (apps/api/sessions.py): the cookie is a random token
+that says nothing about the key, and logging out ends the session in every worker and pod.
+SameSite=Strict keeps the cookie off cross-site requests, and the two POSTs (login, logout)
+also refuse another site's Origin.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,12 +30,18 @@ from flask import (
 from apps.api.dashboard_data import StatusCollector
 from apps.api.errors import ApiError
 from apps.api.headers import PAGE_SECURITY_HEADERS
+from apps.api.sessions import (
+    STORE_TIMEOUT_SECONDS,
+    DynamoSessionStore,
+    Sessions,
+    SessionStoreUnavailable,
+)
+from datasync.core.aws import client
 from datasync.settings import Settings
 
 logger = logging.getLogger("datasync.api")
 
 COOKIE = "datasync_dashboard"
-SESSION_LABEL = b"datasync dashboard session v1"
 
 dashboard = Blueprint(
     "dashboard",
@@ -49,50 +50,6 @@ dashboard = Blueprint(
     template_folder="templates",
     static_folder="static",
 )
-
-
-def key_fingerprint(key: bytes) -> str:
-    """The same 16 hex characters the API logs for a key."""
-    return hashlib.sha256(key).hexdigest()[:16]
-
-
-class Sessions:
-    """Issues and checks the signed session cookies of the status page."""
-
-    def __init__(
-        self, keys: list[str], lifetime_seconds: float, clock: Callable[[], float] = time.time
-    ):
-        self._keys = {key_fingerprint(k.encode()): k.encode() for k in keys}
-        # One secret per key, derived from it: no per-process secret (gunicorn runs several).
-        self._secrets = {
-            fp: hmac.new(key, SESSION_LABEL, hashlib.sha256).digest()
-            for fp, key in self._keys.items()
-        }
-        self.lifetime_seconds = int(lifetime_seconds)
-        self._clock = clock
-
-    def login(self, presented: str) -> str | None:
-        """A session cookie's value for a valid key, else None."""
-        raw = presented.strip().encode("utf-8", errors="replace")
-        fingerprint = key_fingerprint(raw)
-        key = self._keys.get(fingerprint)
-        if key is None or not hmac.compare_digest(raw, key):
-            return None
-        payload = f"{fingerprint}.{int(self._clock()) + self.lifetime_seconds}"
-        return f"{payload}.{self._mac(fingerprint, payload)}"
-
-    def check(self, cookie: str) -> str | None:
-        """The key fingerprint of a valid, unexpired session cookie, else None."""
-        fingerprint, _, rest = cookie.partition(".")
-        expires, _, mac = rest.partition(".")
-        if fingerprint not in self._secrets or not expires.isdigit():
-            return None
-        if not hmac.compare_digest(mac, self._mac(fingerprint, f"{fingerprint}.{expires}")):
-            return None
-        return fingerprint if int(expires) > self._clock() else None
-
-    def _mac(self, fingerprint: str, payload: str) -> str:
-        return hmac.new(self._secrets[fingerprint], payload.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -107,11 +64,37 @@ def init_dashboard(app: Flask, settings: Settings, collector: Any = None) -> Non
     if not settings.dashboard_enabled:
         return
     app.extensions["datasync.dashboard"] = Dashboard(
-        sessions=Sessions(settings.api_key_list(), settings.dashboard_session_hours * 3600),
+        sessions=Sessions(
+            app.extensions["datasync"].api_keys,
+            session_store(settings),
+            settings.dashboard_session_hours * 3600,
+        ),
         collector=collector or StatusCollector.from_settings(settings),
         secure_cookie=settings.env != "local",  # locally the API is plain http
     )
     app.register_blueprint(dashboard)
+
+
+def session_store(settings: Settings) -> DynamoSessionStore | None:
+    table = settings.dashboard_sessions_table
+    if not table:
+        logger.warning(
+            "status page: browser logins are off until DATASYNC_DASHBOARD_SESSIONS_TABLE is set "
+            "(Terraform output dashboard_sessions_table); API keys in headers still work"
+        )
+        return None
+
+    def dynamodb() -> Any:
+        return client(
+            "dynamodb",
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            connect_timeout=STORE_TIMEOUT_SECONDS / 2,
+            read_timeout=STORE_TIMEOUT_SECONDS,
+            attempts=2,
+        )
+
+    return DynamoSessionStore(table, dynamodb)
 
 
 def _state() -> Dashboard:
@@ -119,11 +102,23 @@ def _state() -> Dashboard:
 
 
 def _viewer() -> str | None:
-    """The caller's key fingerprint: API headers (a wrong one is 401) or the session cookie."""
+    """The caller's key fingerprint: API headers (a wrong one is 401) or the session cookie
+    (SessionStoreUnavailable if the sessions cannot be read)."""
     if "Authorization" in request.headers or "X-API-Key" in request.headers:
         return current_app.extensions["datasync"].api_keys.authenticate()
     cookie = request.cookies.get(COOKIE)
     return _state().sessions.check(cookie) if cookie else None
+
+
+def _store_unavailable(exc: SessionStoreUnavailable) -> ApiError:
+    logger.warning("status page: session store unavailable", extra={"error": str(exc)})
+    return ApiError(
+        503,
+        "Session store unavailable",
+        f"Browser sessions cannot be checked now ({exc}). Retry after Retry-After seconds, or "
+        "send an API key as 'X-API-Key'.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _page(template: str, code: int = 200, **context: Any) -> tuple[str, int]:
@@ -154,15 +149,25 @@ def _refuse_other_origins() -> None:
 
 
 @dashboard.get("")
-def page() -> tuple[str, int]:
-    if _viewer() is None:
+def page() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+    try:
+        viewer = _viewer()
+    except SessionStoreUnavailable as exc:
+        unavailable = _store_unavailable(exc)
+        html, status = _login_form(unavailable.detail, status=unavailable.status)
+        return html, status, unavailable.headers or {}
+    if viewer is None:
         return _login_form()
     return _page("dashboard/page.html", status=_state().collector.snapshot())
 
 
 @dashboard.get("/data")
 def data() -> Response:
-    if _viewer() is None:
+    try:
+        viewer = _viewer()
+    except SessionStoreUnavailable as exc:
+        raise _store_unavailable(exc) from None
+    if viewer is None:
         raise ApiError(
             401,
             "Unauthorized",
@@ -183,7 +188,12 @@ def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
         html, status = _login_form(throttled.detail, status=throttled.status)
         return html, status, throttled.headers or {}
     state = _state()
-    cookie = state.sessions.login(request.form.get("api_key", ""))
+    try:
+        cookie = state.sessions.login(request.form.get("api_key", ""))
+    except SessionStoreUnavailable as exc:  # the key was right; the session cannot be kept
+        unavailable = _store_unavailable(exc)
+        html, status = _login_form(unavailable.detail, status=unavailable.status)
+        return html, status, unavailable.headers or {}
     if cookie is None:
         keys.record_failure()
         logger.warning("dashboard login refused")  # never the key, not even its fingerprint
@@ -203,7 +213,14 @@ def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
 
 @dashboard.post("/logout")
 def logout() -> Response:
+    """Ends the session server-side, then forgets the cookie: a copy of it is worthless now."""
     _refuse_other_origins()
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        try:
+            _state().sessions.logout(cookie)
+        except SessionStoreUnavailable as exc:  # keep the cookie: the session still lives
+            raise _store_unavailable(exc) from None
     response = redirect(url_for("dashboard.page"), 303)
     response.delete_cookie(
         COOKIE,

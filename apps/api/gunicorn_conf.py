@@ -15,19 +15,46 @@ a dead worker's gauges, and removes the directory when it exits.
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from datasync.settings import Settings
+from pydantic import ValidationError
 
-_settings = Settings.load()
+from apps.api.auth import ApiKeys
+from datasync.core import exit_codes
+from datasync.settings import ConfigError, Settings
+
+
+def _checked_settings() -> Settings:
+    """The settings, and the API keys checked, before any worker starts.
+
+    A worker that cannot build the app only makes gunicorn exit 3 ("Worker failed to boot")
+    after a traceback; a missing, short or malformed key (or another invalid setting) ends the
+    server here instead, with exit code 5 (datasync/core/exit_codes.py) and what to set.
+    """
+    try:
+        settings = Settings.load()
+        ApiKeys(settings.api_key_list())
+    except (ConfigError, ValidationError) as exc:
+        print(f"datasync-api: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exit_codes.CONFIG) from None
+    return settings
+
+
+_settings = _checked_settings()
 
 bind = f"{_settings.api_host}:{_settings.api_port}"
 workers = _settings.gunicorn_workers
 threads = _settings.gunicorn_threads
-# gthread with a deadline for each request to arrive: a client that trickles bytes cannot
-# hold a thread longer than DATASYNC_API_REQUEST_TIMEOUT_SECONDS (apps/api/gunicorn_worker.py).
+# gthread whose new connections wait for their first byte in the poller, not in a thread (closed
+# after DATASYNC_API_FIRST_BYTE_TIMEOUT_SECONDS of silence), with a deadline for each request to
+# arrive: a client that trickles bytes cannot hold a thread longer than
+# DATASYNC_API_REQUEST_TIMEOUT_SECONDS (apps/api/gunicorn_worker.py).
 worker_class = "apps.api.gunicorn_worker.DeadlineThreadWorker"
+# gunicorn would take X-Forwarded-Proto from any peer in forwarded_allow_ips (127.0.0.1 by
+# default): whether a request came over TLS is the app's to decide, from trusted proxies only.
+secure_scheme_headers: dict[str, str] = {}
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
@@ -67,12 +94,13 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Hand the request deadline to the worker (gunicorn has no setting for it), and warm it.
+    """Hand the worker its deadlines (gunicorn has no settings for them), and warm it.
 
     The readiness probe (one bounded DescribeEventBus) makes this worker's SDK client resolve
     its endpoint and credentials and open a pooled connection to the bus before its first
     request, instead of during it; a bus that does not answer only leaves it cold.
     """
+    worker.first_byte_timeout = _settings.api_first_byte_timeout_seconds
     worker.request_timeout = _settings.api_request_timeout_seconds
     state = getattr(worker.wsgi, "extensions", {}).get("datasync")  # none if the app failed
     if state is not None:

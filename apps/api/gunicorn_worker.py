@@ -1,12 +1,19 @@
-"""gunicorn's gthread worker with a deadline on every request, and problem+json errors.
+"""gunicorn's gthread worker: no thread for a silent connection, a deadline on every request,
+and problem+json errors.
 
-gthread parses each request in a pool thread on a blocking socket. It waits 5 s for a new
-connection's first byte, but after that a client that trickles bytes (slow headers, or a slow
-body) holds the thread for as long as it keeps trickling: a handful of such clients take every
-thread. Here each request must *arrive* within ``request_timeout`` seconds of its connection
-being picked up by a thread: every read is given only what is left of that deadline. When it
-is spent, the client gets ``408`` (if nothing was answered yet) and the connection is closed.
-A request the application is already serving is not cut short: the deadline bounds reading.
+gthread hands every new connection to a pool thread at once, and that thread waits up to 5 s
+for the first byte: a pod has a handful of threads, so a few hundred connections that send
+nothing stall every other request. Here a new connection waits in the worker's poller instead
+(where kept-alive connections already wait): it costs a file descriptor, no thread, and is
+handed to the pool only once it is readable. One that sends nothing for
+``first_byte_timeout`` seconds is closed by the poller.
+
+Once a thread has a connection, a client that trickles bytes (slow headers, or a slow body)
+would hold it for as long as it keeps trickling. Each request must therefore *arrive* within
+``request_timeout`` seconds of being picked up by a thread: every read is given only what is
+left of that deadline. When it is spent, the client gets ``408`` (if nothing was answered yet)
+and the connection is closed. A request the application is already serving is not cut short:
+the deadline bounds reading.
 
 gunicorn's own answers to malformed requests (bad request line, header, chunking, limits) are
 HTML and its log line quotes the offending header, which may hold an API key; they are
@@ -15,14 +22,17 @@ problem+json here and the log says only what was wrong.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import selectors
 import socket
 import time
+from functools import partial
 
 from gunicorn.http import errors as http_errors
 from gunicorn.http.errors import NoMoreData
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from apps.api.headers import SECURITY_HEADERS
 
@@ -109,9 +119,37 @@ class DeadlineSocket(socket.socket):
 
 
 class DeadlineThreadWorker(ThreadWorker):
-    """gthread with a per-request arrival deadline (``request_timeout``, set in the config)."""
+    """gthread whose new connections wait for their first byte in the poller (at most
+    ``first_byte_timeout``), and whose requests must arrive within ``request_timeout`` (both set
+    in the config)."""
 
     request_timeout = 5.0
+    first_byte_timeout = 1.0
+
+    def accept(self, listener):  # type: ignore[no-untyped-def]
+        """A new connection goes to the poller, as gthread's deferred ones do: the pool only
+        ever gets connections with bytes to read (on_pending_socket_readable)."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+        conn.timeout = time.monotonic() + self.first_byte_timeout
+        # Every pending connection gets the same timeout, so the deque stays in timeout order
+        # (murder_pending and the wake-up below rely on it).
+        self.pending_conns.append(conn)
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
+        )
+
+    def wait_for_and_dispatch_events(self, timeout):  # type: ignore[no-untyped-def]
+        # gthread's loop wakes once a second; a silent connection is closed on time instead.
+        if self.pending_conns:
+            timeout = min(timeout, max(0.0, self.pending_conns[0].timeout - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
 
     def handle(self, conn):  # type: ignore[no-untyped-def]
         if self.cfg.is_ssl:  # TLS ends at the ingress; an SSL socket cannot be adopted
@@ -120,10 +158,6 @@ class DeadlineThreadWorker(ThreadWorker):
             conn.sock = DeadlineSocket.adopt(conn.sock)
         sock = conn.sock
         sock.arm(self.request_timeout)
-        if not conn.initialized and not conn.data_ready:
-            # gthread would wait 5 s for the first byte; the deadline is the bound here too.
-            if not conn.wait_for_data(self.request_timeout):
-                return False
         keep_alive = super().handle(conn)
         if time.monotonic() >= sock.deadline and not sock.answered:
             logger.warning(

@@ -23,3 +23,7 @@ PAGE_SECURITY_HEADERS = {
     "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'",
 }
+
+# Over TLS only (a browser ignores it on plain http, and it must not pin a local http API): for a
+# year, this host and its subdomains are https only.
+HSTS = "max-age=31536000; includeSubDomains"

@@ -3,8 +3,9 @@
 `make kind-up` runs it with the project's Python after `datasync up --infra-only` has
 applied Terraform to the emulator and written var/local/datasync.env. The chart's
 charts/datasync/ci/kind-values.yaml holds everything static; this file adds the bus name, the
-region and the queue URLs, rewritten so that they point at the emulator as the pods see it
-(the `aws-emulator` Service in datasync-dev) instead of the host's localhost.
+region, the status page's sessions table and the queue URLs, the URLs rewritten so that they
+point at the emulator as the pods see it (the `aws-emulator` Service in datasync-dev) instead of
+the host's localhost.
 
     .venv/bin/python deploy/kind/kind_values.py var/local/datasync.env var/local/kind-values.yaml
 
@@ -45,6 +46,8 @@ def kind_values(env: dict[str, str], endpoint: str = IN_CLUSTER_ENDPOINT) -> dic
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         config["awsRegion"] = region
+    if env.get("DATASYNC_DASHBOARD_SESSIONS_TABLE"):
+        config["dashboardSessionsTable"] = env["DATASYNC_DASHBOARD_SESSIONS_TABLE"]
     values: dict[str, object] = {
         "config": config,
         "consumers": [
@@ -55,8 +58,6 @@ def kind_values(env: dict[str, str], endpoint: str = IN_CLUSTER_ENDPOINT) -> dic
             for d in DESTINATIONS
         ],
     }
-    if env.get("DATASYNC_ANALYTICS_HASH_KEY"):
-        values["secrets"] = {"analyticsHashKey": env["DATASYNC_ANALYTICS_HASH_KEY"]}
     return values
 
 

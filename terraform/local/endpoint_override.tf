@@ -24,6 +24,7 @@ provider "aws" {
 
   endpoints {
     cloudwatch = "http://127.0.0.1:4566"
+    dynamodb   = "http://127.0.0.1:4566"
     events     = "http://127.0.0.1:4566"
     iam        = "http://127.0.0.1:4566"
     kms        = "http://127.0.0.1:4566"

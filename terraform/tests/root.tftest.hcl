@@ -640,8 +640,21 @@ run "dashboard_policy_only_reads_the_pipelines_queues" {
   command = apply
 
   assert {
-    condition     = toset(flatten([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Action])) == toset(["sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
-    error_message = "The dashboard policy may only read queue attributes and receive (peek) messages."
+    condition     = toset(flatten([for s in jsondecode(aws_iam_policy.dashboard.policy).Statement : s.Action])) == toset(["sqs:GetQueueAttributes", "sqs:ReceiveMessage", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"])
+    error_message = "The dashboard policy may only read queue attributes, receive (peek) messages and keep its sessions."
+  }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_policy.dashboard.policy).Statement :
+      s.Resource == aws_dynamodb_table.dashboard_sessions.arn if can(regex("^dynamodb:", s.Action[0]))
+    ]) && output.dashboard_sessions_table == aws_dynamodb_table.dashboard_sessions.name
+    error_message = "The dashboard may use its sessions table only (the table the API is told about), and no other."
+  }
+
+  assert {
+    condition     = aws_dynamodb_table.dashboard_sessions.ttl[0].attribute_name == "expires_at" && aws_dynamodb_table.dashboard_sessions.ttl[0].enabled && aws_dynamodb_table.dashboard_sessions.server_side_encryption[0].enabled
+    error_message = "Sessions expire by TTL on expires_at (apps/api/sessions.py writes it), and the table is encrypted."
   }
 
   assert {

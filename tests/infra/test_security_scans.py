@@ -35,6 +35,8 @@ CHECKOV_WAIVERS = {
     ("CKV_AWS_272", "aws_lambda_function"),  # code signing: no Signer profile yet
     ("CKV_AWS_158", "aws_cloudwatch_log_group"),  # log group CMK: no personal data in logs
     ("CKV_AWS_338", "aws_cloudwatch_log_group"),  # 1-year retention: operational logs
+    ("CKV_AWS_28", "aws_dynamodb_table"),  # point-in-time recovery: sessions are disposable
+    ("CKV_AWS_119", "aws_dynamodb_table"),  # sessions table CMK: no secret in its items
 }
 
 BANDIT_TARGETS = ("apps", "datasync", "devstack", "lambdas")

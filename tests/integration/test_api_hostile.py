@@ -2,7 +2,8 @@
 
 Each hostile request gets a clear 4xx as problem+json, or a closed connection, and a normal
 request right after it is served: the server stays healthy. Slow clients are cut off at the
-configured deadline, and a normal request is served while they trickle.
+configured deadline, and a normal request is served while they trickle; connections that send
+nothing hold no thread and are closed after about a second.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import time
 import uuid
 
 import pytest
+import yaml
 
-from apps.api.headers import SECURITY_HEADERS
+from apps.api.headers import HSTS, SECURITY_HEADERS
+from devstack.paths import ROOT
 from tests import flows
-from tests.api_probes import Answer, api_server, call, send_raw, trickle
+from tests.api_probes import Answer, api_server, call, send_raw, silent_connections, trickle
 from tests.pipeline import wait_until
 
 pytestmark = pytest.mark.integration
@@ -209,16 +212,71 @@ def test_slow_clients_are_cut_off_at_the_deadline_and_others_are_served(pipeline
     )
 
 
-def test_an_idle_connection_does_not_hold_a_thread_past_the_deadline(small_api):
-    url, _ = small_api
-    host, port = url.removeprefix("http://").split(":")
-    idle = [socket.create_connection((host, int(port))) for _ in range(4)]
-    try:
-        time.sleep(0.2)
-        assert call(url, "GET", "/healthz").seconds < 3.5
-    finally:
-        for sock in idle:
-            sock.close()
+# The server sizes the API runs with: the project's defaults (`make run`), and the chart's.
+CHART_GUNICORN = yaml.safe_load((ROOT / "charts/datasync/values.yaml").read_text())["api"][
+    "gunicorn"
+]
+SERVER_SIZES = {
+    "project defaults": {},
+    "the chart's": {
+        "GUNICORN_WORKERS": str(CHART_GUNICORN["workers"]),
+        "GUNICORN_THREADS": str(CHART_GUNICORN["threads"]),
+    },
+}
+
+
+@pytest.mark.parametrize("size", sorted(SERVER_SIZES))
+def test_200_silent_connections_do_not_delay_a_real_request(pipeline, tmp_path, size):
+    """Silent connections wait in the worker's poller and hold no thread: with 200 of them open
+    (25 times the chart's threads), real requests are answered at once."""
+    with api_server(pipeline.env, tmp_path / "api-silent.log", **SERVER_SIZES[size]) as url:
+        key = {"X-API-Key": pipeline.api_key}
+        warm = call(
+            url, "POST", "/v1/users", {"email": flows.unique_email("warm"), "name": "W"}, key
+        )
+        assert warm.status == 202
+        with silent_connections(url, 200) as opened:
+            time.sleep(0.3)  # the server has accepted them
+            answers = [
+                call(url, "POST", "/v1/users", {"email": flows.unique_email("idle"), "name": "I"}, key)
+                for _ in range(5)
+            ]  # fmt: skip
+            held = time.monotonic() - opened
+    assert [a.status for a in answers] == [202] * 5
+    slowest = max(a.seconds for a in answers)
+    assert held < 1, f"the silent connections were not all open throughout ({held:.2f}s)"
+    assert slowest < 1, f"a request beside 200 silent connections took {slowest:.2f}s"
+    print(
+        f"\n200 silent connections ({size}): requests answered in {slowest * 1000:.0f} ms at most"
+    )
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_about_a_second(pipeline):
+    """DATASYNC_API_FIRST_BYTE_TIMEOUT_SECONDS (default 1) bounds how long a silent connection
+    may take a file descriptor: it is closed without an answer."""
+    host, port = pipeline.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        opened = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # closed, nothing written
+        closed_after = time.monotonic() - opened
+    assert 0.8 < closed_after < 2.0, f"closed after {closed_after:.2f}s"
+    assert_healthy(pipeline)
+
+
+def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(pipeline, tmp_path):
+    """HSTS when the request came over TLS: gunicorn would take X-Forwarded-Proto from any
+    peer on 127.0.0.1; only the proxies the API trusts may say so."""
+    https = {"X-Forwarded-Proto": "https"}
+    untrusted = call(pipeline.api_url, "GET", "/healthz", headers=https)  # trusts no proxy
+    assert untrusted.status == 200 and "strict-transport-security" not in untrusted.headers
+    with api_server(
+        pipeline.env, tmp_path / "api-proxied.log", DATASYNC_API_TRUSTED_PROXIES="1"
+    ) as url:
+        behind = call(url, "GET", "/healthz", headers={**https, "X-Forwarded-For": "203.0.113.7"})
+        plain = call(url, "GET", "/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert behind.headers["strict-transport-security"] == HSTS
+    assert "strict-transport-security" not in plain.headers
 
 
 def test_no_api_key_email_or_name_reaches_any_log(pipeline, stack, tmp_path):

@@ -36,8 +36,17 @@ ALLOWED_CHECKOV_WAIVERS = {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_8"
 # The chart's default values plus the one thing they cannot have: a database for the consumers.
 # The default values alone must not render (INVALID below): a consumer without a database used to
 # fall back to SQLite on its pod's emptyDir, which KEDA's scale-in wipes.
-DATABASE_URL = "postgresql://datasync@db.internal:5432/datasync"
+DATABASE_URL = "postgresql://datasync@db.internal:5432/datasync?sslmode=verify-full"
 MINIMAL: dict[str, Any] = {"secrets": {"databaseUrl": DATABASE_URL}}
+
+# NetworkPolicyPeers of the usual neighbours: the ingress controller and Prometheus.
+INGRESS_NGINX: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+}
+MONITORING: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+}
 
 # Values rendered besides the minimal values and the charts/datasync/ci files.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -72,22 +81,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "api": {"ingress": {"enabled": True}},
         "networkPolicy": {
-            "apiIngressFrom": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
-            "metricsIngressFrom": [
-                {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
-                    }
-                }
-            ],
+            "ingressControllerFrom": [INGRESS_NGINX],
+            "metricsIngressFrom": [MONITORING],
         },
     },
     # Two proxies in front of the API that append to X-Forwarded-For (a CDN and a balancer).
-    "variant-two-trusted-proxies": {"api": {"trustedProxies": 2}},
+    "variant-two-trusted-proxies": {
+        "api": {"trustedProxies": 2},
+        "networkPolicy": {"ingressControllerFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]},
+    },
     # The API without its metrics port (DATASYNC_API_METRICS_PORT=0).
     "variant-api-metrics-off": {
         "api": {"metricsPort": 0},
         "metrics": {"podAnnotations": True, "serviceMonitor": {"enabled": True}},
+        "networkPolicy": {"metricsIngressFrom": [MONITORING]},
+    },
+    # Local mode (kind): a short development key is fine, and so is a database without TLS.
+    "variant-local-mode-dev-key": {
+        "config": {"env": "local"},
+        "secrets": {"apiKeys": "local-dev-key", "databaseUrl": "postgresql://datasync@pg/datasync"},
     },
     # An entry can switch a consumer off: its false must win over the default true (and the
     # dashboard has no row for it).
@@ -126,6 +138,18 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         {"keda": {"authentication": {"podIdentity": {"roleArn": "datasync-keda"}}}},
         "roleArn",
     ),
+    # Outside local mode: a key of 31 characters (the API would exit 5), a database without
+    # certificate checks (the consumers would refuse it).
+    "invalid-short-api-key-outside-local-mode": (
+        {"secrets": {"apiKeys": f"{'k' * 40},{'s' * 31}"}},
+        "/secrets/apiKeys",
+    ),
+    "invalid-database-url-without-verify-full": (
+        {"secrets": {"databaseUrl": "postgresql://datasync@db.internal/datasync?sslmode=require"}},
+        "/secrets/databaseUrl",
+    ),
+    # Nothing in the cluster reads the analytics hash key (the Lambdas get it from Terraform).
+    "invalid-analytics-hash-key": ({"secrets": {"analyticsHashKey": "x" * 20}}, "analyticsHashKey"),
 }
 
 
@@ -133,7 +157,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
 # text the error must contain).
 TEMPLATE_FAILURES: dict[str, tuple[dict[str, Any], list[str], str]] = {
     "fails-servicemonitor-without-prometheus-operator": (
-        {"metrics": {"serviceMonitor": {"enabled": True}}},
+        {
+            "metrics": {"serviceMonitor": {"enabled": True}},
+            "networkPolicy": {"metricsIngressFrom": [MONITORING]},
+        },
         [],
         "metrics.serviceMonitor.enabled is true, but the cluster does not serve "
         "monitoring.coreos.com/v1",
@@ -148,6 +175,33 @@ TEMPLATE_FAILURES: dict[str, tuple[dict[str, Any], list[str], str]] = {
         {"api": {"metricsPort": 8080}},
         [],
         "api.metricsPort (8080) must differ from api.port",
+    ),
+    # Trusted proxies: any pod that reaches the API port could write X-Forwarded-For.
+    "fails-ingress-without-naming-the-ingress-controller": (
+        {"api": {"ingress": {"enabled": True}}},
+        [],
+        "set networkPolicy.ingressControllerFrom to the ingress controller's pods",
+    ),
+    "fails-trusted-proxies-beside-other-api-sources": (
+        {
+            "api": {"trustedProxies": 1},
+            "networkPolicy": {
+                "ingressControllerFrom": [INGRESS_NGINX],
+                "apiIngressFrom": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
+            },
+        },
+        [],
+        "networkPolicy.apiIngressFrom would admit other sources to the API port",
+    ),
+    "fails-trusted-proxies-without-network-policies": (
+        {"api": {"trustedProxies": 1}, "networkPolicy": {"enabled": False}},
+        [],
+        "keep networkPolicy.enabled=true with networkPolicy.ingressControllerFrom",
+    ),
+    "fails-scraping-without-naming-the-scraper": (
+        {"metrics": {"podAnnotations": True}},
+        [],
+        "networkPolicy.metricsIngressFrom is empty, which admits no one",
     ),
 }
 

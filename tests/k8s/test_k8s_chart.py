@@ -428,8 +428,9 @@ def test_probes_and_resources(case: str, manifests: dict[str, list]) -> None:
         container = doc["spec"]["template"]["spec"]["containers"][0]
         port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
         assert str(port) == env_of(container)["DATASYNC_HEALTH_PORT"]["value"]
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        # alive while the process runs; ready while its store answers (503 and why otherwise)
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     for name, spec in pod_specs(docs):
         for container in spec["containers"]:
             resources = container["resources"]
@@ -594,10 +595,14 @@ def test_settings_and_secrets_wiring(case: str, manifests: dict[str, list]) -> N
         env = env_of(container)
         assert "DATASYNC_API_KEYS" not in env, "consumers do not get the API keys"
         assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == secret_name
-        has_hash_key = "DATASYNC_ANALYTICS_HASH_KEY" in env
-        assert has_hash_key == (component(doc) == "consumer-analytics")
+        # The analytics hash key is the Lambdas' (Terraform gives it to them): no consumer,
+        # the analytics one included, has a use for it.
+        assert "DATASYNC_ANALYTICS_HASH_KEY" not in env, component(doc)
     if secrets:
         assert secrets[0]["stringData"]["DATASYNC_API_KEYS"], "an API key is always set"
+        assert "DATASYNC_ANALYTICS_HASH_KEY" not in secrets[0]["stringData"]
+    table = values.get("config", {}).get("dashboardSessionsTable")
+    assert config["data"].get("DATASYNC_DASHBOARD_SESSIONS_TABLE") == table
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -610,6 +615,41 @@ def test_the_api_trusts_the_ingress_as_its_one_proxy(case: str, manifests: dict[
     assert env_of(api)["DATASYNC_API_TRUSTED_PROXIES"]["value"] == str(expected)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_behind_trusted_proxies_only_they_reach_the_api_port(
+    case: str, manifests: dict[str, list]
+) -> None:
+    """X-Forwarded-For names the client the wrong-key limit counts: with trusted proxies, a pod
+    that could reach the API port directly could name any client, so only the proxies (and the
+    `helm test` pod) are admitted."""
+    docs = manifests[case]
+    api = api_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    trusted = int(env_of(api)["DATASYNC_API_TRUSTED_PROXIES"]["value"])
+    values = positive_cases()[case].get("networkPolicy", {})
+    if values.get("enabled") is False:
+        assert trusted == 0
+        return
+    policy = by_name(docs, "NetworkPolicy")[f"{RELEASE}-datasync-api"]["spec"]
+    (api_port,) = [r for r in policy["ingress"] if {"protocol": "TCP", "port": 8080} in r["ports"]]
+    test_pod = {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "datasync",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "test",
+            }
+        }
+    }
+    if trusted:
+        assert api_port["from"] == [*values["ingressControllerFrom"], test_pod]
+    elif values.get("apiIngressFrom"):
+        assert api_port["from"] == [*values["apiIngressFrom"], test_pod]
+    else:
+        assert "from" not in api_port  # no proxy trusted: the peer is the client, whoever it is
+    if case == eks_case():
+        assert trusted == 1 and api_port["from"][0]["ipBlock"]["cidr"] != "10.0.0.0/16"
+
+
 @pytest.mark.parametrize("case", MAIN_CASES)
 def test_network_policies(case: str, manifests: dict[str, list]) -> None:
     docs = manifests[case]
@@ -617,18 +657,25 @@ def test_network_policies(case: str, manifests: dict[str, list]) -> None:
     api = policies[f"{RELEASE}-datasync-api"]["spec"]
     consumers = policies[f"{RELEASE}-datasync-consumers"]["spec"]
     assert set(api["policyTypes"]) == set(consumers["policyTypes"]) == {"Ingress", "Egress"}
-    api_ingress, api_metrics_ingress = api["ingress"]
+    values = positive_cases()[case].get("networkPolicy", {})
+    scrapers = values.get("metricsIngressFrom", [])
+    api_ingress, *api_metrics_ingress = api["ingress"]
     assert api_ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert api_metrics_ingress["ports"] == [{"protocol": "TCP", "port": 9102}]
-    (consumer_ingress,) = consumers["ingress"]
-    assert consumer_ingress["ports"] == [{"protocol": "TCP", "port": 9100}]
+    # The metrics ports admit the scraper alone, and no one when none is named (the kubelet's
+    # probes come from the node, which a NetworkPolicy always admits).
+    if scrapers:
+        assert [r["ports"] for r in api_metrics_ingress] == [[{"protocol": "TCP", "port": 9102}]]
+        (consumer_ingress,) = consumers["ingress"]
+        assert consumer_ingress["ports"] == [{"protocol": "TCP", "port": 9100}]
+        assert consumer_ingress["from"] == scrapers
+    else:
+        assert api_metrics_ingress == [] and consumers["ingress"] == []
     selected = consumers["podSelector"]["matchExpressions"][0]["values"]
     assert sorted(selected) == sorted(component(d) for d in consumer_deployments(docs))
 
     def egress_ports(spec: dict[str, Any]) -> set[int]:
         return {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
 
-    values = positive_cases()[case].get("networkPolicy", {})
     aws_ports = set(values.get("awsEgress", {}).get("ports", [443]))
     agent = {80} if values.get("podIdentityAgent", {}).get("enabled", True) else set()
     assert egress_ports(api) == {53} | aws_ports | agent

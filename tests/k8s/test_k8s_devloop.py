@@ -350,6 +350,8 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
     env.write_text(
         "# written by datasync up\n"
         "DATASYNC_EVENT_BUS_NAME=datasync-local-bus\n"
+        "DATASYNC_DASHBOARD_SESSIONS_TABLE=datasync-dashboard-sessions\n"
+        "DATASYNC_ANALYTICS_HASH_KEY=the-lambdas-own\n"
         "AWS_REGION=us-east-1\n"
         'export DATASYNC_CRM_QUEUE_URL="http://localhost:4566/000000000000/datasync-crm"\n'
         "DATASYNC_MARKETING_QUEUE_URL=http://sqs.us-east-1.localhost:4566/000000000000/datasync-marketing\n"
@@ -359,6 +361,8 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 0
     values = yaml.safe_load(out.read_text())
     assert values["config"]["eventBusName"] == "datasync-local-bus"
+    assert values["config"]["dashboardSessionsTable"] == "datasync-dashboard-sessions"
+    assert "secrets" not in values, "nothing in the cluster reads the analytics hash key"
     urls = {c["destination"]: c["queueUrl"] for c in values["consumers"]}
     endpoint = kind_values.IN_CLUSTER_ENDPOINT
     assert urls == {

@@ -12,7 +12,9 @@ from apps.api.app import create_app
 from datasync.core.bus import PublishError
 from datasync.settings import Settings
 
-API_KEY = "unit-test-key"
+# Outside local mode a key has at least 32 characters (datasync/settings.py).
+API_KEY = "unit-test-key-0123456789abcdefghijklmn"
+OTHER_KEY = "other-key-0123456789abcdefghijklmnopq"
 
 
 class FakePublisher:
@@ -58,7 +60,7 @@ def publisher():
 
 @pytest.fixture
 def app(publisher):
-    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"other-key,{API_KEY}")
+    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"{OTHER_KEY},{API_KEY}")
     return create_app(settings, publisher=publisher)
 
 

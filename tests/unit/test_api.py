@@ -1,18 +1,22 @@
 import io
 import json
+import os
+import subprocess
 import uuid
 
 import pytest
 from openapi_spec_validator import validate
 
 from apps.api.app import create_app
-from apps.api.auth import ApiKeys
-from apps.api.headers import SECURITY_HEADERS
+from apps.api.auth import ApiKeys, client_network
+from apps.api.headers import HSTS, SECURITY_HEADERS
 from apps.api.ratelimit import FailedAuthentications, RateLimiter
 from datasync.contract import UserCreated, UserDeleted, UserUpdated, event_to_json, parse_event
+from datasync.core import exit_codes
 from datasync.core.bus import CIRCUIT_OPEN, PublishError
-from datasync.settings import ConfigError, Settings
-from tests.unit.conftest import API_KEY
+from datasync.settings import MIN_API_KEY_LENGTH, ConfigError, Settings
+from devstack.paths import ROOT, venv_bin
+from tests.unit.conftest import API_KEY, OTHER_KEY
 
 PROFILE = {"email": "ada@example.com", "name": "Ada", "marketing_opt_in": True, "country": "GB"}
 USER_ID = "0b9f5f7e-1c2d-4e3f-9a8b-7c6d5e4f3a2b"
@@ -56,11 +60,11 @@ def test_delete_publishes_user_deleted(client, auth, publisher):
 
 
 def test_x_api_key_header_works_too(client, publisher):
-    response = client.delete(f"/v1/users/{USER_ID}", headers={"X-API-Key": "unit-test-key"})
+    response = client.delete(f"/v1/users/{USER_ID}", headers={"X-API-Key": API_KEY})
     assert response.status_code == 202
 
 
-@pytest.mark.parametrize("key", ["other-key", API_KEY])
+@pytest.mark.parametrize("key", [OTHER_KEY, API_KEY])
 def test_every_configured_key_is_valid_at_once(client, key):
     """Rotation without downtime: the old and the new key both work while clients move."""
     response = client.delete(f"/v1/users/{USER_ID}", headers={"Authorization": f"Bearer {key}"})
@@ -103,10 +107,10 @@ def test_idempotency_key_gives_the_same_ids_on_retry(client, auth, publisher):
 def test_idempotency_keys_are_scoped_per_api_key(app, publisher):
     client = app.test_client()
     a = client.delete(
-        f"/v1/users/{USER_ID}", headers={"X-API-Key": "unit-test-key", "Idempotency-Key": "k"}
+        f"/v1/users/{USER_ID}", headers={"X-API-Key": API_KEY, "Idempotency-Key": "k"}
     )
     b = client.delete(
-        f"/v1/users/{USER_ID}", headers={"X-API-Key": "other-key", "Idempotency-Key": "k"}
+        f"/v1/users/{USER_ID}", headers={"X-API-Key": OTHER_KEY, "Idempotency-Key": "k"}
     )
     assert a.get_json()["event_id"] != b.get_json()["event_id"]
 
@@ -133,7 +137,7 @@ def test_without_idempotency_key_every_request_is_a_new_event(client, auth):
         {"Authorization": f"Bearer {API_KEY}", "X-API-Key": "wrong"},
         {"Authorization": "Bearer", "X-API-Key": API_KEY},
         # two valid keys: which caller is it?
-        {"Authorization": f"Bearer {API_KEY}", "X-API-Key": "other-key"},
+        {"Authorization": f"Bearer {API_KEY}", "X-API-Key": OTHER_KEY},
     ],
 )
 def test_missing_or_wrong_key_is_401(client, headers, publisher):
@@ -144,10 +148,10 @@ def test_missing_or_wrong_key_is_401(client, headers, publisher):
     assert "wrong" not in body["detail"] and API_KEY not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("keys", ["has space", "a,", "caf\u00e9"])
+@pytest.mark.parametrize("keys", [f"has space {API_KEY}", f"{API_KEY},", f"caf\u00e9{API_KEY}"])
 def test_keys_that_cannot_be_sent_in_a_header_are_refused_at_start(publisher, keys):
-    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"{keys},good-key")
-    if keys == "a,":  # an empty entry is simply skipped
+    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"{keys},{OTHER_KEY}")
+    if keys == f"{API_KEY},":  # an empty entry is simply skipped
         create_app(settings, publisher=publisher)
         return
     with pytest.raises(ConfigError, match="DATASYNC_API_KEYS"):
@@ -165,7 +169,7 @@ def test_a_key_over_its_rate_is_429_with_retry_after_and_others_are_not(app, pub
     assert_problem(limited, 429)
     assert limited.headers["Retry-After"] == "1"  # half a second, rounded up to whole seconds
     assert len(publisher.events) == 2  # the limited request published nothing
-    assert client.delete(url, headers={"X-API-Key": "other-key"}).status_code == 202
+    assert client.delete(url, headers={"X-API-Key": OTHER_KEY}).status_code == 202
     clock.now += 0.5
     assert client.delete(url, headers={"X-API-Key": API_KEY}).status_code == 202
 
@@ -192,7 +196,7 @@ def guarded_app(app, per_minute=3):
     """The app with a failed-authentication limit of its own clock."""
     clock = FakeClock()
     failures = FailedAuthentications(per_minute, clock=clock)
-    app.extensions["datasync"].api_keys = ApiKeys(["other-key", API_KEY], failures)
+    app.extensions["datasync"].api_keys = ApiKeys([OTHER_KEY, API_KEY], failures)
     return app.test_client(), clock
 
 
@@ -222,6 +226,16 @@ def test_right_keys_and_missing_keys_do_not_count_as_refused_ones(app):
         no_key = client.delete(url, environ_base={"REMOTE_ADDR": "203.0.113.7"})
         assert no_key.status_code == 401
     assert client.delete(url, **from_address("203.0.113.7", "guess")).status_code == 401
+
+
+def test_a_wrong_key_sent_beside_a_right_one_counts_as_a_refused_key(app):
+    """Holding one valid key must not let a guesser try others for free: the wrong key in the
+    other header is refused and counted, whatever the valid one beside it."""
+    client, _ = guarded_app(app, per_minute=2)
+    url = f"/v1/users/{USER_ID}"
+    beside = from_address("203.0.113.7", API_KEY, Authorization="Bearer guess")
+    assert [client.delete(url, **beside).status_code for _ in range(2)] == [401, 401]
+    assert_problem(client.delete(url, **from_address("203.0.113.7")), 429)
 
 
 def test_failed_authentications_regain_at_their_rate_up_to_the_burst_and_stay_bounded():
@@ -260,6 +274,57 @@ def test_behind_trusted_proxies_the_forwarded_client_is_the_address(publisher, t
     # Trusted, the proxy's X-Forwarded-For names two clients; untrusted, a client could
     # rotate that header to escape the limit, so the peer (the proxy) is the address.
     assert client.delete(url, **second).status_code == (202 if separate else 429)
+
+
+def test_an_ipv6_client_is_limited_per_64_and_cannot_rotate_its_host_bits(app, publisher):
+    client, _ = guarded_app(app, per_minute=2)
+    url = f"/v1/users/{USER_ID}"
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"):  # one /64
+        assert client.delete(url, **from_address(host, "guess")).status_code == 401
+    rotated = from_address("2001:db8:1:2:dead:beef:0:1")  # a third host of that /64, right key
+    assert_problem(client.delete(url, **rotated), 429)
+    assert client.delete(url, **from_address("2001:db8:1:3::1")).status_code == 202  # next /64
+    assert client.delete(url, **from_address("::ffff:203.0.113.9", "guess")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::9", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4-mapped: the IPv4 client
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_refused_keys_are_counted_per_ipv4_address_or_ipv6_64(address, counted_as):
+    assert client_network(address) == counted_as
+
+
+@pytest.mark.parametrize(
+    ("trusted", "url", "headers", "hsts"),
+    [
+        (0, "https://api.example/", {}, True),  # TLS to this server
+        (0, "http://api.example/", {}, False),
+        (0, "http://api.example/", {"X-Forwarded-Proto": "https"}, False),  # anyone can write it
+        (1, "http://api.example/", {"X-Forwarded-Proto": "https"}, True),  # the trusted proxy's
+        (1, "http://api.example/", {"X-Forwarded-Proto": "http"}, False),
+        (1, "http://api.example/", {}, False),
+        # a CDN (reached over TLS) in front of a balancer (reached by the CDN over http): the
+        # client's scheme is the one the outer of the two trusted proxies names
+        (2, "http://api.example/", {"X-Forwarded-Proto": "https, http"}, True),
+    ],
+)
+def test_hsts_only_when_the_request_came_over_tls(publisher, trusted, url, headers, hsts):
+    settings = Settings(
+        DATASYNC_ENV="aws", DATASYNC_API_KEYS=API_KEY, DATASYNC_API_TRUSTED_PROXIES=str(trusted)
+    )
+    client = create_app(settings, publisher=publisher).test_client()
+    for path in ("/healthz", "/nothing"):  # an answer and an error alike
+        response = client.get(path, base_url=url, headers=headers)
+        assert response.headers.get("Strict-Transport-Security") == (HSTS if hsts else None)
+    if hsts:
+        assert "max-age=31536000" in HSTS
 
 
 def test_invalid_body_is_422_with_field_errors_and_no_echo_of_input(client, auth):
@@ -520,6 +585,38 @@ def test_openapi_is_valid_and_generated_from_the_models(client):
 def test_refuses_to_start_without_keys_outside_local_mode(publisher):
     with pytest.raises(ConfigError, match="DATASYNC_API_KEYS"):
         create_app(Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=""), publisher=publisher)
+
+
+@pytest.mark.parametrize(
+    "keys", ["", "0123456789abcdefghijklmnopqrstu", f"{API_KEY},x", f"{API_KEY}, tiny key"]
+)
+def test_the_server_refuses_missing_or_short_keys_outside_local_mode_with_exit_5(keys):
+    """Checked by gunicorn's master before any worker starts: exit 5, why, and how to make a
+    key; never the key itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATASYNC_", "AWS_"))}
+    env.update(DATASYNC_ENV="aws", DATASYNC_API_KEYS=keys, DATASYNC_ENV_FILE=os.devnull)
+    server = subprocess.run(  # noqa: S603 - our own server
+        [venv_bin("gunicorn"), "--config", "python:apps.api.gunicorn_conf", "apps.api.wsgi:app"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert server.returncode == exit_codes.CONFIG, server.stderr
+    assert "DATASYNC_API_KEYS" in server.stderr
+    assert "python -c 'import secrets; print(secrets.token_urlsafe(32))'" in server.stderr
+    assert "Traceback" not in server.stderr
+    for key in filter(None, keys.split(",")):
+        assert key.strip() not in server.stderr, "the message quotes a key"
+
+
+@pytest.mark.parametrize("length", [31, 32])
+def test_outside_local_mode_a_key_has_at_least_32_characters(publisher, length):
+    settings = Settings(DATASYNC_ENV="aws", DATASYNC_API_KEYS=f"{API_KEY},{'k' * length}")
+    if length < MIN_API_KEY_LENGTH:
+        with pytest.raises(ConfigError, match=r"key 2 is \(of 2\) shorter than 32 characters"):
+            create_app(settings, publisher=publisher)
+    else:
+        assert create_app(settings, publisher=publisher)
+    short = Settings(DATASYNC_ENV="local", DATASYNC_API_KEYS="short-local-key")
+    assert short.api_key_list() == ["short-local-key"]  # local mode: any key
 
 
 def test_local_mode_uses_the_development_key(publisher):

@@ -5,6 +5,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.conftest import API_KEY, OTHER_KEY
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: (
@@ -52,7 +54,7 @@ profile_like = st.fixed_dictionaries(
     idem=st.one_of(st.none(), st.text(max_size=300)),
     credentials=st.dictionaries(
         st.sampled_from(["Authorization", "X-API-Key", "X-Correlation-ID"]),
-        st.one_of(st.text(max_size=40), st.just("Bearer unit-test-key"), st.just("other-key")),
+        st.one_of(st.text(max_size=40), st.just(f"Bearer {API_KEY}"), st.just(OTHER_KEY)),
         max_size=3,
     ),
 )

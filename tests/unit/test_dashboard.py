@@ -6,18 +6,28 @@ import re
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from apps.api.app import create_app
-from apps.api.dashboard import COOKIE, Sessions, key_fingerprint
+from apps.api.auth import ApiKeys, key_fingerprint
+from apps.api.dashboard import COOKIE
 from apps.api.dashboard_data import StatusCollector, histogram_quantile, parse_scrape
 from apps.api.headers import PAGE_SECURITY_HEADERS, SECURITY_HEADERS
+from apps.api.sessions import (
+    TOKEN,
+    DynamoSessionStore,
+    Session,
+    Sessions,
+    SessionStoreUnavailable,
+    token_hash,
+)
 from datasync.contract import DESTINATIONS
 from datasync.settings import Settings
 from tests.pipeline import free_port
-from tests.unit.conftest import API_KEY
+from tests.unit.conftest import API_KEY, OTHER_KEY
 
-OTHER_KEY = "other-key"
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900)  # docs/observability.md
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -70,11 +80,39 @@ class FakeCollector:
         }
 
 
-def make_app(env: str = "aws", **settings):
+class MemorySessionStore:
+    """The sessions table as a dict (DynamoSessionStore is tested against moto below); every
+    app given the same one stands for the workers and pods that share the table."""
+
+    def __init__(self):
+        self.items: dict[str, Session] = {}
+        self.gets = 0
+        self.down: str | None = None  # set: every call fails like an unreachable table
+
+    def put(self, token_hash, session):
+        self._fail_if_down()
+        self.items[token_hash] = session
+
+    def get(self, token_hash):
+        self._fail_if_down()
+        self.gets += 1
+        return self.items.get(token_hash)
+
+    def delete(self, token_hash):
+        self._fail_if_down()
+        self.items.pop(token_hash, None)
+
+    def _fail_if_down(self):
+        if self.down:
+            raise SessionStoreUnavailable(self.down)
+
+
+def make_app(env: str = "aws", store: MemorySessionStore | None = None, **settings):
     values = {"DATASYNC_ENV": env, "DATASYNC_API_KEYS": f"{OTHER_KEY},{API_KEY}", **settings}
     app = create_app(Settings(**values), publisher=object())
     if "datasync.dashboard" in app.extensions:
         app.extensions["datasync.dashboard"].collector = FakeCollector()
+        app.extensions["datasync.dashboard"].sessions.store = store or MemorySessionStore()
     return app
 
 
@@ -87,51 +125,88 @@ def log_in(client, key: str = API_KEY, **headers):
     return client.post("/dashboard/login", data={"api_key": key}, headers=headers)
 
 
+def sessions_of(keys: list[str], store, clock=None) -> Sessions:
+    return Sessions(ApiKeys(keys), store, 3600, clock=clock or Clock())
+
+
 # -- the session cookie -----------------------------------------------------------------------
-def test_a_session_cookie_names_the_key_by_fingerprint_and_never_holds_it():
-    sessions = Sessions([OTHER_KEY, API_KEY], 3600, clock=Clock())
-    cookie = sessions.login(API_KEY)
-    assert cookie is not None and API_KEY not in cookie
-    assert sessions.check(cookie) == key_fingerprint(API_KEY.encode())
-    assert sessions.login("not-a-key") is None
-    assert sessions.login(API_KEY + "x") is None
+def test_a_session_cookie_is_a_random_token_that_holds_nothing_of_the_key():
+    store = MemorySessionStore()
+    sessions = sessions_of([OTHER_KEY, API_KEY], store)
+    first, second = sessions.login(API_KEY), sessions.login(API_KEY)
+    assert first != second and TOKEN.fullmatch(first) and TOKEN.fullmatch(second)
+    fingerprint = key_fingerprint(API_KEY.encode())
+    for cookie in (first, second):
+        # no key, no hash of it, nothing keyed by it: nothing to test guesses against offline
+        assert API_KEY not in cookie and fingerprint not in cookie
+        assert sessions.check(cookie) == fingerprint
+    # the table holds the token's hash, never the token
+    assert set(store.items) == {token_hash(first), token_hash(second)}
+    assert sessions.login("not-a-key") is None and sessions.login(API_KEY + "x") is None
+    assert len(store.items) == 2
 
 
-def test_another_worker_with_the_same_keys_accepts_the_cookie():
-    cookie = Sessions([API_KEY], 3600, clock=Clock()).login(API_KEY)
-    assert Sessions([OTHER_KEY, API_KEY], 3600, clock=Clock()).check(cookie)
+def test_every_worker_and_pod_sharing_the_table_accepts_the_cookie_and_sees_the_logout():
+    store = MemorySessionStore()
+    worker_a, worker_b = sessions_of([API_KEY], store), sessions_of([OTHER_KEY, API_KEY], store)
+    cookie = worker_a.login(API_KEY)
+    assert worker_b.check(cookie)
+    worker_b.logout(cookie)
+    assert worker_a.check(cookie) is None and worker_b.check(cookie) is None
 
 
-def test_a_forged_or_altered_cookie_is_refused():
+def test_a_session_expires_after_its_lifetime():
     clock = Clock()
-    sessions = Sessions([OTHER_KEY, API_KEY], 3600, clock=clock)
-    fingerprint, expires, mac = sessions.login(API_KEY).split(".")
-    other = key_fingerprint(OTHER_KEY.encode())
-    forged = [
-        f"{fingerprint}.{int(expires) + 86400}.{mac}",  # a later expiry
-        f"{other}.{expires}.{mac}",  # the MAC of one key presented for another
-        f"{fingerprint}.{expires}.{'0' * len(mac)}",
-        f"{fingerprint}.{expires}",
-        f"{key_fingerprint(b'unknown')}.{expires}.{mac}",
-        "",
-        "...",
-    ]
-    assert [sessions.check(c) for c in forged] == [None] * len(forged)
-
-
-def test_a_cookie_expires_after_its_lifetime():
-    clock = Clock()
-    sessions = Sessions([API_KEY], 3600, clock=clock)
+    sessions = sessions_of([API_KEY], MemorySessionStore(), clock)
     cookie = sessions.login(API_KEY)
     clock.now += 3599
     assert sessions.check(cookie)
-    clock.now += 1
+    clock.now += 1  # DynamoDB's TTL removes the item later; it is refused from now on
     assert sessions.check(cookie) is None
 
 
 def test_removing_a_key_ends_its_sessions():
-    cookie = Sessions([OTHER_KEY, API_KEY], 3600, clock=Clock()).login(API_KEY)
-    assert Sessions([OTHER_KEY], 3600, clock=Clock()).check(cookie) is None
+    store = MemorySessionStore()
+    cookie = sessions_of([OTHER_KEY, API_KEY], store).login(API_KEY)
+    assert sessions_of([OTHER_KEY], store).check(cookie) is None
+
+
+def test_a_session_that_cannot_be_stored_is_no_login():
+    store = MemorySessionStore()
+    store.down = "PutItem on t: ResourceNotFoundException"
+    with pytest.raises(SessionStoreUnavailable, match="ResourceNotFoundException"):
+        sessions_of([API_KEY], store).login(API_KEY)
+    with pytest.raises(SessionStoreUnavailable, match="DATASYNC_DASHBOARD_SESSIONS_TABLE"):
+        sessions_of([API_KEY], None).login(API_KEY)
+
+
+@pytest.fixture
+def dynamodb(aws):
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName="sessions",
+        KeySchema=[{"AttributeName": "session", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "session", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+def test_the_dynamodb_store_keeps_ends_and_explains(dynamodb):
+    """Two stores with clients of their own (two pods) on one table (moto's DynamoDB)."""
+    pod_a = DynamoSessionStore("sessions", lambda: dynamodb)
+    pod_b = DynamoSessionStore("sessions", lambda: __import__("boto3").client("dynamodb"))
+    pod_a.put("h1", Session("fp", 1_900_000_000))
+    assert pod_b.get("h1") == Session("fp", 1_900_000_000) and pod_b.get("h2") is None
+    with pytest.raises(SessionStoreUnavailable):  # a token is stored once, never overwritten
+        pod_b.put("h1", Session("other", 1))
+    pod_b.delete("h1")
+    assert pod_a.get("h1") is None
+    missing = DynamoSessionStore("no-such-table", lambda: dynamodb)
+    with pytest.raises(SessionStoreUnavailable, match="GetItem on no-such-table: Resource"):
+        missing.get("h1")
 
 
 # -- login, logout and header authentication ------------------------------------------------
@@ -192,6 +267,100 @@ def test_logout_clears_the_cookie(page_client):
     assert response.status_code == 303
     assert re.search(rf"{COOKIE}=;.*Max-Age=0", response.headers["Set-Cookie"])
     assert page_client.get("/dashboard").status_code == 401
+
+
+def cookie_of(response) -> str:
+    match = re.match(rf"{COOKIE}=([^;]*);", response.headers["Set-Cookie"])
+    assert match, response.headers.get("Set-Cookie")
+    return match.group(1)
+
+
+def test_logout_ends_the_session_in_every_worker_and_pod_even_for_a_kept_copy():
+    """Two apps on one sessions table (two workers, or two pods): a copy of the cookie kept
+    from before the logout is refused by both."""
+    store = MemorySessionStore()
+    worker_a, worker_b = make_app(store=store).test_client(), make_app(store=store).test_client()
+    cookie = cookie_of(log_in(worker_a))
+    worker_b.set_cookie(COOKIE, cookie, path="/dashboard")
+    assert worker_b.get("/dashboard/data").status_code == 200
+    assert worker_a.post("/dashboard/logout").status_code == 303
+    for worker in (worker_a, worker_b):
+        worker.set_cookie(COOKIE, cookie, path="/dashboard")  # the copy, sent again
+        assert worker.get("/dashboard/data").status_code == 401
+        assert worker.get("/dashboard").status_code == 401
+    assert store.items == {}
+
+
+MALFORMED_COOKIES = [
+    "é" * 43,  # non-ASCII, the right length
+    "\u00ff" + "a" * 42,
+    "a" * 42,  # truncated
+    "a" * 44,
+    "+/" * 21 + "=",  # standard base64, not URL-safe
+    "a" * 42 + "=",
+    # the old signed format, with a real key's fingerprint: its MAC was compared as text
+    f"{key_fingerprint(API_KEY.encode())}.1800003600.ab",
+    f"{key_fingerprint(API_KEY.encode())}.1800003600." + "é" * 64,
+    f"{key_fingerprint(API_KEY.encode())}.9999999999." + "0" * 64,
+    "a\x00" * 21 + "b",
+    "",
+    "x" * 3000,
+]
+
+
+@pytest.mark.parametrize("cookie", MALFORMED_COOKIES, ids=range(len(MALFORMED_COOKIES)))
+def test_a_malformed_cookie_gets_the_login_form_never_a_500(cookie):
+    store = MemorySessionStore()
+    client = make_app(store=store).test_client()
+    client.set_cookie(COOKIE, cookie, path="/dashboard")
+    page = client.get("/dashboard")
+    assert page.status_code == 401 and 'name="api_key"' in page.get_data(as_text=True)
+    data = client.get("/dashboard/data")
+    assert data.status_code == 401 and data.mimetype == "application/problem+json"
+    assert client.post("/dashboard/logout").status_code == 303
+    assert store.gets == 0  # not even looked up
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cookie=st.text(max_size=80)
+    | st.binary(max_size=80).map(lambda b: b.decode("latin-1"))
+    | st.text(max_size=70).map(lambda t: f"{key_fingerprint(API_KEY.encode())}.1900000000.{t}")
+)
+def test_no_cookie_value_produces_a_server_error(cookie):
+    client = make_app().test_client()
+    client.set_cookie(COOKIE, cookie, path="/dashboard")
+    for path in ("/dashboard", "/dashboard/data"):
+        assert client.get(path).status_code == 401
+
+
+def test_an_unreachable_session_table_is_a_503_that_says_so_and_logout_keeps_the_cookie():
+    store = MemorySessionStore()
+    client = make_app(store=store).test_client()
+    cookie = cookie_of(log_in(client))
+    store.down = "GetItem on sessions: EndpointConnectionError"
+    page = client.get("/dashboard")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "EndpointConnectionError" in page.get_data(as_text=True)
+    data = client.get("/dashboard/data")
+    assert data.status_code == 503 and "X-API-Key" in data.get_json()["detail"]
+    logout = client.post("/dashboard/logout")
+    assert logout.status_code == 503 and "Set-Cookie" not in logout.headers
+    failed_login = log_in(make_app(store=store).test_client())
+    assert failed_login.status_code == 503 and "Set-Cookie" not in failed_login.headers
+    store.down = None
+    client.set_cookie(COOKIE, cookie, path="/dashboard")
+    assert client.get("/dashboard/data").status_code == 200  # the session outlived the outage
+
+
+def test_without_a_sessions_table_a_browser_is_told_what_to_set_and_headers_still_work():
+    app = make_app()
+    app.extensions["datasync.dashboard"].sessions.store = None
+    client = app.test_client()
+    login = log_in(client)
+    assert login.status_code == 503
+    assert "DATASYNC_DASHBOARD_SESSIONS_TABLE" in login.get_data(as_text=True)
+    assert client.get("/dashboard/data", headers={"X-API-Key": API_KEY}).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -102,13 +102,15 @@ def test_the_workers_own_answers_are_problem_json_with_the_security_headers():
     assert f"Content-Length: {len(body)}" in head
 
 
-def test_a_new_worker_probes_the_bus_once_before_its_first_request(app, publisher):
+def test_a_new_worker_probes_the_bus_once_before_its_first_request(app, publisher, monkeypatch):
     """post_worker_init warms the worker: its SDK client and a pooled connection are ready
     before traffic (the probe is the readiness one: bounded, cached)."""
+    monkeypatch.setenv("DATASYNC_ENV", "local")  # the config checks the keys when imported
     from apps.api import gunicorn_conf
 
     worker = type("Worker", (), {"wsgi": app})()
     gunicorn_conf.post_worker_init(worker)
     assert publisher.probes == 1
     assert worker.request_timeout == gunicorn_conf._settings.api_request_timeout_seconds
+    assert worker.first_byte_timeout == gunicorn_conf._settings.api_first_byte_timeout_seconds
     assert app.test_client().get("/readyz").status_code == 200 and publisher.probes == 1

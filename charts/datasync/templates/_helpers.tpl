@@ -76,6 +76,44 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-api" (include "datasync.fullname" .) }}
 {{- end }}
 
+{{/*
+DATASYNC_API_TRUSTED_PROXIES: api.trustedProxies, or when null 1 behind the chart's Ingress, else 0.
+*/}}
+{{- define "datasync.api.trustedProxies" -}}
+{{- $api := .Values.api }}
+{{- if kindIs "invalid" $api.trustedProxies }}{{ ternary 1 0 $api.ingress.enabled }}{{ else }}{{ int $api.trustedProxies }}{{ end }}
+{{- end }}
+
+{{/*
+Who may reach the API and metrics ports, refused when it would let a pod lie about itself.
+
+The API counts wrong keys per client address; with trusted proxies that address comes from
+X-Forwarded-For, which any pod that reaches the API port can write. So trusted proxies need the
+NetworkPolicy to admit the API port from the proxies alone (networkPolicy.ingressControllerFrom).
+And a scraper turned on (ServiceMonitors or the scrape annotations) must be named in
+networkPolicy.metricsIngressFrom: no one else reaches the metrics ports.
+*/}}
+{{- define "datasync.validateNetworkAccess" -}}
+{{- $np := .Values.networkPolicy }}
+{{- $trusted := include "datasync.api.trustedProxies" . | int }}
+{{- if and .Values.api.enabled (gt $trusted 0) }}
+{{- $why := printf "the API trusts %d proxy(ies) to name the client in X-Forwarded-For (api.trustedProxies, or api.ingress.enabled), so any pod that reaches the API port could pose as any client and escape the wrong-key limit" $trusted }}
+{{- if not $np.enabled }}
+{{- fail (printf "%s: keep networkPolicy.enabled=true with networkPolicy.ingressControllerFrom naming the proxies, or set api.trustedProxies=0" $why) }}
+{{- end }}
+{{- if not $np.ingressControllerFrom }}
+{{- fail (printf "%s: set networkPolicy.ingressControllerFrom to the ingress controller's pods, e.g. [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}, podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}}] (a load balancer that targets pods: an ipBlock of its subnets), or set api.trustedProxies=0" $why) }}
+{{- end }}
+{{- if $np.apiIngressFrom }}
+{{- fail (printf "%s: networkPolicy.apiIngressFrom would admit other sources to the API port; with trusted proxies only networkPolicy.ingressControllerFrom is admitted, so move the proxies there and leave apiIngressFrom empty" $why) }}
+{{- end }}
+{{- end }}
+{{- $m := .Values.metrics }}
+{{- if and $np.enabled (or $m.podAnnotations $m.serviceMonitor.enabled) (not $np.metricsIngressFrom) }}
+{{- fail "metrics.serviceMonitor.enabled or metrics.podAnnotations asks Prometheus to scrape the metrics ports, but networkPolicy.metricsIngressFrom is empty, which admits no one: set it to where Prometheus runs, e.g. [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]" }}
+{{- end }}
+{{- end }}
+
 {{- define "datasync.api.serviceAccountName" -}}
 {{- if .Values.api.serviceAccount.create }}
 {{- default (include "datasync.api.fullname" .) .Values.api.serviceAccount.name }}

@@ -98,3 +98,9 @@ mock_data "aws_arn" {
     account   = "123456789012"
   }
 }
+
+mock_resource "aws_dynamodb_table" {
+  defaults = {
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/datasync-dashboard-sessions"
+  }
+}
