@@ -191,21 +191,9 @@ module "monitoring" {
   event_bus_name = aws_cloudwatch_event_bus.this.name
   event_bus_arn  = aws_cloudwatch_event_bus.this.arn
 
-  destinations = {
-    for key, pipeline in module.destination : key => {
-      rule_name         = pipeline.rule_name
-      buffer_queue_name = pipeline.buffer_queue_name
-      queue_name        = pipeline.queue_name
-      dlq_name          = pipeline.dlq_name
-      function_name     = pipeline.function_name
-    }
-  }
-  intake = {
-    rule_name     = module.intake.rule_name
-    queue_name    = module.intake.queue_name
-    dlq_name      = module.intake.dlq_name
-    function_name = module.intake.function_name
-  }
+  # Each takes the names it needs from the modules' outputs.
+  destinations           = module.destination
+  intake                 = module.intake
   lambda_timeout_seconds = var.lambda_timeout_seconds
 
   create_alarms                       = var.create_alarms

@@ -280,23 +280,6 @@ run "transform_function" {
   }
 }
 
-run "arm64_package_deploys_as_arm64" {
-  command = apply
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    function = merge(var.function, { architecture = "arm64", package_path = "tests/fixtures/lambda-aws-arm64-stub.zip" })
-  }
-
-  assert {
-    condition     = output.function_architecture == "arm64"
-    error_message = "lambda_architecture = \"arm64\" must make the function run on arm64."
-  }
-}
-
 run "secret_environment_is_added" {
   command = apply
 

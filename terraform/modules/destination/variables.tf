@@ -1,21 +1,11 @@
 variable "name" {
-  description = "Base name of this destination's resources, e.g. \"datasync-crm\". Queues are <name>, <name>-buffer and <name>-dlq; the rule is <name>; the function and its role are <name>-transform."
+  description = "Base name of this destination's resources, e.g. \"datasync-crm\" (modules/queue-function checks the names against AWS's limits). Queues are <name>, <name>-buffer and <name>-dlq; the rule is <name>; the function and its role are <name>-transform."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,52}[a-z0-9]$", var.name))
-    error_message = "The name must be 3-54 lowercase letters, digits and hyphens (\"<name>-transform\" must fit the 64-character Lambda and IAM limits)."
-  }
 }
 
 variable "destination" {
   description = "Destination key passed to the transform as DATASYNC_DESTINATION (e.g. \"crm\")."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]*$", var.destination))
-    error_message = "The destination must be lowercase letters, digits and hyphens."
-  }
 }
 
 variable "tags" {
