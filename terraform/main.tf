@@ -133,15 +133,12 @@ module "destination" {
 module "intake" {
   source = "./modules/queue-function"
 
-  rule_name        = "${var.name_prefix}-intake"
-  rule_description = "Routes live ${local.event_source} ${join("/", local.event_detail_types)} events to the intake queue (replayed events go to the destinations' own rules)."
-  event_bus_name   = aws_cloudwatch_event_bus.this.name
-  # A replayed event carries replay-name; AWS documents this pattern for "live traffic only".
-  event_pattern = jsonencode({
-    source        = [local.event_source]
-    "detail-type" = local.event_detail_types
-    "replay-name" = [{ exists = false }]
-  })
+  rule_name                          = "${var.name_prefix}-intake"
+  rule_description                   = "Routes live ${local.event_source} ${join("/", local.event_detail_types)} events to the intake queue (replayed events go to the destinations' own rules)."
+  event_bus_name                     = aws_cloudwatch_event_bus.this.name
+  event_source                       = local.event_source
+  event_detail_types                 = local.event_detail_types
+  replayed_events                    = false
   event_target_max_retry_attempts    = var.event_target_max_retry_attempts
   event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
 

@@ -54,11 +54,9 @@ variables {
   rule_name        = "datasync-crm"
   rule_description = "Routes replayed events to the crm buffer queue."
   event_bus_name   = "datasync-bus"
-  event_pattern = jsonencode({
-    source        = ["datasync.api"]
-    "detail-type" = ["UserCreated", "UserUpdated", "UserDeleted"]
-    "replay-name" = [{ exists = true }]
-  })
+  event_source       = "datasync.api"
+  event_detail_types = ["UserCreated", "UserUpdated", "UserDeleted"]
+  replayed_events    = true
   event_target_max_retry_attempts    = 10
   event_target_max_event_age_seconds = 3600
 
@@ -167,8 +165,17 @@ run "routing" {
   }
 
   assert {
-    condition     = aws_cloudwatch_event_rule.this.name == "datasync-crm" && aws_cloudwatch_event_rule.this.event_bus_name == "datasync-bus" && output.rule_event_pattern == var.event_pattern
-    error_message = "The rule must carry the event pattern, on the bus given."
+    condition = aws_cloudwatch_event_rule.this.event_bus_name == "datasync-bus" && jsondecode(aws_cloudwatch_event_rule.this.event_pattern) == {
+      source        = ["datasync.api"]
+      "detail-type" = ["UserCreated", "UserUpdated", "UserDeleted"]
+      "replay-name" = [{ exists = true }]
+    }
+    error_message = "With replayed_events the rule must match replayed datasync.api User* events only, on the bus given."
+  }
+
+  assert {
+    condition     = output.rule_event_pattern == aws_cloudwatch_event_rule.this.event_pattern && output.rule_name == "datasync-crm"
+    error_message = "rule_name and rule_event_pattern must be the rule's."
   }
 
   assert {
@@ -190,6 +197,23 @@ run "routing" {
       aws_cloudwatch_event_target.this.retry_policy[0].maximum_event_age_in_seconds == 3600
     )
     error_message = "The target must carry the configured retry policy."
+  }
+}
+
+run "live_events_only" {
+  command = plan
+
+  module {
+    source = "./modules/queue-function"
+  }
+
+  variables {
+    replayed_events = false
+  }
+
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.this.event_pattern)["replay-name"] == [{ exists = false }]
+    error_message = "Without replayed_events the rule must match live events only (no replay-name)."
   }
 }
 
@@ -239,29 +263,30 @@ run "function" {
     error_message = "Only Lambda may assume the execution role (named after the function)."
   }
 
+  # The exact document: its statements in order, by Sid, and actions and resources as written.
   assert {
-    condition = {
-      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => {
-        actions   = toset(flatten([s.Action]))
-        resources = toset(flatten([s.Resource]))
-        plain     = s.Effect == "Allow" && !can(s.NotResource) && !can(s.NotAction)
-      }
-      } == {
-      WriteOwnLogs = {
-        actions   = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
-        resources = toset(["${aws_cloudwatch_log_group.this.arn}:*"])
-        plain     = true
-      }
-      ConsumeBufferQueue = {
-        actions   = toset(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
-        resources = toset([aws_sqs_queue.this.arn])
-        plain     = true
-      }
-      SendToDestinationAndDeadLetterQueues = {
-        actions   = toset(["sqs:SendMessage"])
-        resources = toset(["arn:aws:sqs:us-east-1:123456789012:datasync-crm", "arn:aws:sqs:us-east-1:123456789012:datasync-crm-dlq"])
-        plain     = true
-      }
+    condition = jsondecode(aws_iam_role_policy.this.policy) == {
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "WriteOwnLogs"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+          Resource = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-crm-transform:*"
+        },
+        {
+          Sid      = "ConsumeBufferQueue"
+          Effect   = "Allow"
+          Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+          Resource = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-buffer"
+        },
+        {
+          Sid      = "SendToDestinationAndDeadLetterQueues"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage"]
+          Resource = ["arn:aws:sqs:us-east-1:123456789012:datasync-crm", "arn:aws:sqs:us-east-1:123456789012:datasync-crm-dlq"]
+        },
+      ]
     }
     error_message = "The execution role must grant exactly: own logs, consume the queue (Sid Consume<Label>Queue), and the statements given."
   }

@@ -22,17 +22,15 @@ locals {
 module "transform" {
   source = "../queue-function"
 
-  rule_name        = var.name
-  rule_description = "Routes replayed ${var.event_source} ${join("/", var.event_detail_types)} events to the ${var.destination} buffer queue (live events go through the intake)."
-  event_bus_name   = var.event_bus_name
+  rule_name          = var.name
+  rule_description   = "Routes replayed ${var.event_source} ${join("/", var.event_detail_types)} events to the ${var.destination} buffer queue (live events go through the intake)."
+  event_bus_name     = var.event_bus_name
+  event_source       = var.event_source
+  event_detail_types = var.event_detail_types
   # Live events reach this destination through the intake, which hands this buffer queue only
   # what it could not finish. A replay names the rules it goes to, so `datasync replay
   # --destination` still reaches one destination alone.
-  event_pattern = jsonencode({
-    source        = [var.event_source]
-    "detail-type" = var.event_detail_types
-    "replay-name" = [{ exists = true }]
-  })
+  replayed_events                    = true
   event_target_max_retry_attempts    = var.event_target_max_retry_attempts
   event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
 

@@ -38,7 +38,12 @@ resource "aws_cloudwatch_event_rule" "this" {
   name           = var.rule_name
   description    = var.rule_description
   event_bus_name = var.event_bus_name
-  event_pattern  = var.event_pattern
+  # A replayed event carries replay-name; AWS documents this pattern for "live traffic only".
+  event_pattern = jsonencode({
+    source        = [var.event_source]
+    "detail-type" = var.event_detail_types
+    "replay-name" = [{ exists = var.replayed_events }]
+  })
 
   tags = var.tags
 }

@@ -1,35 +1,20 @@
 ################################################################################
-# Names
+# Names (the root module's name_prefix is checked so that every name fits AWS's limits)
 ################################################################################
 
 variable "function_name" {
   description = "Name of the function, of its execution role and (as /aws/lambda/<name>) of its log group."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.function_name))
-    error_message = "The function_name must be 1-64 letters, digits, hyphens and underscores (the Lambda and IAM role limit)."
-  }
 }
 
 variable "queue_name" {
   description = "Name of the queue the rule delivers to and the function drains."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,80}$", var.queue_name))
-    error_message = "The queue_name must be 1-80 letters, digits, hyphens and underscores (the SQS limit)."
-  }
 }
 
 variable "dlq_name" {
   description = "Name of the dead-letter queue: the queue's redrive target and the rule target's DLQ."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,80}$", var.dlq_name))
-    error_message = "The dlq_name must be 1-80 letters, digits, hyphens and underscores (the SQS limit)."
-  }
 }
 
 variable "queue_label" {
@@ -60,11 +45,6 @@ variable "event_bus_name" {
 variable "rule_name" {
   description = "Name of the EventBridge rule that routes events to the queue."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9._-]{1,64}$", var.rule_name))
-    error_message = "The rule_name must be 1-64 letters, digits, dots, hyphens and underscores (the EventBridge limit)."
-  }
 }
 
 variable "rule_description" {
@@ -72,14 +52,24 @@ variable "rule_description" {
   type        = string
 }
 
-variable "event_pattern" {
-  description = "The rule's event pattern (JSON)."
+variable "event_source" {
+  description = "Event source the rule matches."
   type        = string
+}
+
+variable "event_detail_types" {
+  description = "Event detail-types the rule matches."
+  type        = list(string)
 
   validation {
-    condition     = can(jsondecode(var.event_pattern))
-    error_message = "The event_pattern must be a JSON document."
+    condition     = length(var.event_detail_types) > 0
+    error_message = "At least one detail-type is required."
   }
+}
+
+variable "replayed_events" {
+  description = "Which of those events the rule routes: the replayed ones (true; a replay from the archive names the rules it goes to) or the live ones (false)."
+  type        = bool
 }
 
 variable "event_target_max_retry_attempts" {
