@@ -51,12 +51,12 @@ override_resource {
 }
 
 variables {
-  rule_name        = "datasync-crm"
-  rule_description = "Routes replayed events to the crm buffer queue."
-  event_bus_name   = "datasync-bus"
-  event_source       = "datasync.api"
-  event_detail_types = ["UserCreated", "UserUpdated", "UserDeleted"]
-  replayed_events    = true
+  rule_name                          = "datasync-crm"
+  rule_description                   = "Routes replayed events to the crm buffer queue."
+  event_bus_name                     = "datasync-bus"
+  event_source                       = "datasync.api"
+  event_detail_types                 = ["UserCreated", "UserUpdated", "UserDeleted"]
+  replayed_events                    = true
   event_target_max_retry_attempts    = 10
   event_target_max_event_age_seconds = 3600
 

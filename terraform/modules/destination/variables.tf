@@ -1,5 +1,5 @@
 variable "name" {
-  description = "Base name of this destination's resources, e.g. \"datasync-crm\" (modules/queue-function checks the names against AWS's limits). Queues are <name>, <name>-buffer and <name>-dlq; the rule is <name>; the function and its role are <name>-transform."
+  description = "Base name of this destination's resources, e.g. \"datasync-crm\". Queues are <name>, <name>-buffer and <name>-dlq; the rule is <name>; the function and its role are <name>-transform. The root module's name_prefix check keeps them within AWS's limits."
   type        = string
 }
 

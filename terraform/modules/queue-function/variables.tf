@@ -1,5 +1,6 @@
 ################################################################################
-# Names (the root module's name_prefix is checked so that every name fits AWS's limits)
+# Names (the root module checks its name_prefix so that every name derived from it fits AWS's
+# limits: 64 characters for functions, roles and rules, 80 for queues)
 ################################################################################
 
 variable "function_name" {
