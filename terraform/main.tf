@@ -20,6 +20,19 @@ locals {
     var.tags,
   )
 
+  # What every function of the pipeline shares (modules/queue-function's `function`).
+  function = {
+    package_path            = var.lambda_package_path
+    runtime                 = var.lambda_runtime
+    architecture            = var.lambda_architecture
+    memory_mb               = var.lambda_memory_mb
+    timeout_seconds         = var.lambda_timeout_seconds
+    system_log_level        = var.lambda_system_log_level
+    log_retention_days      = var.log_retention_days
+    batch_size              = var.buffer_batch_size
+    batching_window_seconds = var.buffer_batching_window_seconds
+  }
+
   # Environment variables only one destination's transform (and the intake, which shapes every
   # destination's records) may see. The analytics hash key must never reach the crm or marketing
   # functions.
@@ -91,33 +104,22 @@ module "destination" {
   name        = "${var.name_prefix}-${each.key}"
   destination = each.key
 
-  event_bus_name     = aws_cloudwatch_event_bus.this.name
-  event_source       = local.event_source
-  event_detail_types = local.event_detail_types
-
+  event_bus_name                     = aws_cloudwatch_event_bus.this.name
+  event_source                       = local.event_source
+  event_detail_types                 = local.event_detail_types
   event_target_max_retry_attempts    = var.event_target_max_retry_attempts
   event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
 
   max_receive_count                = var.max_receive_count
   queue_visibility_timeout_seconds = var.queue_visibility_timeout_seconds
   message_retention_seconds        = var.message_retention_seconds
+  intake_role_arn                  = module.intake.role_arn
+  consumer_principal_arns          = lookup(var.consumer_principal_arns, each.key, [])
+  operator_principal_arns          = var.operator_principal_arns
 
-  lambda_package_path        = var.lambda_package_path
-  lambda_runtime             = var.lambda_runtime
-  lambda_architecture        = var.lambda_architecture
-  lambda_memory_mb           = var.lambda_memory_mb
-  lambda_timeout_seconds     = var.lambda_timeout_seconds
-  lambda_maximum_concurrency = var.lambda_maximum_concurrency
-  lambda_secret_environment  = lookup(local.destination_secret_environment, each.key, {})
-  lambda_system_log_level    = var.lambda_system_log_level
-  log_retention_days         = var.log_retention_days
-
-  buffer_batch_size              = var.buffer_batch_size
-  buffer_batching_window_seconds = var.buffer_batching_window_seconds
-
-  intake_role_arn         = module.intake.role_arn
-  consumer_principal_arns = lookup(var.consumer_principal_arns, each.key, [])
-  operator_principal_arns = var.operator_principal_arns
+  function            = local.function
+  maximum_concurrency = var.lambda_maximum_concurrency
+  secret_environment  = lookup(local.destination_secret_environment, each.key, {})
 
   tags = {
     Destination = each.key
@@ -129,44 +131,50 @@ module "destination" {
 ################################################################################
 
 module "intake" {
-  source = "./modules/intake"
+  source = "./modules/queue-function"
 
-  name = var.name_prefix
-
-  routes = {
-    for key, pipeline in module.destination : key => {
-      queue_url        = pipeline.queue_url
-      queue_arn        = pipeline.queue_arn
-      buffer_queue_url = pipeline.buffer_queue_url
-      buffer_queue_arn = pipeline.buffer_queue_arn
-    }
-  }
-
-  event_bus_name     = aws_cloudwatch_event_bus.this.name
-  event_source       = local.event_source
-  event_detail_types = local.event_detail_types
-
+  rule_name                          = "${var.name_prefix}-intake"
+  rule_description                   = "Routes live ${local.event_source} ${join("/", local.event_detail_types)} events to the intake queue (replayed events go to the destinations' own rules)."
+  event_bus_name                     = aws_cloudwatch_event_bus.this.name
+  event_source                       = local.event_source
+  event_detail_types                 = local.event_detail_types
+  replayed_events                    = false
   event_target_max_retry_attempts    = var.event_target_max_retry_attempts
   event_target_max_event_age_seconds = var.event_target_max_event_age_seconds
 
+  queue_name                = "${var.name_prefix}-intake"
+  queue_label               = "intake"
+  dlq_name                  = "${var.name_prefix}-intake-dlq"
   max_receive_count         = var.max_receive_count
   message_retention_seconds = var.message_retention_seconds
+  # The queue: operators moving the DLQ's messages back. The DLQ: its rule's target alone. The
+  # intake function sends to neither: what it cannot finish comes back by visibility timeout,
+  # and SQS's own redrive (internal, no SendMessage) moves it to the DLQ.
+  queue_sender_arns = var.operator_principal_arns
 
-  lambda_package_path     = var.lambda_package_path
-  lambda_runtime          = var.lambda_runtime
-  lambda_architecture     = var.lambda_architecture
-  lambda_memory_mb        = var.lambda_memory_mb
-  lambda_timeout_seconds  = var.lambda_timeout_seconds
-  maximum_concurrency     = var.intake_maximum_concurrency
-  lambda_system_log_level = var.lambda_system_log_level
-  log_retention_days      = var.log_retention_days
+  function_name        = "${var.name_prefix}-intake"
+  function_description = "Shapes live ${local.event_source} events for every destination: ${join(", ", keys(module.destination))}."
+  handler              = "lambdas.handler.intake"
+  function             = local.function
+  maximum_concurrency  = var.intake_maximum_concurrency
+  environment = {
+    DATASYNC_INTAKE_ROUTES = jsonencode({
+      for key, destination in module.destination : key => {
+        queue_url        = destination.queue_url
+        buffer_queue_url = destination.buffer_queue_url
+      }
+    })
+  }
   # The intake shapes the analytics records too, so it holds the analytics hash key.
-  lambda_secret_environment = merge([for key in keys(module.destination) : lookup(local.destination_secret_environment, key, {})]...)
-
-  batch_size              = var.buffer_batch_size
-  batching_window_seconds = var.buffer_batching_window_seconds
-
-  operator_principal_arns = var.operator_principal_arns
+  secret_environment = merge([for key in keys(module.destination) : lookup(local.destination_secret_environment, key, {})]...)
+  policy_statements = {
+    # The packs go to the destination queues; what the fast path cannot finish goes to the
+    # destination's buffer queue, for the destination's own function. Nothing else.
+    SendToDestinationAndBufferQueues = {
+      actions   = ["sqs:SendMessage"]
+      resources = flatten([for destination in module.destination : [destination.queue_arn, destination.buffer_queue_arn]])
+    }
+  }
 }
 
 ################################################################################
@@ -180,21 +188,9 @@ module "monitoring" {
   event_bus_name = aws_cloudwatch_event_bus.this.name
   event_bus_arn  = aws_cloudwatch_event_bus.this.arn
 
-  destinations = {
-    for key, pipeline in module.destination : key => {
-      rule_name         = pipeline.rule_name
-      buffer_queue_name = pipeline.buffer_queue_name
-      queue_name        = pipeline.queue_name
-      dlq_name          = pipeline.dlq_name
-      function_name     = pipeline.function_name
-    }
-  }
-  intake = {
-    rule_name     = module.intake.rule_name
-    queue_name    = module.intake.queue_name
-    dlq_name      = module.intake.dlq_name
-    function_name = module.intake.function_name
-  }
+  # Each takes the names it needs from the modules' outputs.
+  destinations           = module.destination
+  intake                 = module.intake
   lambda_timeout_seconds = var.lambda_timeout_seconds
 
   create_alarms                       = var.create_alarms
@@ -271,8 +267,10 @@ resource "aws_dynamodb_table" "dashboard_sessions" {
 # bodies too (the page shows only the message attributes); it cannot delete, send or purge any
 # message. The sessions table is the only thing it may write.
 resource "aws_iam_policy" "dashboard" {
-  name        = "${var.name_prefix}-dashboard"
-  description = "Lets the datasync API's status page read queue depths, peek at the DLQs and keep its browser sessions."
+  name = "${var.name_prefix}-dashboard"
+  # The description is kept as first deployed: changing it makes the provider replace the policy,
+  # and a policy attached to the API's role cannot be deleted (DeleteConflict).
+  description = "Lets the datasync API's status page read queue depths and peek at the DLQs."
 
   policy = jsonencode({
     Version = "2012-10-17"

@@ -1,12 +1,14 @@
 # Tests of modules/destination on its own (every destination instance is built from it), run fully
-# offline with a mocked AWS provider.
+# offline with a mocked AWS provider. Its buffer queue, DLQ, rule and transform function come from
+# modules/queue-function (tests/queue_function.tftest.hcl); here: what the destination gives them,
+# its own destination queue, the asynchronous-invocation DLQ and the consumer policy.
 
 mock_provider "aws" {
   source = "./tests/mocks"
 }
 
 override_resource {
-  target = aws_sqs_queue.dlq
+  target = module.transform.aws_sqs_queue.dlq
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-dlq"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-dlq"
@@ -14,7 +16,7 @@ override_resource {
 }
 
 override_resource {
-  target = aws_sqs_queue.buffer
+  target = module.transform.aws_sqs_queue.this
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-buffer"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-buffer"
@@ -30,41 +32,56 @@ override_resource {
 }
 
 override_resource {
-  target = aws_cloudwatch_event_rule.this
+  target = module.transform.aws_cloudwatch_event_rule.this
   values = {
     arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-crm"
   }
 }
 
 override_resource {
-  target = aws_cloudwatch_log_group.transform
+  target = module.transform.aws_cloudwatch_log_group.this
   values = {
     arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-crm-transform"
   }
 }
 
 override_resource {
-  target = aws_iam_role.transform
+  target = module.transform.aws_iam_role.this
   values = {
     arn = "arn:aws:iam::123456789012:role/datasync-crm-transform"
   }
 }
 
 override_resource {
-  target = aws_lambda_function.transform
+  target = module.transform.aws_lambda_function.this
   values = {
     arn = "arn:aws:lambda:us-east-1:123456789012:function:datasync-crm-transform"
   }
 }
 
 variables {
-  name                = "datasync-crm"
-  destination         = "crm"
-  event_bus_name      = "datasync-bus"
-  event_source        = "datasync.api"
-  event_detail_types  = ["UserCreated", "UserUpdated", "UserDeleted"]
-  lambda_package_path = "tests/fixtures/lambda-stub.zip"
-  intake_role_arn     = "arn:aws:iam::123456789012:role/datasync-intake"
+  name                               = "datasync-crm"
+  destination                        = "crm"
+  event_bus_name                     = "datasync-bus"
+  event_source                       = "datasync.api"
+  event_detail_types                 = ["UserCreated", "UserUpdated", "UserDeleted"]
+  event_target_max_retry_attempts    = 10
+  event_target_max_event_age_seconds = 3600
+  max_receive_count                  = 5
+  queue_visibility_timeout_seconds   = 60
+  message_retention_seconds          = 345600
+  intake_role_arn                    = "arn:aws:iam::123456789012:role/datasync-intake"
+  function = {
+    package_path            = "tests/fixtures/lambda-stub.zip"
+    runtime                 = "python3.12"
+    architecture            = "x86_64"
+    memory_mb               = 256
+    timeout_seconds         = 30
+    system_log_level        = "WARN"
+    log_retention_days      = 14
+    batch_size              = 100
+    batching_window_seconds = 1
+  }
 }
 
 run "queues" {
@@ -75,31 +92,23 @@ run "queues" {
   }
 
   assert {
-    condition     = aws_sqs_queue.dlq.sqs_managed_sse_enabled && aws_sqs_queue.buffer.sqs_managed_sse_enabled && aws_sqs_queue.this.sqs_managed_sse_enabled
-    error_message = "Every queue must use SSE-SQS."
+    condition     = aws_sqs_queue.this.sqs_managed_sse_enabled
+    error_message = "Every queue must use SSE-SQS (the buffer queue and DLQ: tests/queue_function.tftest.hcl)."
   }
 
   assert {
-    condition     = aws_sqs_queue.dlq.name == "datasync-crm-dlq" && aws_sqs_queue.buffer.name == "datasync-crm-buffer" && aws_sqs_queue.this.name == "datasync-crm"
+    condition     = output.dlq_name == "datasync-crm-dlq" && output.buffer_queue_name == "datasync-crm-buffer" && aws_sqs_queue.this.name == "datasync-crm"
     error_message = "Queue names must be <name>, <name>-buffer and <name>-dlq."
   }
 
   assert {
-    condition     = aws_sqs_queue.dlq.message_retention_seconds == 1209600 && aws_sqs_queue.buffer.message_retention_seconds == 345600 && aws_sqs_queue.this.message_retention_seconds == 345600
+    condition     = aws_sqs_queue.this.message_retention_seconds == 345600
     error_message = "The DLQ keeps messages 14 days, the other queues message_retention_seconds."
   }
 
   assert {
-    condition = alltrue([
-      for q in [aws_sqs_queue.buffer, aws_sqs_queue.this] :
-      jsondecode(q.redrive_policy) == { deadLetterTargetArn = aws_sqs_queue.dlq.arn, maxReceiveCount = 5 }
-    ])
+    condition     = jsondecode(aws_sqs_queue.this.redrive_policy) == { deadLetterTargetArn = output.dlq_arn, maxReceiveCount = 5 }
     error_message = "The buffer and destination queues must redrive to the DLQ after max_receive_count receives."
-  }
-
-  assert {
-    condition     = aws_sqs_queue.buffer.visibility_timeout_seconds == 6 * 30
-    error_message = "The buffer queue's visibility timeout must be six times the function timeout."
   }
 
   assert {
@@ -112,18 +121,18 @@ run "queues" {
   assert {
     # jsonencode on both sides: an empty list from the policy and [] here differ in type only.
     condition = jsonencode({
-      for name, q in { buffer = aws_sqs_queue.buffer, queue = aws_sqs_queue.this, dlq = aws_sqs_queue.dlq } : name => {
-        resources             = distinct([for s in jsondecode(q.policy).Statement : s.Resource])
-        senders               = sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
-        rules                 = sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:SourceArn"], []) if s.Effect == "Deny"]))
-        allowed               = [for s in jsondecode(q.policy).Statement : s.Condition.ArnEquals["aws:SourceArn"] if s.Effect == "Allow"]
+      for name, arn in { buffer = output.buffer_queue_arn, queue = output.queue_arn, dlq = output.dlq_arn } : name => {
+        resources               = distinct([for s in jsondecode(output.queue_policies[arn]).Statement : s.Resource])
+        senders                 = sort(flatten([for s in jsondecode(output.queue_policies[arn]).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
+        rules                   = sort(flatten([for s in jsondecode(output.queue_policies[arn]).Statement : try(s.Condition.ArnNotEquals["aws:SourceArn"], []) if s.Effect == "Deny"]))
+        allowed                 = [for s in jsondecode(output.queue_policies[arn]).Statement : s.Condition.ArnEquals["aws:SourceArn"] if s.Effect == "Allow"]
       }
       }) == jsonencode({
       buffer = {
-        resources = [aws_sqs_queue.buffer.arn]
+        resources = [output.buffer_queue_arn]
         senders   = ["arn:aws:iam::123456789012:role/datasync-intake"]
-        rules     = [aws_cloudwatch_event_rule.this.arn]
-        allowed   = [aws_cloudwatch_event_rule.this.arn]
+        rules     = [output.rule_arn]
+        allowed   = [output.rule_arn]
       }
       queue = {
         resources = [aws_sqs_queue.this.arn]
@@ -132,10 +141,10 @@ run "queues" {
         allowed   = []
       }
       dlq = {
-        resources = [aws_sqs_queue.dlq.arn]
+        resources = [output.dlq_arn]
         senders   = ["arn:aws:iam::123456789012:role/datasync-crm-transform"]
-        rules     = [aws_cloudwatch_event_rule.this.arn]
-        allowed   = [aws_cloudwatch_event_rule.this.arn]
+        rules     = [output.rule_arn]
+        allowed   = [output.rule_arn]
       }
     })
     error_message = "Buffer: the intake and this destination's rule; destination queue: the intake and the transform; DLQ: the transform and the rule. Nobody else."
@@ -156,8 +165,8 @@ run "consumers_and_operators_may_send_where_they_must" {
 
   assert {
     condition = jsonencode({
-      for name, q in { buffer = aws_sqs_queue.buffer, queue = aws_sqs_queue.this, dlq = aws_sqs_queue.dlq } :
-      name => sort(flatten([for s in jsondecode(q.policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
+      for name, arn in { buffer = output.buffer_queue_arn, queue = output.queue_arn, dlq = output.dlq_arn } :
+      name => sort(flatten([for s in jsondecode(output.queue_policies[arn]).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Effect == "Deny"]))
       }) == jsonencode({
       # Operators redrive bus events to the buffer, records to the destination queue.
       buffer = ["arn:aws:iam::123456789012:role/datasync-consumer-crm", "arn:aws:iam::123456789012:role/datasync-intake", "arn:aws:iam::123456789012:role/datasync-operator"]
@@ -189,7 +198,7 @@ run "consumers_and_operators_may_send_where_they_must" {
       }
       DeadLetterAndStatus = {
         actions   = toset(["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"])
-        resources = toset([aws_sqs_queue.dlq.arn])
+        resources = toset([output.dlq_arn])
         plain     = true
       }
     }
@@ -205,30 +214,12 @@ run "routing" {
   }
 
   assert {
-    condition = aws_cloudwatch_event_rule.this.event_bus_name == "datasync-bus" && jsondecode(aws_cloudwatch_event_rule.this.event_pattern) == {
+    condition = output.rule_name == "datasync-crm" && jsondecode(output.rule_event_pattern) == {
       source        = ["datasync.api"]
       "detail-type" = ["UserCreated", "UserUpdated", "UserDeleted"]
       "replay-name" = [{ exists = true }]
     }
-    error_message = "The rule must match replayed datasync.api User* events on the datasync bus (live ones go through the intake)."
-  }
-
-  assert {
-    condition     = aws_cloudwatch_event_target.buffer.arn == aws_sqs_queue.buffer.arn && aws_cloudwatch_event_target.buffer.event_bus_name == "datasync-bus"
-    error_message = "The rule's target must be the buffer queue."
-  }
-
-  assert {
-    condition     = aws_cloudwatch_event_target.buffer.dead_letter_config[0].arn == aws_sqs_queue.dlq.arn
-    error_message = "The target must send undeliverable events to the DLQ."
-  }
-
-  assert {
-    condition = (
-      aws_cloudwatch_event_target.buffer.retry_policy[0].maximum_retry_attempts == 10 &&
-      aws_cloudwatch_event_target.buffer.retry_policy[0].maximum_event_age_in_seconds == 3600
-    )
-    error_message = "The target must carry the configured retry policy."
+    error_message = "The rule must match replayed datasync.api User* events (live ones go through the intake)."
   }
 }
 
@@ -240,24 +231,15 @@ run "transform_function" {
   }
 
   assert {
-    condition = (
-      aws_lambda_function.transform.function_name == "datasync-crm-transform" &&
-      aws_lambda_function.transform.handler == "lambdas.handler.handle" &&
-      aws_lambda_function.transform.runtime == "python3.12" &&
-      aws_lambda_function.transform.architectures == tolist(["x86_64"]) &&
-      aws_lambda_function.transform.memory_size == 256 &&
-      aws_lambda_function.transform.timeout == 30 &&
-      aws_lambda_function.transform.filename == "tests/fixtures/lambda-stub.zip" &&
-      aws_lambda_function.transform.source_code_hash == filebase64sha256("tests/fixtures/lambda-stub.zip")
-    )
-    error_message = "The function's code and runtime settings are wrong."
+    condition     = output.function_name == "datasync-crm-transform" && output.function_architecture == "x86_64"
+    error_message = "The function must be <name>-transform, on the function's architecture."
   }
 
   assert {
-    condition = nonsensitive(aws_lambda_function.transform.environment[0].variables) == tomap({
+    condition = nonsensitive(output.function_environment) == tomap({
       DATASYNC_DESTINATION           = "crm"
       DATASYNC_DESTINATION_QUEUE_URL = aws_sqs_queue.this.url
-      DATASYNC_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.dlq.url
+      DATASYNC_DEAD_LETTER_QUEUE_URL = output.dlq_url
       DATASYNC_MAX_RECEIVE_COUNT     = "5"
       DATASYNC_LOG_LEVEL             = "INFO"
     })
@@ -265,43 +247,23 @@ run "transform_function" {
   }
 
   assert {
-    condition     = aws_cloudwatch_log_group.transform.name == "/aws/lambda/datasync-crm-transform" && aws_cloudwatch_log_group.transform.retention_in_days == 14
-    error_message = "The function's log group must be /aws/lambda/<function> with the configured retention."
-  }
-
-  assert {
-    condition = (
-      aws_lambda_function.transform.logging_config[0].log_format == "JSON" &&
-      aws_lambda_function.transform.logging_config[0].log_group == "/aws/lambda/datasync-crm-transform" &&
-      aws_lambda_function.transform.logging_config[0].system_log_level == "WARN" &&
-      aws_lambda_function.transform.logging_config[0].application_log_level == "TRACE"
-    )
-    error_message = "By default the function must log JSON to its own group without Lambda's START/END/REPORT lines, and leave filtering its own lines to DATASYNC_LOG_LEVEL."
-  }
-
-  assert {
-    condition     = jsondecode(aws_iam_role.transform.assume_role_policy).Statement[0].Principal == { Service = "lambda.amazonaws.com" }
-    error_message = "Only Lambda may assume the execution role."
-  }
-
-  assert {
     condition = [
-      for s in jsondecode(aws_iam_role_policy.transform.policy).Statement : {
+      for s in jsondecode(output.function_policy_json).Statement : {
         actions   = toset(flatten([s.Action]))
         resources = toset(flatten([s.Resource]))
       }
       ] == [
       {
         actions   = toset(["logs:CreateLogStream", "logs:PutLogEvents"])
-        resources = toset(["${aws_cloudwatch_log_group.transform.arn}:*"])
+        resources = toset(["arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-crm-transform:*"])
       },
       {
         actions   = toset(["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
-        resources = toset([aws_sqs_queue.buffer.arn])
+        resources = toset([output.buffer_queue_arn])
       },
       {
         actions   = toset(["sqs:SendMessage"])
-        resources = toset([aws_sqs_queue.this.arn, aws_sqs_queue.dlq.arn])
+        resources = toset([aws_sqs_queue.this.arn, output.dlq_arn])
       },
     ]
     error_message = "The execution role must grant exactly: own logs, consume the buffer queue, send to the destination queue and DLQ."
@@ -309,105 +271,13 @@ run "transform_function" {
 
   assert {
     condition = (
-      aws_lambda_event_source_mapping.buffer.event_source_arn == aws_sqs_queue.buffer.arn &&
-      aws_lambda_event_source_mapping.buffer.function_name == aws_lambda_function.transform.arn &&
-      aws_lambda_event_source_mapping.buffer.batch_size == 100 &&
-      aws_lambda_event_source_mapping.buffer.maximum_batching_window_in_seconds == 1 &&
-      toset(aws_lambda_event_source_mapping.buffer.function_response_types) == toset(["ReportBatchItemFailures"]) &&
-      length(aws_lambda_event_source_mapping.buffer.scaling_config) == 0
-    )
-    error_message = "The buffer queue must feed the function in batches, reporting per-item failures."
-  }
-
-  assert {
-    condition = (
-      aws_lambda_function_event_invoke_config.transform.function_name == aws_lambda_function.transform.function_name &&
+      aws_lambda_function_event_invoke_config.transform.function_name == output.function_name &&
       aws_lambda_function_event_invoke_config.transform.maximum_retry_attempts == 2 &&
       aws_lambda_function_event_invoke_config.transform.maximum_event_age_in_seconds == 3600 &&
-      aws_lambda_function_event_invoke_config.transform.destination_config[0].on_failure[0].destination == aws_sqs_queue.dlq.arn
+      aws_lambda_function_event_invoke_config.transform.destination_config[0].on_failure[0].destination == output.dlq_arn
     )
     error_message = "Failed asynchronous invocations must end in the DLQ."
   }
-}
-
-run "arm64_package_deploys_as_arm64" {
-  command = apply
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_architecture = "arm64"
-    lambda_package_path = "tests/fixtures/lambda-aws-arm64-stub.zip"
-  }
-
-  assert {
-    condition     = aws_lambda_function.transform.architectures == tolist(["arm64"]) && output.function_architecture == "arm64"
-    error_message = "lambda_architecture = \"arm64\" must make the function run on arm64."
-  }
-}
-
-run "x86_64_package_deploys_as_x86_64" {
-  command = plan
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_architecture = "x86_64"
-    lambda_package_path = "tests/fixtures/lambda-aws-x86_64-stub.zip"
-  }
-
-  assert {
-    condition     = aws_lambda_function.transform.architectures == tolist(["x86_64"])
-    error_message = "An x86_64 package must deploy as x86_64."
-  }
-}
-
-run "arm64_package_is_refused_on_x86_64" {
-  command = plan
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_architecture = "x86_64"
-    lambda_package_path = "tests/fixtures/lambda-aws-arm64-stub.zip"
-  }
-
-  expect_failures = [aws_lambda_function.transform]
-}
-
-run "x86_64_package_is_refused_on_arm64" {
-  command = plan
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_architecture = "arm64"
-    lambda_package_path = "tests/fixtures/lambda-aws-x86_64-stub.zip"
-  }
-
-  expect_failures = [aws_lambda_function.transform]
-}
-
-run "rejects_unknown_architecture" {
-  command = plan
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_architecture = "aarch64"
-  }
-
-  expect_failures = [var.lambda_architecture]
 }
 
 run "secret_environment_is_added" {
@@ -418,50 +288,18 @@ run "secret_environment_is_added" {
   }
 
   variables {
-    name                      = "datasync-analytics"
-    destination               = "analytics"
-    lambda_secret_environment = { DATASYNC_ANALYTICS_HASH_KEY = "0123456789abcdef-test-key" }
+    name               = "datasync-analytics"
+    destination        = "analytics"
+    secret_environment = { DATASYNC_ANALYTICS_HASH_KEY = "0123456789abcdef-test-key" }
   }
 
   assert {
-    condition     = nonsensitive(aws_lambda_function.transform.environment[0].variables["DATASYNC_ANALYTICS_HASH_KEY"]) == "0123456789abcdef-test-key"
+    condition     = nonsensitive(output.function_environment["DATASYNC_ANALYTICS_HASH_KEY"]) == "0123456789abcdef-test-key"
     error_message = "Secret environment variables must reach the function."
   }
 
   assert {
-    condition     = nonsensitive(aws_lambda_function.transform.environment[0].variables["DATASYNC_DESTINATION"]) == "analytics"
+    condition     = nonsensitive(output.function_environment["DATASYNC_DESTINATION"]) == "analytics"
     error_message = "DATASYNC_DESTINATION must be the destination key."
   }
-}
-
-run "maximum_concurrency_is_optional" {
-  command = apply
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    lambda_maximum_concurrency = 5
-  }
-
-  assert {
-    condition     = aws_lambda_event_source_mapping.buffer.scaling_config[0].maximum_concurrency == 5
-    error_message = "lambda_maximum_concurrency must set the mapping's scaling_config."
-  }
-}
-
-run "large_batches_need_a_batching_window" {
-  command = plan
-
-  module {
-    source = "./modules/destination"
-  }
-
-  variables {
-    buffer_batch_size              = 100
-    buffer_batching_window_seconds = 0
-  }
-
-  expect_failures = [aws_lambda_event_source_mapping.buffer]
 }

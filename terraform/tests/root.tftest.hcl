@@ -42,14 +42,14 @@ override_resource {
 }
 
 override_resource {
-  target = module.intake.aws_cloudwatch_log_group.intake
+  target = module.intake.aws_cloudwatch_log_group.this
   values = {
     arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-intake"
   }
 }
 
 override_resource {
-  target = module.destination["analytics"].aws_sqs_queue.dlq
+  target = module.destination["analytics"].module.transform.aws_sqs_queue.dlq
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics-dlq"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-analytics-dlq"
@@ -57,7 +57,7 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["analytics"].aws_sqs_queue.buffer
+  target = module.destination["analytics"].module.transform.aws_sqs_queue.this
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-analytics-buffer"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-analytics-buffer"
@@ -73,21 +73,21 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["analytics"].aws_cloudwatch_event_rule.this
+  target = module.destination["analytics"].module.transform.aws_cloudwatch_event_rule.this
   values = {
     arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-analytics"
   }
 }
 
 override_resource {
-  target = module.destination["analytics"].aws_cloudwatch_log_group.transform
+  target = module.destination["analytics"].module.transform.aws_cloudwatch_log_group.this
   values = {
     arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-analytics-transform"
   }
 }
 
 override_resource {
-  target = module.destination["crm"].aws_sqs_queue.dlq
+  target = module.destination["crm"].module.transform.aws_sqs_queue.dlq
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-dlq"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-dlq"
@@ -95,7 +95,7 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["crm"].aws_sqs_queue.buffer
+  target = module.destination["crm"].module.transform.aws_sqs_queue.this
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-crm-buffer"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-crm-buffer"
@@ -111,21 +111,21 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["crm"].aws_cloudwatch_event_rule.this
+  target = module.destination["crm"].module.transform.aws_cloudwatch_event_rule.this
   values = {
     arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-crm"
   }
 }
 
 override_resource {
-  target = module.destination["crm"].aws_cloudwatch_log_group.transform
+  target = module.destination["crm"].module.transform.aws_cloudwatch_log_group.this
   values = {
     arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-crm-transform"
   }
 }
 
 override_resource {
-  target = module.destination["marketing"].aws_sqs_queue.dlq
+  target = module.destination["marketing"].module.transform.aws_sqs_queue.dlq
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-marketing-dlq"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-marketing-dlq"
@@ -133,7 +133,7 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["marketing"].aws_sqs_queue.buffer
+  target = module.destination["marketing"].module.transform.aws_sqs_queue.this
   values = {
     arn = "arn:aws:sqs:us-east-1:123456789012:datasync-marketing-buffer"
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/datasync-marketing-buffer"
@@ -149,42 +149,42 @@ override_resource {
 }
 
 override_resource {
-  target = module.destination["marketing"].aws_cloudwatch_event_rule.this
+  target = module.destination["marketing"].module.transform.aws_cloudwatch_event_rule.this
   values = {
     arn = "arn:aws:events:us-east-1:123456789012:rule/datasync-bus/datasync-marketing"
   }
 }
 
 override_resource {
-  target = module.destination["marketing"].aws_cloudwatch_log_group.transform
+  target = module.destination["marketing"].module.transform.aws_cloudwatch_log_group.this
   values = {
     arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/datasync-marketing-transform"
   }
 }
 
 override_resource {
-  target = module.intake.aws_iam_role.intake
+  target = module.intake.aws_iam_role.this
   values = {
     arn = "arn:aws:iam::123456789012:role/datasync-intake"
   }
 }
 
 override_resource {
-  target = module.destination["analytics"].aws_iam_role.transform
+  target = module.destination["analytics"].module.transform.aws_iam_role.this
   values = {
     arn = "arn:aws:iam::123456789012:role/datasync-analytics-transform"
   }
 }
 
 override_resource {
-  target = module.destination["crm"].aws_iam_role.transform
+  target = module.destination["crm"].module.transform.aws_iam_role.this
   values = {
     arn = "arn:aws:iam::123456789012:role/datasync-crm-transform"
   }
 }
 
 override_resource {
-  target = module.destination["marketing"].aws_iam_role.transform
+  target = module.destination["marketing"].module.transform.aws_iam_role.this
   values = {
     arn = "arn:aws:iam::123456789012:role/datasync-marketing-transform"
   }

@@ -116,7 +116,7 @@ def test_checkov_really_checked_encryption_and_iam(checkov):
     # consumers' and the status page's read-only one.
     policies = passed["CKV_AWS_63"]
     assert len(policies) == 9, f"IAM wildcard check ran on {sorted(policies)}"
-    assert "module.intake.aws_iam_role_policy.intake" in policies
+    assert "module.intake.aws_iam_role_policy.this" in policies
     assert "aws_iam_policy.dashboard" in policies
     # The alarm topic is encrypted, with a customer-managed key that rotates. (checkov names a
     # counted resource with or without its "[0]", from one run to the next.)

@@ -26,72 +26,74 @@ data "aws_arn" "bus" {
 ################################################################################
 
 locals {
+  # The namespace and statistic of each metric the alarms watch.
+  alarm_metrics = {
+    ApproximateNumberOfMessagesVisible = { namespace = "AWS/SQS", statistic = "Maximum" }
+    ApproximateAgeOfOldestMessage      = { namespace = "AWS/SQS", statistic = "Maximum" }
+    Errors                             = { namespace = "AWS/Lambda", statistic = "Sum" }
+    Throttles                          = { namespace = "AWS/Lambda", statistic = "Sum" }
+    FailedInvocations                  = { namespace = "AWS/Events", statistic = "Sum" }
+    InvocationsSentToDlq               = { namespace = "AWS/Events", statistic = "Sum" }
+    InvocationsFailedToBeSentToDlq     = { namespace = "AWS/Events", statistic = "Sum" }
+  }
+
+  # Rules on a custom bus publish their metrics with both EventBusName and RuleName: an alarm on
+  # RuleName alone watches the default bus's rule of that name and never fires.
+  rule_dimensions = merge(
+    { intake = { EventBusName = var.event_bus_name, RuleName = var.intake.rule_name } },
+    { for key, pipeline in var.destinations : key => { EventBusName = var.event_bus_name, RuleName = pipeline.rule_name } },
+  )
+
+  # Each alarm: the metric it watches and where (dimensions), the threshold it fires above, and the
+  # description its notifications carry, with the first command to run.
   alarm_definitions = {
     for destination, pipeline in var.destinations : destination => {
       dlq-not-empty = {
         description = "Messages wait in ${pipeline.dlq_name}: ${destination} events or records that failed every attempt and reached no store. Run `datasync dlq list ${destination}` for the reasons, fix the cause, then `datasync dlq redrive ${destination}`."
-        namespace   = "AWS/SQS"
         metric_name = "ApproximateNumberOfMessagesVisible"
         dimensions  = { QueueName = pipeline.dlq_name }
-        statistic   = "Maximum"
         threshold   = 0
       }
       oldest-message = {
         description = "The oldest message in ${pipeline.queue_name} is older than ${var.oldest_message_alarm_seconds} s: the ${destination} consumers are down, stuck or too few. Run `datasync status`."
-        namespace   = "AWS/SQS"
         metric_name = "ApproximateAgeOfOldestMessage"
         dimensions  = { QueueName = pipeline.queue_name }
-        statistic   = "Maximum"
         threshold   = var.oldest_message_alarm_seconds
       }
       buffer-oldest-message = {
         description = "The oldest message in ${pipeline.buffer_queue_name} is older than ${var.buffer_oldest_message_alarm_seconds} s: ${pipeline.function_name} is not draining it (failing, throttled, or its event source mapping is disabled). Run `datasync status`, then read /aws/lambda/${pipeline.function_name}."
-        namespace   = "AWS/SQS"
         metric_name = "ApproximateAgeOfOldestMessage"
         dimensions  = { QueueName = pipeline.buffer_queue_name }
-        statistic   = "Maximum"
         threshold   = var.buffer_oldest_message_alarm_seconds
       }
       transform-errors = {
         description = "${pipeline.function_name} invocations failed (crash, timeout, out of memory): their batches return to ${pipeline.buffer_queue_name} and reach ${pipeline.dlq_name} after max receives. Read /aws/lambda/${pipeline.function_name}; `datasync trace <event id>` follows one event."
-        namespace   = "AWS/Lambda"
         metric_name = "Errors"
         dimensions  = { FunctionName = pipeline.function_name }
-        statistic   = "Sum"
         threshold   = var.transform_errors_alarm_threshold
       }
       transform-throttles = {
         description = "${pipeline.function_name} was throttled: Lambda concurrency is used up (the account's limit or lambda_maximum_concurrency). Each throttled batch counts toward max receives, then the DLQ. Run `datasync status`; raise the limit or the account quota."
-        namespace   = "AWS/Lambda"
         metric_name = "Throttles"
         dimensions  = { FunctionName = pipeline.function_name }
-        statistic   = "Sum"
         threshold   = var.transform_throttles_alarm_threshold
       }
-      # Rules on a custom bus publish their metrics with both EventBusName and RuleName: an alarm
-      # on RuleName alone watches the default bus's rule of that name and never fires.
       rule-delivery-failed = {
         description = "EventBridge gave up delivering events of rule ${pipeline.rule_name} to ${pipeline.buffer_queue_name} (retries exhausted, or the queue refuses them). They go to ${pipeline.dlq_name}: run `datasync dlq list ${destination}`."
-        namespace   = "AWS/Events"
         metric_name = "FailedInvocations"
-        dimensions  = { EventBusName = var.event_bus_name, RuleName = pipeline.rule_name }
-        statistic   = "Sum"
+        dimensions  = local.rule_dimensions[destination]
         threshold   = 0
       }
       rule-dead-lettered = {
         description = "Events of rule ${pipeline.rule_name} went to ${pipeline.dlq_name} instead of ${pipeline.buffer_queue_name}. Run `datasync dlq list ${destination}` (EventBridge's ERROR_CODE says why), fix the buffer queue, then `datasync dlq redrive ${destination}`."
-        namespace   = "AWS/Events"
         metric_name = "InvocationsSentToDlq"
-        dimensions  = { EventBusName = var.event_bus_name, RuleName = pipeline.rule_name }
-        statistic   = "Sum"
+        dimensions  = local.rule_dimensions[destination]
         threshold   = 0
       }
       rule-events-lost = {
         description = "Events of rule ${pipeline.rule_name} are LOST: EventBridge could deliver them neither to ${pipeline.buffer_queue_name} nor to ${pipeline.dlq_name} (check the DLQ's policy). Replay the window from the archive: `datasync replay --from <time> --to <time> --destination ${destination}`."
-        namespace   = "AWS/Events"
         metric_name = "InvocationsFailedToBeSentToDlq"
-        dimensions  = { EventBusName = var.event_bus_name, RuleName = pipeline.rule_name }
-        statistic   = "Sum"
+        dimensions  = local.rule_dimensions[destination]
         threshold   = 0
       }
     }
@@ -101,50 +103,38 @@ locals {
   intake_alarm_definitions = {
     dlq-not-empty = {
       description = "Messages wait in ${var.intake.dlq_name}: live events EventBridge could not deliver to ${var.intake.queue_name}, or that ${var.intake.function_name} could neither shape nor hand over max receives times. They reached no destination. `datasync status` counts them; read /aws/lambda/${var.intake.function_name}, fix the cause, then move them back with `aws sqs start-message-move-task --source-arn <${var.intake.dlq_name} ARN> --destination-arn <${var.intake.queue_name} ARN>`."
-      namespace   = "AWS/SQS"
       metric_name = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = var.intake.dlq_name }
-      statistic   = "Maximum"
       threshold   = 0
     }
     oldest-message = {
       description = "The oldest message in ${var.intake.queue_name} is older than ${var.buffer_oldest_message_alarm_seconds} s: ${var.intake.function_name} is not draining it (failing, throttled, or its event source mapping is disabled), and every destination waits. Run `datasync status`, then read /aws/lambda/${var.intake.function_name}."
-      namespace   = "AWS/SQS"
       metric_name = "ApproximateAgeOfOldestMessage"
       dimensions  = { QueueName = var.intake.queue_name }
-      statistic   = "Maximum"
       threshold   = var.buffer_oldest_message_alarm_seconds
     }
     function-errors = {
       description = "${var.intake.function_name} invocations failed (crash, timeout, out of memory): their batches return to ${var.intake.queue_name} and reach ${var.intake.dlq_name} after max receives. Read /aws/lambda/${var.intake.function_name}; `datasync trace <event id>` follows one event."
-      namespace   = "AWS/Lambda"
       metric_name = "Errors"
       dimensions  = { FunctionName = var.intake.function_name }
-      statistic   = "Sum"
       threshold   = var.transform_errors_alarm_threshold
     }
     function-throttles = {
       description = "${var.intake.function_name} was throttled: Lambda concurrency is used up (the account's limit or intake_maximum_concurrency). Each throttled batch counts toward max receives, then the intake DLQ. Run `datasync status`; raise the limit or the account quota."
-      namespace   = "AWS/Lambda"
       metric_name = "Throttles"
       dimensions  = { FunctionName = var.intake.function_name }
-      statistic   = "Sum"
       threshold   = var.transform_throttles_alarm_threshold
     }
     rule-delivery-failed = {
       description = "EventBridge gave up delivering live events of rule ${var.intake.rule_name} to ${var.intake.queue_name}. They go to ${var.intake.dlq_name}; `datasync status` counts them."
-      namespace   = "AWS/Events"
       metric_name = "FailedInvocations"
-      dimensions  = { EventBusName = var.event_bus_name, RuleName = var.intake.rule_name }
-      statistic   = "Sum"
+      dimensions  = local.rule_dimensions.intake
       threshold   = 0
     }
     rule-events-lost = {
       description = "Live events of rule ${var.intake.rule_name} are LOST: EventBridge could deliver them neither to ${var.intake.queue_name} nor to ${var.intake.dlq_name}. Replay the window from the archive: `datasync replay --from <time> --to <time>`."
-      namespace   = "AWS/Events"
       metric_name = "InvocationsFailedToBeSentToDlq"
-      dimensions  = { EventBusName = var.event_bus_name, RuleName = var.intake.rule_name }
-      statistic   = "Sum"
+      dimensions  = local.rule_dimensions.intake
       threshold   = 0
     }
   }
@@ -166,10 +156,10 @@ resource "aws_cloudwatch_metric_alarm" "this" {
 
   alarm_name          = each.value.name
   alarm_description   = each.value.description
-  namespace           = each.value.namespace
+  namespace           = local.alarm_metrics[each.value.metric_name].namespace
   metric_name         = each.value.metric_name
   dimensions          = each.value.dimensions
-  statistic           = each.value.statistic
+  statistic           = local.alarm_metrics[each.value.metric_name].statistic
   period              = var.alarm_period_seconds
   evaluation_periods  = var.alarm_evaluation_periods
   datapoints_to_alarm = 1
