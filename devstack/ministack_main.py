@@ -12,29 +12,35 @@ the intake's three SQS calls, so that cap alone held a burst of 2,000 events to 
 at 1.7 ms of CPU per event; with batches of up to 100 (our Terraform's default) the same
 burst ran at 1,560/s at 1.0 ms (BENCHMARKS.md, "Batches as large as AWS's").
 
-What it does: it wraps that function. The wrapper calls MiniStack's own function again while
-its last call came back full (10) and the mapping asked for more, until the batch is as large
-as the mapping asks (``--esm-max-batch`` caps it) or the queue has nothing more to give. Every
-call is MiniStack's own: its lock, retention expiry and DLQ sweep, its visibility timeout and
-receive counts, so each message of a batch is received exactly once, as MiniStack receives it.
-The wrapper stops early where more calls could change that: on a FIFO queue (AWS caps those
-batches at 10 too, and MiniStack keeps a message group to one call), and when a message it
-received is still visible (a visibility timeout of 0: the next call would hand it out again).
+What it does: it wraps two of MiniStack's functions and calls each original once per batch.
+``_receive_messages_for_esm`` (the mapping's poller calls it) notes, for the length of that one
+call, how many messages the mapping asked for (``--esm-max-batch`` caps it), then runs
+MiniStack's own function: its lock, retention expiry and DLQ sweep, visibility timeout. That
+function ends in ``_collect_msgs(q, 10, visibility)``; the wrapped ``_collect_msgs`` hands
+MiniStack's own the noted number instead of the 10. So a batch costs one walk of the queue, as
+a larger cap in MiniStack would, and each message of it is received once, its receive count
+raised once, exactly as MiniStack's own receive does it for any number up to 10.
+
+The note is a context variable, so it is seen only inside that call on that thread: a
+``ReceiveMessage`` (which calls ``_collect_msgs`` too) keeps its own at most 10, and so does a
+FIFO queue (AWS caps those batches at 10, and MiniStack keeps a message group to one call).
 
 It patches only MiniStack 1.5.33 (requirements/ministack.lock), the version whose source this
-was written against; with another version, or ``--esm-max-batch 10`` (what
-DATASYNC_EMULATOR_ESM_MAX_BATCH=10 passes), MiniStack runs as shipped, its own function in
-place, and the log says why. Nothing else of MiniStack changes: the batching window is still
-not honoured, so a batch is whatever is visible when the poller looks.
+was written against, and only when both functions are there with the signatures it expects and
+the first calls the second. Otherwise, or with ``--esm-max-batch 10`` (what
+DATASYNC_EMULATOR_ESM_MAX_BATCH=10 passes), MiniStack runs as shipped, both functions its own,
+and the log says why. Nothing else of MiniStack changes: the batching window is still not
+honoured, so a batch is whatever is visible when the poller looks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import functools
 import importlib.util
+import inspect
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -42,11 +48,17 @@ from types import ModuleType
 from typing import Any
 
 KNOWN_VERSION = "1.5.33"  # the MiniStack this wrapper was written against (its lock file's pin)
-MINISTACK_CAP = 10  # what one call of its function hands out at most
 AWS_MAX_BATCH = 10_000  # standard queues ("Batch size", Lambda developer guide)
-FIFO_SUFFIX = ".fifo"
+RECEIVE = "_receive_messages_for_esm"
+COLLECT = "_collect_msgs"
+# The parameters of MiniStack 1.5.33's functions, as the wrappers call them.
+SIGNATURES = {RECEIVE: ["queue_url", "max_number"], COLLECT: ["q", "max_n", "vis_timeout"]}
 
 Receive = Callable[[str, Any], list[dict[str, Any]]]
+Collect = Callable[[dict[str, Any], int, int], list[dict[str, Any]]]
+
+# How many messages the event source mapping being served asked for; unset everywhere else.
+_esm_batch: contextvars.ContextVar[int] = contextvars.ContextVar("datasync_esm_batch")
 
 
 def _local_layout() -> ModuleType:
@@ -65,7 +77,7 @@ layout = _local_layout()
 def lift_esm_batch_cap(sqs: ModuleType, limit: int, ministack_version: str) -> str:
     """Let ``sqs``'s event source mapping receive hand out up to ``limit`` messages per batch
     (or leave it as shipped); the line that says which, for the emulator's log."""
-    if limit <= MINISTACK_CAP:
+    if limit <= layout.MINISTACK_BATCH_LIMIT:
         return layout.as_shipped_line(
             f"--esm-max-batch {limit} (DATASYNC_EMULATOR_ESM_MAX_BATCH) asks for its own limit"
         )
@@ -74,41 +86,55 @@ def lift_esm_batch_cap(sqs: ModuleType, limit: int, ministack_version: str) -> s
             f"MiniStack {ministack_version} is not {KNOWN_VERSION}, the version this patch was "
             "written against (devstack/ministack_main.py)"
         )
-    receive = getattr(sqs, "_receive_messages_for_esm", None)
-    if not callable(receive):
-        return layout.as_shipped_line("MiniStack has no sqs._receive_messages_for_esm")
-    sqs._receive_messages_for_esm = batches_of_up_to(limit, receive)
+    if mismatch := _unexpected_shape(sqs):
+        return layout.as_shipped_line(f"{mismatch} (devstack/ministack_main.py)")
+    sqs._collect_msgs = collecting_what_the_mapping_asked(getattr(sqs, COLLECT))
+    sqs._receive_messages_for_esm = noting_what_the_mapping_asks(limit, getattr(sqs, RECEIVE))
     return str(layout.lifted_line(limit))
 
 
-def batches_of_up_to(limit: int, receive: Receive) -> Receive:
-    """``receive`` (MiniStack's function), called until the batch is as large as asked."""
+def _unexpected_shape(sqs: ModuleType) -> str | None:
+    """Why MiniStack's functions are not the ones the wrappers were written for, or None."""
+    for name, parameters in SIGNATURES.items():
+        function = getattr(sqs, name, None)
+        if not callable(function):
+            return f"MiniStack has no sqs.{name}"
+        found = list(inspect.signature(function).parameters)
+        if found != parameters:
+            return f"sqs.{name} takes ({', '.join(found)}), not ({', '.join(parameters)})"
+    code = getattr(inspect.unwrap(getattr(sqs, RECEIVE)), "__code__", None)
+    if code is None or COLLECT not in code.co_names:  # it must look ours up as a module global
+        return f"sqs.{RECEIVE} does not call sqs.{COLLECT}"
+    return None
+
+
+def noting_what_the_mapping_asks(limit: int, receive: Receive) -> Receive:
+    """``receive`` (MiniStack's function), called once with the mapping's batch size noted."""
 
     @functools.wraps(receive)
     def receive_messages_for_esm(queue_url: str, max_number: Any) -> list[dict[str, Any]]:
         wanted = min(int(max_number or 1), limit)  # MiniStack reads a missing BatchSize as 1
-        batch: list[dict[str, Any]] = []
-        while len(batch) < wanted:
-            asked = min(wanted - len(batch), MINISTACK_CAP)
-            try:
-                received = receive(queue_url, asked)
-            except Exception:  # noqa: BLE001 - e.g. the queue deleted meanwhile
-                if not batch:
-                    raise  # as MiniStack's own call would
-                break  # what was received is this batch: it must reach the function
-            batch += received
-            if len(received) < asked or not _may_ask_again(queue_url, received):
-                break
-        return batch
+        token = _esm_batch.set(wanted)
+        try:
+            return receive(queue_url, max_number)
+        finally:
+            _esm_batch.reset(token)  # whatever happened: the next caller on this thread is not us
 
     return receive_messages_for_esm
 
 
-def _may_ask_again(queue_url: str, received: list[dict[str, Any]]) -> bool:
-    """Another call hands out other messages only: not on a FIFO queue, and only while every
-    message received is hidden (MiniStack collects the messages whose visible_at has passed)."""
-    now = time.time()
-    return not queue_url.endswith(FIFO_SUFFIX) and all(m["visible_at"] > now for m in received)
+def collecting_what_the_mapping_asked(collect: Collect) -> Collect:
+    """``collect`` (MiniStack's function), asked for the mapping's batch size instead of its 10
+    when an event source mapping on a standard queue is being served; as shipped otherwise."""
+
+    @functools.wraps(collect)
+    def collect_msgs(q: dict[str, Any], max_n: int, vis_timeout: int) -> list[dict[str, Any]]:
+        wanted = _esm_batch.get(None)
+        if wanted is None or q.get("is_fifo"):
+            return collect(q, max_n, vis_timeout)
+        return collect(q, wanted, vis_timeout)
+
+    return collect_msgs
 
 
 def installed_version() -> str:

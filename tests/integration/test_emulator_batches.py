@@ -53,8 +53,15 @@ def test_the_wrapper_keeps_ministacks_visibility_receive_counts_and_dlq_moves():
         # past maxReceiveCount (2), MiniStack's sweep moves them all to the DLQ, none handed out
         assert run["third"]["batches"] == [] and run["dead_lettered"] == QUEUED
         assert run["fifo"] == [10, 10, 5]  # AWS's limit for FIFO queues, kept
-        # no visibility timeout: a second call would hand the first 10 out again; it is not made
-        assert run["instant_first_batch"] == 10 and run["instant_receive_counts"] == [0, 1]
+        # the ReceiveMessage API keeps its own limit of 10, after the mapping's receives too
+        assert run["receive_message"] == 10
+    # no visibility timeout: one poll still hands each message out once, counted once
+    assert lifted["instant"] == {
+        "batch": QUEUED, "distinct": QUEUED, "receive_counts_in": [1], "receive_counts_out": [],
+    }  # fmt: skip
+    assert shipped["instant"] == {
+        "batch": 10, "distinct": 10, "receive_counts_in": [1], "receive_counts_out": [0],
+    }  # fmt: skip
 
 
 def _probe(limit: int) -> dict:
