@@ -95,8 +95,8 @@ def _require_verified_tls(sslmode: str | None, settings: Settings) -> None:
     raise ConfigError(
         f"DATABASE_URL has {given}: outside local mode the connection to the database must be "
         "encrypted and the server verified. Add sslmode=verify-full to DATABASE_URL, with "
-        "sslrootcert=<the CA's certificate file> (or sslrootcert=system for a public CA)"
-        f"{allow}"
+        "sslrootcert=<the file of the CA that signed the server's certificate> (Amazon RDS: "
+        f"its region's CA bundle){allow}"
     )
 
 

@@ -274,6 +274,20 @@ def test_while_the_store_is_unreachable_no_worker_receives_and_it_resumes_by_its
     assert worker.metrics.store_problem is None
 
 
+def test_a_store_that_answers_but_refuses_the_check_counts_as_reachable(sqs, queues, store):
+    class Refusing(OutageStore):
+        def check(self):
+            raise ValueError("a trigger refused the row")  # the store answered
+
+    stop = ScriptedStop(lambda waits: None)
+    worker = outage_worker(sqs, queues, store, stop)
+    worker.store = Refusing(store, down=False)
+    worker.metrics.store_unreachable("OperationalError: connection refused")
+    worker.poll_once = lambda: stop.set() or 0
+    worker.run(stop)  # would raise if the refusal escaped the loop
+    assert worker.metrics.store_problem is None and stop.waits == []
+
+
 def test_a_stop_during_an_outage_hands_the_batch_back_at_once_and_dead_letters_nothing(
     sqs, queues, store
 ):

@@ -36,8 +36,9 @@ from datasync.core.queues import failure_reason
 LOCK_TIMEOUT_SECONDS = 5
 # PostgreSQL: how long a borrower waits for a connection before the store counts as unreachable.
 BORROW_TIMEOUT_SECONDS = 5.0
-# How long the pool retries one connection attempt (after 1, 2, 4, 8 s) before it starts afresh.
-RECONNECT_WINDOW_SECONDS = 15.0
+# How long the pool retries one connection attempt (after 1, 2, 4 s) before it starts afresh: at
+# most about 4 s between attempts, however long the database is away.
+RECONNECT_WINDOW_SECONDS = 10.0
 # libpq settings applied unless DATABASE_URL sets them: a host that does not answer fails the
 # connection in 5 s, and a peer that vanished mid-query is noticed within about 30 s instead of
 # the kernel's two hours.
