@@ -146,6 +146,14 @@ class Settings(_DestinationQueueUrls):
     # Consumers: the queue to read (KEDA reads the same variable), and where to store.
     queue_url: str | None = Field(None, validation_alias="DATASYNC_QUEUE_URL")
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    # Outside local mode the database connection must be encrypted and the server's certificate
+    # and host name verified (sslmode=verify-full). sslmode=require (or verify-ca) encrypts
+    # without checking whom it talks to: accepted only when this says so.
+    database_allow_unverified_tls: bool = Field(
+        False, validation_alias="DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS"
+    )
+    # libpq's own default sslmode, used when DATABASE_URL does not name one.
+    pgsslmode: str | None = Field(None, validation_alias="PGSSLMODE")
     store_dir: Path = Field(Path("var/stores"), validation_alias="DATASYNC_STORE_DIR")
     health_port: int = Field(0, ge=0, le=65535, validation_alias="DATASYNC_HEALTH_PORT")
     # SQS long-poll wait of a consumer's receive. 20 s (the SQS maximum) keeps empty receives

@@ -1,8 +1,10 @@
-"""Faults to inject into a running pipeline: paused processes and a switchable network path.
+"""Faults to inject into a running pipeline: paused processes, a switchable network path, a
+store file that is locked or cannot be written.
 
 Used by the delivery-guarantee tests and `make soak`. Everything here acts from outside, the way
-an operator's bad day does: signals to real processes, and a TCP proxy between a client and the
-emulator that can forward, refuse connections (nothing listening) or swallow them (a hung peer).
+an operator's bad day does: signals to real processes, a TCP proxy between a client and the
+emulator that can forward, refuse connections (nothing listening) or swallow them (a hung peer),
+and the file system under a SQLite store.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import selectors
 import signal
 import socket
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -128,3 +133,46 @@ class SwitchableProxy:
         if self._listener is not None:
             self._listener.close()
         self._reset_all()
+
+
+class FaultUnavailable(RuntimeError):
+    """This machine cannot inject the fault (the message says why)."""
+
+
+@contextlib.contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """``path`` cannot be opened for writing, by anyone, until the block ends.
+
+    Root ignores permission bits, so as root the file is made immutable (``chattr +i``, which
+    needs CAP_LINUX_IMMUTABLE and a file system that has the flag; FaultUnavailable otherwise);
+    anyone else gets a read-only file. Connections already open keep writing (their descriptors
+    were opened before): the fault reaches a process when it opens the file again.
+    """
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise FaultUnavailable(f"chattr +i {path} failed: {made.stderr.strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        return
+    mode = path.stat().st_mode
+    path.chmod(0o444)
+    try:
+        yield
+    finally:
+        path.chmod(mode)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """SQLite's write lock on ``path`` held (BEGIN EXCLUSIVE) until the block ends: writers wait
+    for it, then fail with "database is locked"; WAL readers still read."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()

@@ -7,6 +7,7 @@ APIs of the emulator, and reading the destination stores.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +119,54 @@ class Pipeline:
             return store.get(key)
         finally:
             store.close()
+
+
+class ReadinessWatch:
+    """Polls the consumers' ``/readyz`` (destination -> health port) in a thread, and keeps
+    every answer that differs from the one before: (time.time(), status, body)."""
+
+    def __init__(self, ports: dict[str, int], interval: float = 0.25):
+        self.ports, self.interval = ports, interval
+        self.seen: dict[str, list[tuple[float, int, str]]] = {d: [] for d in ports}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="readiness", daemon=True)
+
+    def __enter__(self) -> ReadinessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for destination, port in self.ports.items():
+                status, body = readiness(port)
+                answers = self.seen[destination]
+                if not answers or answers[-1][1:] != (status, body):
+                    answers.append((time.time(), status, body))
+            self._stop.wait(self.interval)
+
+    def unready(self, destination: str, since: float) -> list[str]:
+        """The reasons ``destination`` gave for being unready since ``since``."""
+        return [
+            body for at, status, body in self.seen[destination] if at >= since and status != 200
+        ]
+
+    def ready_now(self, destination: str) -> bool:
+        return readiness(self.ports[destination])[0] == 200
+
+
+def readiness(port: int) -> tuple[int, str]:
+    """(status, body) of a consumer's /readyz; (0, why) when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:  # noqa: S310
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode().strip()
+    except OSError as exc:
+        return 0, type(exc).__name__
 
 
 def wait_until(

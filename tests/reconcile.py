@@ -31,6 +31,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,14 @@ class LoadClient:
         return None
 
 
+def run_in_background(client: LoadClient, workload: Workload):
+    """``client.run(workload)`` in a thread: (the thread, {"ledger": ...} once it is done)."""
+    result: dict[str, Ledger] = {}
+    thread = threading.Thread(target=lambda: result.update(ledger=client.run(workload)))
+    thread.start()
+    return thread, result
+
+
 class _Pacer:
     """Open-loop pacing: the n-th send is due at start + n / rate, whatever the answers took."""
 
@@ -375,6 +384,12 @@ class StoreReader:
             (since,),
         )
         return {r[0] for r in rows}
+
+    def applied_times(self, destination: str) -> dict[str, float]:
+        """event id -> when the store applied it (epoch seconds, the consumers' clock)."""
+        table = f"datasync_{destination}_applied_events"
+        rows = self._query(destination, f"SELECT event_id, applied_at FROM {table}")  # noqa: S608
+        return {r[0]: datetime.fromisoformat(str(r[1])).timestamp() for r in rows}
 
     def states(self, destination: str, keys: list[str]) -> dict[str, dict[str, Any]]:
         """key -> {"fields", "versions", "deleted"} for the keys that have a row."""

@@ -45,7 +45,8 @@ def test_a_reader_sees_what_a_consumer_applied(make_store):
 def test_a_reader_does_not_recreate_a_table_a_bad_migration_renamed(make_store):
     consumer = make_store("crm")
     consumer.apply([record(key="u1", at=1, name="Ada")])
-    consumer._sql("ALTER TABLE datasync_crm_records RENAME TO datasync_crm_records_renamed")
+    with consumer._session() as sql:
+        sql("ALTER TABLE datasync_crm_records RENAME TO datasync_crm_records_renamed")
     with pytest.raises(StoreNotReady, match="no table datasync_crm_"):
         make_store("crm", read_only=True).get("u1")
     # Had the first reader created the table, this one would find it empty and answer None.
@@ -134,7 +135,7 @@ def test_state_survives_reopening(make_store):
 def test_a_failure_reason_does_not_quote_the_records_values(make_store, monkeypatch):
     store = make_store("crm")
 
-    def choke(record):  # as drivers do, the error quotes what it was given
+    def choke(sql, record):  # as drivers do, the error quotes what it was given
         raise ValueError(f"cannot store {record.fields['email']!r}")
 
     monkeypatch.setattr(store, "_merge", choke)

@@ -31,7 +31,7 @@ from typing import Any
 from apps.cli import common, dlq_commands, logs, replay, send, status, trace
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
-from datasync.core.stores import StoreNotReady
+from datasync.core.stores import StoreNotReady, StoreUnavailable
 from datasync.local_layout import LayoutError
 from datasync.settings import ConfigError
 
@@ -179,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     except StoreNotReady as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return exit_codes.FAILED
+    except StoreUnavailable as exc:
+        print(
+            f"datasync: the store cannot be reached ({exc.reason}): check DATABASE_URL "
+            "(or DATASYNC_STORE_DIR) and that the database is up",
+            file=sys.stderr,
+        )
+        return exit_codes.UNAVAILABLE
     except (BotoCoreError, ClientError) as exc:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
         print(

@@ -1,10 +1,13 @@
-"""The consumer process, built once: settings, the SQS client, one store per worker thread
-(SQLite/psycopg connections are not shared between threads), the health endpoint.
+"""The consumer process, built once: settings, the SQS client, the store its worker threads
+share (a PostgreSQL pool with a connection per thread; SQLite lends its one connection to a
+thread at a time), the health endpoint.
 
 Outside local mode (DATASYNC_ENV is not ``local``) a consumer refuses to start without
 DATABASE_URL: in a container a SQLite file lives on the pod's disk, so every replica would
-hold a fragment of the store and scaling to zero would wipe it. Exit codes are those of
-``datasync.core.exit_codes`` (5: misconfigured, 4: the queue cannot be reached).
+hold a fragment of the store and scaling to zero would wipe it. There, too, the connection must
+be encrypted and the server verified (``sslmode=verify-full``). A database that cannot be
+reached at start is no reason to exit: the workers wait for it (not ready meanwhile). Exit codes
+are those of ``datasync.core.exit_codes`` (5: misconfigured, 4: the queue cannot be reached).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from datasync.core import exit_codes
 from datasync.core.aws import client
 from datasync.core.logging import configure_logging
 from datasync.core.queues import error_code
-from datasync.core.stores import open_store
+from datasync.core.stores import SqlStore, StoreUnavailable, open_store
+from datasync.core.stores.connections import postgres_sslmode
 from datasync.settings import ConfigError, Settings
 
 logger = logging.getLogger("datasync.consumer")
@@ -49,15 +53,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+VERIFIED_TLS = "verify-full"
+UNVERIFIED_TLS = ("require", "verify-ca")  # encrypted; the server's name (or CA) not checked
+
+
 def database_url(settings: Settings) -> str | None:
     """The consumer's DATABASE_URL; None (SQLite in DATASYNC_STORE_DIR) only in local mode."""
     url = settings.database_dsn()
     if url is None and settings.env != "local":
         raise ConfigError(
             "DATABASE_URL is not set: outside local mode a consumer needs a PostgreSQL database "
-            "(set DATABASE_URL=postgresql://...; DATASYNC_ENV=local allows SQLite files)"
+            "(set DATABASE_URL=postgresql://...?sslmode=verify-full; DATASYNC_ENV=local allows "
+            "SQLite files)"
         )
+    if url is not None:
+        try:
+            sslmode = postgres_sslmode(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if settings.env != "local":
+            _require_verified_tls(sslmode or settings.pgsslmode, settings)
     return url
+
+
+def _require_verified_tls(sslmode: str | None, settings: Settings) -> None:
+    """Outside local mode: sslmode=verify-full, or require/verify-ca when explicitly allowed."""
+    if sslmode == VERIFIED_TLS:
+        return
+    if sslmode in UNVERIFIED_TLS and settings.database_allow_unverified_tls:
+        logger.warning(
+            "the database's certificate is not fully verified", extra={"sslmode": sslmode}
+        )
+        return
+    given = f"sslmode={sslmode}" if sslmode else "no sslmode (libpq then tries plain text)"
+    allow = ""
+    if sslmode in UNVERIFIED_TLS:
+        allow = (
+            f"; to accept sslmode={sslmode}, which encrypts without checking whom it talks to, "
+            "set DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS=true"
+        )
+    raise ConfigError(
+        f"DATABASE_URL has {given}: outside local mode the connection to the database must be "
+        "encrypted and the server verified. Add sslmode=verify-full to DATABASE_URL, with "
+        "sslrootcert=<the file of the CA that signed the server's certificate> (Amazon RDS: "
+        f"its region's CA bundle){allow}"
+    )
 
 
 def run(argv: list[str] | None, stop: threading.Event) -> int:
@@ -91,26 +131,49 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
         )
         return exit_codes.UNAVAILABLE
     metrics = ConsumerMetrics(args.destination)
+    threads = max(1, args.concurrency)
+    store = open_store(
+        args.destination, database_url=dsn, store_dir=settings.store_dir,
+        prepare=False, pool_size=threads,
+    )  # fmt: skip
+    prepare_store(store, metrics)
     workers = [
         ConsumerWorker(
             sqs=sqs,
             queue_url=queue_url,
-            store=open_store(args.destination, database_url=dsn, store_dir=settings.store_dir),
+            store=store,
             redrive=redrive,
             metrics=metrics,
             wait_seconds=settings.receive_wait_seconds,
             batch_window_seconds=settings.receive_batch_window_seconds,
         )
-        for _ in range(max(1, args.concurrency))
+        for _ in range(threads)
     ]
     if settings.health_port:
         start_health_server(args.health_host, settings.health_port, metrics)
     logger.info(
         "consumer started", extra={"destination": args.destination, "threads": len(workers)}
     )
-    run_until_stopped(workers, stop)
+    try:
+        run_until_stopped(workers, stop)
+    finally:
+        store.close()
     logger.info("consumer stopped", extra={"counts": metrics.snapshot()})
     return exit_codes.OK
+
+
+def prepare_store(store: SqlStore, metrics: ConsumerMetrics) -> None:
+    """Create the store's tables now if the database answers; otherwise the workers wait."""
+    try:
+        store.prepare()
+    except StoreUnavailable as exc:
+        metrics.store_unreachable(exc.reason)
+        logger.warning(
+            "store unreachable at start; receiving nothing until it answers",
+            extra={"reason": exc.reason},
+        )
+    else:
+        metrics.store_reachable()
 
 
 def run_until_stopped(workers: list[ConsumerWorker], stop: threading.Event) -> None:
@@ -126,5 +189,3 @@ def run_until_stopped(workers: list[ConsumerWorker], stop: threading.Event) -> N
     while any(thread.is_alive() for thread in threads):
         for thread in threads:
             thread.join(timeout=0.5)
-    for worker in workers:
-        worker.store.close()

@@ -6,6 +6,7 @@ own keeps tests and several workers in one test process apart.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from typing import Literal
@@ -33,6 +34,12 @@ class ConsumerMetrics:
         self.destination = destination
         self.registry = registry or CollectorRegistry()
         self.last_poll = time.monotonic()
+        self.last_progress = self.last_poll  # a receive returned, or a wait for the store turned
+        # Why the store cannot take writes now (None: it can). Readiness answers it; a consumer
+        # is not ready before its store first answered.
+        self.store_problem: str | None = "the store has not answered yet"
+        self._store_down_since: float | None = None  # when an outage began
+        self._store_lock = threading.Lock()
         records = Counter(
             "datasync_consumer_records",
             "Records handled, by outcome.",
@@ -70,6 +77,12 @@ class ConsumerMetrics:
             ["destination"],
             registry=self.registry,
         ).labels(destination).set_function(self.seconds_since_poll)
+        Gauge(
+            "datasync_consumer_store_unreachable",
+            "1 while the store cannot be reached or cannot take writes (nothing is received).",
+            ["destination"],
+            registry=self.registry,
+        ).labels(destination).set_function(lambda: float(self.store_problem is not None))
 
     def add(self, outcome: RecordOutcome, count: int = 1) -> None:
         self._records[outcome].inc(count)
@@ -85,10 +98,37 @@ class ConsumerMetrics:
             self._lag.observe(max(0.0, (applied_at - occurred_at).total_seconds()))
 
     def polled(self) -> None:
-        self.last_poll = time.monotonic()
+        self.last_poll = self.last_progress = time.monotonic()
 
     def seconds_since_poll(self) -> float:
         return time.monotonic() - self.last_poll
+
+    def progressed(self) -> None:
+        """The loop turned without a receive (it waits for the store): alive, not stuck."""
+        self.last_progress = time.monotonic()
+
+    def seconds_since_progress(self) -> float:
+        return time.monotonic() - self.last_progress
+
+    def store_unreachable(self, reason: str) -> bool:
+        """The store cannot take writes, for ``reason``; True if it could until now."""
+        with self._store_lock:
+            began = self._store_down_since is None
+            if began:
+                self._store_down_since = time.monotonic()
+            self.store_problem = f"store unreachable: {reason}"
+            return began
+
+    def store_reachable(self) -> float | None:
+        """The store takes writes; how long it did not (None if it did already)."""
+        with self._store_lock:
+            since, self._store_down_since = self._store_down_since, None
+            self.store_problem = None
+        return None if since is None else time.monotonic() - since
+
+    def seconds_store_unreachable(self) -> float:
+        since = self._store_down_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def snapshot(self) -> dict[str, int]:
         """The records counted so far, by outcome (those seen at least once)."""

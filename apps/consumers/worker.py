@@ -14,8 +14,13 @@ worker's job is to never lose a record, and to retry or dead-letter each one on 
   body that is not a valid record or pack (whatever its text: nested 100,000 deep, 256 KiB of
   garbage, wrong types, a version its producer would not write), another destination's, or a
   ``delivery_attempt`` attribute that is not an attempt; the rest of the batch is applied;
-- when the store is down the whole batch waits and retries, and records on their last
-  attempt are dead-lettered with that reason too (the redrive policy would move them silently);
+- a store that cannot be reached (``StoreUnavailable``: down, restarting, failing over,
+  read-only, locked, unwritable) is no record's failure: the worker keeps the batch in hand
+  invisible (a visibility heartbeat) and retries it as it is, with a capped backoff, and no
+  worker of the process receives anything until the store answers again (each receive counts
+  toward the queue's maxReceiveCount); readiness says why meanwhile. A store that fails the
+  whole batch for another reason counts as every record's failure, and records on their last
+  attempt are dead-lettered with that reason (the redrive policy would move them silently);
 - a crash at any point loses nothing: what was not deleted comes back, and the stores ignore
   what they already applied;
 - an unexpected error while handling a batch does not end the worker: it is logged (type and
@@ -31,7 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +63,7 @@ from datasync.core.queues import (
     validation_problems,
 )
 from datasync.core.retry import backoff_delay
-from datasync.core.stores import SqlStore
+from datasync.core.stores import RecordResult, SqlStore, StoreUnavailable
 
 logger = logging.getLogger("datasync.consumer")
 
@@ -69,6 +74,16 @@ BATCH_SIZE = 10
 RECEIVE_RETRY_BASE_SECONDS = 1
 RECEIVE_RETRY_CAP_SECONDS = 20
 HOUSEKEEPING_SECONDS = 60
+# Waiting out an unreachable store: a retry after about 0.5, 1, 2, 4 s, then every 2.5-5 s, so
+# that what waited is applied within seconds of the database's return.
+STORE_RETRY_BASE_SECONDS = 0.5
+STORE_RETRY_CAP_SECONDS = 5
+# Meanwhile the batch in hand is hidden for HOLD_SECONDS more every HEARTBEAT_SECONDS: no other
+# consumer receives it again. The margin covers one store attempt that hangs (connect and lock
+# timeouts 5 s, a vanished peer about 30 s).
+HOLD_SECONDS = 60
+HEARTBEAT_SECONDS = 15
+STILL_DOWN_LOG_SECONDS = 30  # a store still unreachable is logged again this often
 # Message attributes that trace a message to its events (a record's or a pack's).
 TRACE_ATTRIBUTES = ("event_id", "correlation_id", "event_ids", "correlation_ids")
 
@@ -107,11 +122,18 @@ class ConsumerWorker:
     # one per call (each call costs both ends about a millisecond of CPU). A full batch means a
     # backlog: the next receive follows at once, so the window never limits throughput.
     batch_window_seconds: float = 0.0
+    # Set by run(); poll_once() alone never stops waiting for an unreachable store.
+    stop: threading.Event = field(default_factory=threading.Event)
     _next_housekeeping: float = 0.0
+    _store_failures: int = 0  # in a row, for the backoff
+    _down_logged_at: float = 0.0
 
     def run(self, stop: threading.Event) -> None:
+        self.stop = stop
         failures = 0
         while not stop.is_set():
+            if self.metrics.store_problem is not None and not self._store_answers():
+                continue
             try:
                 received = self.poll_once()
             except (BotoCoreError, ClientError) as exc:
@@ -146,12 +168,14 @@ class ConsumerWorker:
         """Now and then, between batches: forget for good the marketing details nobody may see
         once their retention is over (datasync/contract/consent.py says why they wait)."""
         now = time.monotonic()
-        if now < self._next_housekeeping:
+        if now < self._next_housekeeping or self.metrics.store_problem is not None:
             return
         self._next_housekeeping = now + HOUSEKEEPING_SECONDS
         try:
             forgotten = self.store.forget_expired_hidden()
-        except Exception:  # noqa: BLE001 - the store may be down; the next round retries
+        except StoreUnavailable:
+            return  # the next batch finds it out and waits; the next round retries
+        except Exception:  # noqa: BLE001 - the next round retries
             logger.warning("housekeeping failed; will try again", exc_info=True)
             return
         if forgotten:
@@ -180,18 +204,20 @@ class ConsumerWorker:
         later: list[Delivery] = []
         if records:
             self.metrics.batch_records(len(records))
-        started = time.perf_counter()
         try:
-            results = self.store.apply(records)
-        except Exception as exc:  # noqa: BLE001 - the store is down: every record waits and retries
-            logger.exception("store unavailable; the batch will be retried")
+            results = self._apply_waiting(records, deliveries, done)
+        except StoreUnavailable:  # stopped while the store is still unreachable
+            self._release(deliveries)
+            return
+        except Exception as exc:  # noqa: BLE001 - the store failed the batch: every record retries
             personal = [v for record in records for v in string_values(record.fields)]
-            reason = f"store unavailable: {failure_reason(exc, personal)}"
+            reason = f"store failed the batch: {failure_reason(exc, personal)}"
+            # The reason, not the traceback: a driver's message may quote the records' values.
+            logger.error("the store failed the batch; it will be retried", extra={"reason": reason})
             for delivery in deliveries:
                 failed = [(record, reason) for record in delivery.records]
                 self._settle(delivery, failed, done, later, quiet=True)
         else:
-            self.metrics.applied_in(time.perf_counter() - started)
             traced = self._settle_all(deliveries, iter(results), done, later, now_utc())
             if traced:
                 # One line per batch, as the Lambda logs: log shipping is billed per GB, and a
@@ -200,6 +226,108 @@ class ConsumerWorker:
                 logger.info("batch applied", extra={"events": traced})
         self._delete(done)
         self._retry_later(later)
+
+    def _apply_waiting(self, records, deliveries, done) -> list[RecordResult]:
+        """Apply the batch; while the store is unreachable, hold it and try again.
+
+        Holding: the messages already dead-lettered are deleted (they must not come back), the
+        others are kept invisible, and nothing counts as an attempt: the batch was received
+        once. Raises StoreUnavailable if told to stop while the store is still unreachable."""
+        next_heartbeat = 0.0
+        while True:
+            started = time.perf_counter()
+            try:
+                results = self.store.apply(records) if records else []
+            except StoreUnavailable as exc:
+                self._store_down(exc)
+                if self.stop.is_set():
+                    raise
+                self._delete(done)
+                done.clear()
+                if time.monotonic() >= next_heartbeat:
+                    next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+                    self._change_visibility(deliveries, HOLD_SECONDS, "keep the batch in hand")
+                self.stop.wait(self._store_wait())
+                continue
+            if records:
+                self.metrics.applied_in(time.perf_counter() - started)
+            self._store_back()
+            return results
+
+    def _store_answers(self) -> bool:
+        """While the store is unreachable the worker receives nothing: it checks the store,
+        with backoff, until it takes writes again (True)."""
+        try:
+            self.store.check()
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+            self.stop.wait(self._store_wait())
+            return False
+        except Exception:  # noqa: BLE001, S110 - it answered (refusing the check's row): the
+            pass  # records will say more, each on its own
+        self._store_back()
+        return True
+
+    def _store_wait(self) -> float:
+        return backoff_delay(
+            self._store_failures, base=STORE_RETRY_BASE_SECONDS, cap=STORE_RETRY_CAP_SECONDS
+        )
+
+    def _store_down(self, exc: StoreUnavailable) -> None:
+        self._store_failures += 1
+        self.metrics.progressed()  # waiting is no reason for liveness to restart the consumer
+        now = time.monotonic()
+        if self.metrics.store_unreachable(exc.reason):
+            logger.warning(
+                "store unreachable; receiving nothing until it answers",
+                extra={"reason": exc.reason},
+            )
+            self._down_logged_at = now
+        elif not self._down_logged_at:
+            self._down_logged_at = now  # another worker said it began
+        elif now - self._down_logged_at >= STILL_DOWN_LOG_SECONDS:
+            logger.warning(
+                "store still unreachable",
+                extra={"reason": exc.reason,
+                       "seconds": round(self.metrics.seconds_store_unreachable())},
+            )  # fmt: skip
+            self._down_logged_at = now
+
+    def _store_back(self) -> None:
+        self._store_failures = 0
+        self._down_logged_at = 0.0
+        outage = self.metrics.store_reachable()
+        if outage is not None:
+            logger.info("store reachable again", extra={"outage_seconds": round(outage, 1)})
+
+    def _release(self, deliveries: list[Delivery]) -> None:
+        """Stopping with the store unreachable: the batch in hand goes back to the queue now,
+        for the consumer that replaces this one (it counts one receive more)."""
+        logger.warning(
+            "stopping while the store is unreachable; the batch in hand goes back to the queue",
+            extra={"messages": len(deliveries)},
+        )
+        self._change_visibility(deliveries, 0, "hand the batch back")
+
+    def _change_visibility(self, deliveries: list[Delivery], seconds: int, why: str) -> None:
+        if not deliveries:
+            return
+        entries = [
+            {"Id": str(i), "ReceiptHandle": d.message["ReceiptHandle"],
+             "VisibilityTimeout": seconds}
+            for i, d in enumerate(deliveries)
+        ]  # fmt: skip
+        try:
+            response = self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url, Entries=entries
+            )
+        except (BotoCoreError, ClientError) as exc:
+            problem: dict[str, Any] = {"error": error_code(exc)}
+        else:
+            if not response.get("Failed"):
+                return
+            problem = {"count": len(response["Failed"])}
+        logger.warning("could not change the batch's visibility", extra={"to": why, **problem})
 
     def _settle_all(
         self, deliveries, results, done, later, applied_at: datetime

@@ -9,7 +9,7 @@ code for a usage error (unknown command or option), so nothing else uses it.
 | 1 | did not succeed: a redrive left messages behind, a replay failed, a store is missing |
 | 2 | usage error (argparse) |
 | 3 | absent: no such record, or the user was erased, or the contact is not subscribed |
-| 4 | AWS (or the emulator) cannot be reached |
+| 4 | AWS (or the emulator) cannot be reached, or a store's database cannot (the CLI) |
 | 5 | misconfigured: a setting is missing or wrong (the message says which to set) |
 """
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +20,7 @@ from devstack.local_stack import LocalStack, StackConfig
 from devstack.paths import ROOT
 from devstack.settings import stack_settings
 from tests.pipeline import Pipeline, free_port, supervise
+from tests.postgres import running_postgres
 
 APPS_BACK_SECONDS = 45  # the supervisor's restart backoff is capped at 30 s
 
@@ -110,62 +109,7 @@ def cli(pipeline, stack, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory):
-    """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl), stopped at session end."""
-    initdb = _pg_binary("initdb")
-    pg_ctl = _pg_binary("pg_ctl")
-    data = tmp_path_factory.mktemp("pgdata")
-    port = free_port()
-    run_as = _unprivileged_prefix(data)
-    subprocess.run(
-        [*run_as, initdb, "-D", str(data), "-U", "datasync", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    log = data / "server.log"
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o",
-         f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off", "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql://datasync@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-
-
-def _pg_binary(name: str) -> str:
-    import shutil
-
-    found = shutil.which(name) or next(
-        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
-    )
-    if not found:
-        pytest.fail(
-            f"{name} not found: install the PostgreSQL server (e.g. apt-get install postgresql)"
-        )
-    return str(found)
-
-
-def _unprivileged_prefix(data: Path) -> list[str]:
-    """PostgreSQL refuses to run as root: use a throwaway user's identity when we are root."""
-    if os.geteuid() != 0:
-        return []
-    import pwd
-
-    user = "nobody"
-    pwd.getpwnam(user)
-    os.chmod(data, 0o700)
-    os.chown(data, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-    for parent in data.parents:  # let the user reach its data directory
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    return [
-        "setpriv",
-        f"--reuid={user}",
-        f"--regid={pwd.getpwnam(user).pw_gid}",
-        "--clear-groups",
-        "--",
-    ]
+    """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl), stopped at session end.
+    Without PostgreSQL's server binaries it errors with what to install."""
+    with running_postgres(tmp_path_factory.mktemp("pgdata")) as server:
+        yield server.url

@@ -7,7 +7,7 @@
   reason, and its receives are counted (the consumer's log and the dead letter both say so);
 - a transient Lambda failure (the destination queue deleted and re-created while events flow, so
   SendMessageBatch fails for a while) is retried, and every event is applied once;
-- a redrive after a fix (a store that was locked) applies each message once; repeating it, even
+- a redrive after a fix (a trigger that refused every row) applies each message once; repeating it, even
   with the same messages back in the DLQ, applies nothing twice. That consumer then stops on
   SIGTERM within its long-poll wait.
 
@@ -378,6 +378,12 @@ def test_a_destination_queue_that_is_gone_for_a_while_delays_events_and_loses_no
 # -- redrive after a fix -------------------------------------------------------------------------
 RECORDS = 5
 RECEIVE_WAIT = 5  # the consumer's DATASYNC_RECEIVE_WAIT_SECONDS: a stop takes at most this long
+REFUSE_EVERY_ROW = """
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'broken on purpose'; END $$;
+CREATE TRIGGER broken BEFORE INSERT ON datasync_crm_applied_events
+    FOR EACH ROW EXECUTE FUNCTION refuse();
+"""
 
 
 @pytest.fixture
@@ -396,9 +402,7 @@ def own_database(postgres_url: str):
     schema = f"redrive_{tag()}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    # A short lock_timeout: a locked table fails the consumer's write at once, as a store that
-    # is down does, instead of making it wait.
-    yield f"{postgres_url}?options=-csearch_path%3D{schema}%20-clock_timeout%3D300"
+    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
 
 
 @pytest.mark.postgres
@@ -420,18 +424,19 @@ def test_redrive_after_a_fix_applies_each_message_once_and_repeating_it_applies_
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        # The consumer creates its tables as it starts; the lock must come after that.
+        # The consumer creates its tables as it starts; the trigger must come after that.
         wait_until(lambda: "consumer started" in log.read_text(), what="the consumer started")
         store = open_store("crm", database_url=own_database)
         records = [fresh_record("crm", fields={"name": f"Redriven {i}"}) for i in range(RECORDS)]
-        with psycopg.connect(own_database) as lock:
-            # The fault: the store refuses every write while this transaction holds the lock.
-            lock.execute("LOCK TABLE datasync_crm_applied_events IN ACCESS EXCLUSIVE MODE")
+        with psycopg.connect(own_database, autocommit=True) as db:
+            # The fault: a bad migration makes the store refuse every row (a store that cannot
+            # be reached would not count: its records wait, they are not dead-lettered).
+            db.execute(REFUSE_EVERY_ROW)
             for r in records:
                 sqs.send_message(QueueUrl=own_queue["queue"], MessageBody=r.model_dump_json())
             wait_until(lambda: queue_depth(pipeline, own_queue["dlq"]) == RECORDS, timeout=90,
-                       what="every record dead-lettered while the store is locked")  # fmt: skip
-            lock.rollback()  # the fix
+                       what="every record dead-lettered while the store refuses them")  # fmt: skip
+            db.execute("DROP TRIGGER broken ON datasync_crm_applied_events")  # the fix
         for name, value in {**pipeline.env, "DATASYNC_ENV_FILE": str(tmp_path / "none.env"),
                             "DATASYNC_CRM_QUEUE_URL": own_queue["queue"],
                             "DATASYNC_CRM_DLQ_URL": own_queue["dlq"]}.items():  # fmt: skip
@@ -439,7 +444,7 @@ def test_redrive_after_a_fix_applies_each_message_once_and_repeating_it_applies_
         assert main(["dlq", "list", "crm", "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert {(m["stage"], m["receive_count"]) for m in shown} == {("consume", "3")}
-        assert all(m["reason"].startswith("LockNotAvailable: canceling statement") for m in shown)
+        assert all(m["reason"].startswith("RaiseException: broken on purpose") for m in shown)
         bodies = [m["Body"] for m in _peek_all(sqs, own_queue["dlq"])]
 
         assert _redrive(main, capsys) == {"to_buffer_queue": 0, "to_queue": RECORDS, "failed": []}

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 import uuid
@@ -33,6 +32,7 @@ from tests.reconcile import (
     StoreReader,
     Workload,
     logged_outcomes,
+    run_in_background,
     wait_until_settled,
 )
 
@@ -75,13 +75,6 @@ def let_dead_long_polls_end(stack) -> None:
 
 def pid_of(stack, name: str) -> int:
     return stack.apps[name].process.pid
-
-
-def run_in_background(client: LoadClient, workload: Workload):
-    result: dict[str, Ledger] = {}
-    thread = threading.Thread(target=lambda: result.update(ledger=client.run(workload)))
-    thread.start()
-    return thread, result
 
 
 def test_consumers_killed_again_and_again_while_events_flow(pipeline, stack, reader):

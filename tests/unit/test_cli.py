@@ -70,6 +70,15 @@ def test_get_says_there_is_no_store_yet_and_creates_none(local_settings, capsys)
     assert not local_settings.exists()
 
 
+def test_get_says_the_store_cannot_be_reached_and_exits_4(local_settings, capsys):
+    (local_settings / "crm.sqlite3").mkdir(parents=True)  # there, but no database can open
+    assert main(["get", "crm", USER]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert (
+        "datasync: the store cannot be reached (OperationalError: " in err and "DATABASE_URL" in err
+    )
+
+
 def test_an_erased_user_is_absent_and_the_tombstone_only_internal(local_settings, capsys):
     apply_events(local_settings, to_crm, "crm", "user_created", "user_deleted")
     assert main(["get", "crm", USER]) == ABSENT

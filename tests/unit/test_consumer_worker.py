@@ -136,12 +136,14 @@ def test_a_message_that_is_not_a_record_goes_to_the_dlq_at_once(worker, sqs, que
 
 
 class BrokenStore:
+    """A store that answers but fails every batch as a whole (not: cannot be reached)."""
+
     destination = "crm"
 
     def apply(self, records):
         records = list(records)
         # As drivers do, the error quotes what it was given.
-        raise ConnectionError(f"database down while writing {records[0].fields['name']}")
+        raise RuntimeError(f"commit refused while writing {records[0].fields['name']}")
 
 
 def broken_store_worker(sqs, queues):
@@ -156,7 +158,7 @@ def broken_store_worker(sqs, queues):
     )
 
 
-def test_when_the_store_is_down_nothing_is_deleted(sqs, queues):
+def test_when_the_store_fails_the_batch_nothing_is_deleted(sqs, queues):
     worker = broken_store_worker(sqs, queues)
     worker.backoff = lambda receive_count: 30
     send(sqs, queues["queue"], record(key="u1", at=1, name="Ada").model_dump_json())
@@ -165,7 +167,9 @@ def test_when_the_store_is_down_nothing_is_deleted(sqs, queues):
     assert drain(sqs, queues["dlq"]) == []
 
 
-def test_when_the_store_stays_down_the_last_delivery_is_dead_lettered_with_the_reason(sqs, queues):
+def test_when_the_store_keeps_failing_the_batch_the_last_delivery_is_dead_lettered_with_the_reason(
+    sqs, queues, caplog
+):
     worker = broken_store_worker(sqs, queues)
     send(sqs, queues["queue"], record(key="u1", at=1, name="Ada Lovelace").model_dump_json())
     for _ in range(2):
@@ -174,8 +178,9 @@ def test_when_the_store_stays_down_the_last_delivery_is_dead_lettered_with_the_r
     assert worker.poll_once() == 1  # the third delivery is the queue's maxReceiveCount
     [dead] = drain(sqs, queues["dlq"])
     reason = dead["MessageAttributes"]["failure_reason"]["StringValue"]
-    assert reason == "store unavailable: ConnectionError: database down while writing <redacted>"
+    assert reason == "store failed the batch: RuntimeError: commit refused while writing <redacted>"
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
+    assert "Ada" not in caplog.text, "no personal data in logs"
 
 
 class StoppingStore:
@@ -275,8 +280,61 @@ def test_outside_local_mode_a_consumer_refuses_to_start_without_a_database(
     with pytest.raises(ConfigError):
         database_url(Settings(DATASYNC_ENV="aws"))
     assert database_url(Settings(DATASYNC_ENV="local")) is None  # local: SQLite files
-    dsn = "postgresql://db/datasync"
+    dsn = "postgresql://db/datasync?sslmode=verify-full"
     assert database_url(Settings(DATASYNC_ENV="aws", DATABASE_URL=dsn)) == dsn
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:secret@db/datasync",  # libpq's default, prefer: plain text if refused
+        "postgresql://app:secret@db/datasync?sslmode=prefer",
+        "postgresql://app:secret@db/datasync?sslmode=disable",
+        "postgresql://app:secret@db/datasync?sslmode=require",
+        "host=db dbname=datasync password=secret sslmode=verify-ca",
+    ],
+)
+def test_outside_local_mode_a_database_connection_that_is_not_verified_tls_is_refused(
+    url, monkeypatch, tmp_path, capsys, signal_handlers
+):
+    monkeypatch.setenv("DATASYNC_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("DATASYNC_ENV", "aws")
+    monkeypatch.setenv("DATASYNC_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/1/crm")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    monkeypatch.delenv("DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS", raising=False)
+    assert main(["--destination", "crm"]) == exit_codes.CONFIG
+    [line] = capsys.readouterr().err.splitlines()
+    assert "Add sslmode=verify-full to DATABASE_URL" in line and "sslrootcert=" in line, line
+    assert "secret" not in line
+    unverified = "require" in url or "verify-ca" in url
+    assert ("DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS=true" in line) == unverified, line
+
+
+def test_verified_tls_is_accepted_and_unverified_tls_only_when_allowed(monkeypatch):
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    monkeypatch.delenv("DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS", raising=False)
+
+    def url_of(env="aws", **settings):
+        return database_url(Settings(DATASYNC_ENV=env, **settings))
+
+    verified = "postgresql://db/datasync?sslmode=verify-full&sslrootcert=/etc/ssl/rds.pem"
+    assert url_of(DATABASE_URL=verified) == verified
+    required = "postgresql://db/datasync?sslmode=require"
+    with pytest.raises(ConfigError):
+        url_of(DATABASE_URL=required)
+    assert url_of(DATABASE_URL=required, DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS="true") == required
+    disabled = "postgresql://db/datasync?sslmode=disable"
+    with pytest.raises(ConfigError):
+        url_of(DATABASE_URL=disabled, DATASYNC_DATABASE_ALLOW_UNVERIFIED_TLS="true")
+    # libpq's PGSSLMODE counts when the URL names no sslmode; the URL's own wins.
+    assert url_of(DATABASE_URL="postgresql://db/datasync", PGSSLMODE="verify-full")
+    with pytest.raises(ConfigError):
+        url_of(DATABASE_URL=disabled, PGSSLMODE="verify-full")
+    assert url_of("local", DATABASE_URL="postgresql://127.0.0.1/datasync")  # a local server
+    with pytest.raises(ConfigError, match="neither a postgresql:// URL") as info:
+        url_of("local", DATABASE_URL="host=db password=secret oops")
+    assert "secret" not in str(info.value)
 
 
 def test_the_consumer_long_polls_as_long_as_its_setting_says_and_stops_on_sigterm(
@@ -358,19 +416,19 @@ def test_health_and_metrics_endpoints():
     metrics.add("applied", 3)
     server = start_health_server("127.0.0.1", 0, metrics)
     try:
-        port = server.server_address[1]
+        port = server.port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
             assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             assert b'datasync_consumer_records_total{destination="crm",outcome="applied"} 3.0' in (
                 r.read()
             )
-        metrics.last_poll -= 3600
+        metrics.last_progress -= 3600
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
         assert info.value.code == 503
     finally:
-        server.shutdown()
+        server.close()
 
 
 def test_a_batch_logs_one_line_that_traces_every_record(worker, sqs, queues, caplog):
@@ -527,7 +585,9 @@ def test_a_crash_after_resending_and_before_deleting_loses_nothing(worker, sqs, 
     assert dead == {bad.event_id}
 
 
-def test_a_pack_on_its_last_attempt_with_the_store_down_dead_letters_each_record(sqs, queues):
+def test_a_pack_on_its_last_attempt_whose_batch_the_store_fails_dead_letters_each_record(
+    sqs, queues
+):
     worker = broken_store_worker(sqs, queues)
     records = [record(key=f"u{i}", at=1, name="Ada Lovelace") for i in range(2)]
     send_pack(sqs, queues["queue"], *records, delivery_attempt="3")
@@ -537,7 +597,9 @@ def test_a_pack_on_its_last_attempt_with_the_store_down_dead_letters_each_record
         r.event_id for r in records
     )
     reasons = {m["MessageAttributes"]["failure_reason"]["StringValue"] for m in dead}
-    assert reasons == {"store unavailable: ConnectionError: database down while writing <redacted>"}
+    assert reasons == {
+        "store failed the batch: RuntimeError: commit refused while writing <redacted>"
+    }
     assert visible_and_in_flight(sqs, queues["queue"]) == (0, 0)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from datasync.core.stores import StoreNotReady, open_store
+from datasync.core.stores import StoreNotReady, StoreUnavailable, open_store
 from tests.builders import record
 from tests.store_contract import *  # noqa: F403 - the shared store behaviour
 from tests.store_contract import opened_stores
@@ -25,6 +25,7 @@ def test_reading_a_store_that_is_not_there_creates_nothing(tmp_path):
 def test_a_reader_cannot_write(tmp_path):
     open_store("crm", store_dir=tmp_path).close()
     reader = open_store("crm", store_dir=tmp_path, read_only=True)
-    [result] = reader.apply([record(key="u1", at=1, name="Ada")])
+    with pytest.raises(StoreUnavailable, match="attempt to write a readonly database"):
+        reader.apply([record(key="u1", at=1, name="Ada")])
+    assert reader.applied_count() == 0
     reader.close()
-    assert result.error == "OperationalError: attempt to write a readonly database"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasync.contract import Destination
+from datasync.core.stores.connections import StoreUnavailable
 from datasync.core.stores.sql import (
     RecordResult,
     SqlStore,
@@ -20,17 +21,29 @@ def open_store(
     database_url: str | None = None,
     store_dir: Path | None = None,
     read_only: bool = False,
+    prepare: bool = True,
+    pool_size: int = 1,
 ) -> SqlStore:
     """PostgreSQL when a database URL is given, otherwise a SQLite file in ``store_dir``.
 
     ``read_only`` is for readers: nothing is created, and a missing store or table raises
-    ``StoreNotReady`` with what to check.
+    ``StoreNotReady`` with what to check. A writer creates its tables now (``prepare``; raises
+    ``StoreUnavailable`` if the database cannot be reached), or with its first write.
+    ``pool_size``: PostgreSQL connections, one per thread that uses the store at once.
     """
     if database_url:
-        return open_postgres(destination, database_url, read_only=read_only)
-    if store_dir is None:
+        store = open_postgres(destination, database_url, read_only=read_only, size=pool_size)
+    elif store_dir is None:
         raise ValueError("a store needs either DATABASE_URL or a store directory")
-    return open_sqlite(destination, store_dir, read_only=read_only)
+    else:
+        store = open_sqlite(destination, store_dir, read_only=read_only)
+    if prepare and not read_only:
+        try:
+            store.prepare()
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
-__all__ = ["RecordResult", "SqlStore", "StoreNotReady", "open_store"]
+__all__ = ["RecordResult", "SqlStore", "StoreNotReady", "StoreUnavailable", "open_store"]

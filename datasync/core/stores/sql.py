@@ -4,13 +4,19 @@ One SQL text serves both databases (``?`` placeholders are translated for psycop
 batch runs in one transaction with a savepoint per record, so one bad record fails alone
 and the rest of the batch is still applied. Idempotency comes from ``applied_events``:
 a record whose event id is already there changes nothing.
+
+Each unit of work (a batch, a read) borrows a connection (``connections.py``), so a store is
+safe to share between threads and outlives its database going away: while it cannot be
+reached every call raises ``StoreUnavailable``, and the first call after its return works. A
+record fails on its own only when the database refuses *it*.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +24,11 @@ from typing import Any, Literal, Protocol
 
 from datasync.contract import Destination, DestinationRecord, consent
 from datasync.core.queues import failure_reason, string_values
+from datasync.core.stores.connections import (
+    PostgresConnections,
+    SqliteConnections,
+    is_unreachable,
+)
 from datasync.core.stores.merge import StoredState, forget_hidden, internal_view, merge
 
 Outcome = Literal["applied", "unchanged", "duplicate"]
@@ -42,62 +53,103 @@ class RecordResult:
         return self.error is None
 
 
-class _Connection(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+class Connections(Protocol):
+    """Where a store borrows its connections (``connections.py``)."""
+
+    postgres: bool
+
+    def connection(self) -> contextlib.AbstractContextManager[Any]: ...
     def close(self) -> None: ...
 
 
+Sql = Callable[..., Any]  # run one statement on the borrowed connection: sql(text, params)
+
+
 class SqlStore:
-    """Applies records of one destination. Not thread-safe: one store per worker thread."""
+    """Applies records of one destination, and reads them back. Thread-safe: each call borrows
+    a connection of its own (SQLite: one at a time)."""
 
     def __init__(
         self,
         destination: Destination,
-        connection: _Connection,
+        connections: Connections,
         *,
-        postgres: bool,
         read_only: bool = False,
     ):
         self.destination = destination
         self.kind = "log" if destination == "analytics" else "state"
-        self._conn = connection
-        self._postgres = postgres
+        self._connections = connections
+        self._postgres = connections.postgres
         self._read_only = read_only
+        self._prepared = read_only  # readers never create tables
         self._prefix = f"datasync_{destination}"
         self._keeps_consent = destination == consent.CONSENT_DESTINATION
-        if not read_only:
-            self._create_tables()
 
     # -- writing ---------------------------------------------------------------------------
-    def apply(self, records: Iterable[DestinationRecord]) -> list[RecordResult]:
-        results = []
-        self._sql("BEGIN" if self._postgres else "BEGIN IMMEDIATE")
-        try:
-            for record in records:
-                results.append(self._apply_one(record))
-            self._sql("COMMIT")
-        except BaseException:
-            self._sql("ROLLBACK")
-            raise
-        return results
+    def prepare(self) -> None:
+        """Create the tables if they are missing (done by the first write otherwise).
 
-    def _apply_one(self, record: DestinationRecord) -> RecordResult:
-        self._sql("SAVEPOINT record")
+        Raises StoreUnavailable if the database cannot be reached."""
+        with self._session():
+            pass
+
+    def apply(self, records: Iterable[DestinationRecord]) -> list[RecordResult]:
+        """Apply a batch in one transaction; each record's result (refusals included).
+
+        Raises StoreUnavailable, with nothing applied, when the database cannot be reached."""
+        with self._session() as sql, self._transaction(sql):
+            return [self._apply_one(sql, record) for record in records]
+
+    def check(self) -> None:
+        """Raise StoreUnavailable unless the store takes a write now (one it rolls back)."""
+        with self._session() as sql:
+            sql(self._begin)
+            try:
+                sql(
+                    f"INSERT INTO {self._prefix}_applied_events (event_id, applied_at)"
+                    " VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING",
+                    ("datasync-write-check", _now()),
+                )
+            finally:
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    sql("ROLLBACK")
+
+    @property
+    def _begin(self) -> str:
+        # SQLite: take the write lock now, so that a locked file fails here and not half-way.
+        return "BEGIN" if self._postgres else "BEGIN IMMEDIATE"
+
+    @contextlib.contextmanager
+    def _transaction(self, sql: Sql) -> Iterator[None]:
+        sql(self._begin)
         try:
-            outcome = self._apply_in_transaction(record)
+            yield
+            sql("COMMIT")
+        except BaseException:
+            # The connection may be gone already: the error that matters is the first one.
+            with contextlib.suppress(Exception):
+                sql("ROLLBACK")
+            raise
+
+    def _apply_one(self, sql: Sql, record: DestinationRecord) -> RecordResult:
+        sql("SAVEPOINT record")
+        try:
+            outcome = self._apply_in_transaction(sql, record)
         except Exception as exc:  # noqa: BLE001 - reported per record, the batch goes on
-            self._sql("ROLLBACK TO SAVEPOINT record")
-            self._sql("RELEASE SAVEPOINT record")
+            if is_unreachable(exc):
+                raise  # not this record's failure: the whole batch waits for the database
+            sql("ROLLBACK TO SAVEPOINT record")
+            sql("RELEASE SAVEPOINT record")
             return RecordResult(record, error=failure_reason(exc, string_values(record.fields)))
-        self._sql("RELEASE SAVEPOINT record")
+        sql("RELEASE SAVEPOINT record")
         return RecordResult(record, outcome=outcome)
 
-    def _apply_in_transaction(self, record: DestinationRecord) -> Outcome:
+    def _apply_in_transaction(self, sql: Sql, record: DestinationRecord) -> Outcome:
         if record.destination != self.destination:
             raise ValueError(
                 f"a {record.destination} record cannot go to the {self.destination} store"
             )
-        inserted = self._sql(
+        inserted = sql(
             f"INSERT INTO {self._prefix}_applied_events (event_id, applied_at) VALUES (?, ?) "
             "ON CONFLICT (event_id) DO NOTHING",
             (str(record.event_id), _now()),
@@ -105,58 +157,58 @@ class SqlStore:
         if inserted == 0:
             return "duplicate"
         if self.kind == "log":
-            return self._append(record)
-        return self._merge(record)
+            return self._append(sql, record)
+        return self._merge(sql, record)
 
-    def _append(self, record: DestinationRecord) -> Outcome:
+    def _append(self, sql: Sql, record: DestinationRecord) -> Outcome:
         if record.op != "append":
             raise ValueError(f"the {self.destination} store only appends, got {record.op!r}")
         subject = str(record.fields.get("subject") or record.key)
-        self._sql(
+        sql(
             f"INSERT INTO {self._prefix}_log (event_id, subject, version, fields)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
             (str(record.event_id), subject, record.version, json.dumps(record.fields)),
         )
         return "applied"
 
-    def _merge(self, record: DestinationRecord) -> Outcome:
+    def _merge(self, sql: Sql, record: DestinationRecord) -> Outcome:
         if record.op not in ("upsert", "delete"):
             raise ValueError(f"the {self.destination} store merges state, got {record.op!r}")
         table = f"{self._prefix}_records"
         # Create the row first so that concurrent writers lock the same row (PostgreSQL).
-        self._sql(
+        sql(
             f"INSERT INTO {table} (key, fields, versions, updated_at) VALUES (?, '{{}}', '{{}}', ?)"
             " ON CONFLICT (key) DO NOTHING",
             (record.key, _now()),
         )
-        current = self._locked_state(record.key)
+        current = self._locked_state(sql, record.key)
         assert current is not None  # the row was just created
         new = merge(current, record)
         if new is None:
             return "unchanged"
-        self._write_state(record.key, new)
+        self._write_state(sql, record.key, new)
         return "applied"
 
-    def _write_state(self, key: str, state: StoredState) -> None:
-        self._sql(
+    def _write_state(self, sql: Sql, key: str, state: StoredState) -> None:
+        sql(
             f"UPDATE {self._prefix}_records SET fields = ?, versions = ?, deleted_version = ?,"
             " updated_at = ? WHERE key = ?",
             (json.dumps(state.fields), json.dumps(state.versions), state.deleted_version,
              _now(), key),
         )  # fmt: skip
         if self._keeps_consent:
-            self._track_hidden(key, state)
+            self._track_hidden(sql, key, state)
 
-    def _track_hidden(self, key: str, state: StoredState) -> None:
+    def _track_hidden(self, sql: Sql, key: str, state: StoredState) -> None:
         """Remember when to forget details nobody may see (the first time they appeared)."""
         table = f"{self._prefix}_hidden"
         if state.deleted or not consent.hidden_details(state.fields):
-            self._sql(f"DELETE FROM {table} WHERE key = ?", (key,))
+            sql(f"DELETE FROM {table} WHERE key = ?", (key,))
             return
         forget_after = datetime.now(UTC) + timedelta(
             seconds=consent.HIDDEN_DETAIL_RETENTION_SECONDS
         )
-        self._sql(
+        sql(
             f"INSERT INTO {table} (key, forget_after) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
             (key, forget_after.isoformat()),
         )
@@ -167,30 +219,25 @@ class SqlStore:
         if not self._keeps_consent:
             return 0
         cutoff = (now or datetime.now(UTC)).isoformat()
-        self._sql("BEGIN" if self._postgres else "BEGIN IMMEDIATE")
-        try:
+        with self._session() as sql, self._transaction(sql):
             keys = [
                 row[0]
-                for row in self._sql(
+                for row in sql(
                     f"SELECT key FROM {self._prefix}_hidden WHERE forget_after <= ? LIMIT ?",
                     (cutoff, limit),
                 ).fetchall()
             ]
             for key in keys:
-                state = self._locked_state(key)
+                state = self._locked_state(sql, key)
                 forgotten = forget_hidden(state) if state else None
                 if forgotten is not None:
-                    self._write_state(key, forgotten)
-                self._sql(f"DELETE FROM {self._prefix}_hidden WHERE key = ?", (key,))
-            self._sql("COMMIT")
-        except BaseException:
-            self._sql("ROLLBACK")
-            raise
+                    self._write_state(sql, key, forgotten)
+                sql(f"DELETE FROM {self._prefix}_hidden WHERE key = ?", (key,))
         return len(keys)
 
-    def _locked_state(self, key: str) -> StoredState | None:
+    def _locked_state(self, sql: Sql, key: str) -> StoredState | None:
         lock = " FOR UPDATE" if self._postgres else ""
-        row = self._sql(
+        row = sql(
             f"SELECT fields, versions, deleted_version FROM {self._prefix}_records"
             f" WHERE key = ?{lock}",
             (key,),
@@ -205,11 +252,11 @@ class SqlStore:
         ``merge.public_view`` turn a ``state`` into what the person asking sees.
         """
         if self.kind == "log":
-            rows = self._sql(
+            rows = self._read(
                 f"SELECT event_id, version, fields FROM {self._prefix}_log WHERE subject = ?"
                 " ORDER BY version",
                 (key,),
-            ).fetchall()
+            )
             if not rows:
                 return None
             return {
@@ -223,33 +270,47 @@ class SqlStore:
         """The merged state of one key of a state store (crm, marketing), or None."""
         if self.kind == "log":
             raise TypeError(f"the {self.destination} store is a log, not state")
-        row = self._sql(
+        rows = self._read(
             f"SELECT fields, versions, deleted_version FROM {self._prefix}_records WHERE key = ?",
             (key,),
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             return None
-        return StoredState(json.loads(row[0]), json.loads(row[1]), row[2])
+        return StoredState(json.loads(rows[0][0]), json.loads(rows[0][1]), rows[0][2])
 
     def applied_count(self) -> int:
-        return int(self._sql(f"SELECT count(*) FROM {self._prefix}_applied_events").fetchone()[0])
+        return int(self._read(f"SELECT count(*) FROM {self._prefix}_applied_events")[0][0])
 
     def applied_at(self, event_id: str) -> str | None:
         """When this event was applied (`datasync trace` asks), or None if it never was."""
-        row = self._sql(
+        rows = self._read(
             f"SELECT applied_at FROM {self._prefix}_applied_events WHERE event_id = ?", (event_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        )
+        return str(rows[0][0]) if rows else None
 
     def close(self) -> None:
-        self._conn.close()
+        self._connections.close()
 
     # -- plumbing --------------------------------------------------------------------------
-    def _sql(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _read(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._session() as sql:
+            return list(sql(text, params).fetchall())
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Sql]:
+        """A borrowed connection, as ``sql(text, params)``; the tables exist (writers)."""
+        with self._connections.connection() as connection:
+            sql = functools.partial(self._run, connection)
+            if not self._prepared:
+                self._create_tables(sql)
+                self._prepared = True
+            yield sql
+
+    def _run(self, connection: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._postgres:
             sql = sql.replace("?", "%s")
         try:
-            return self._conn.execute(sql, params)
+            return connection.execute(sql, params)
         except Exception as exc:
             if self._read_only and _is_missing_table(exc):
                 raise StoreNotReady(
@@ -259,7 +320,7 @@ class SqlStore:
                 ) from exc
             raise
 
-    def _create_tables(self) -> None:
+    def _create_tables(self, sql: Sql) -> None:
         p = self._prefix
         statements = [
             f"CREATE TABLE IF NOT EXISTS {p}_applied_events"
@@ -283,14 +344,13 @@ class SqlStore:
                 " (key TEXT PRIMARY KEY, forget_after TEXT NOT NULL)",
                 f"CREATE INDEX IF NOT EXISTS {p}_hidden_due ON {p}_hidden (forget_after)",
             ]
-        self._sql("BEGIN")
-        if self._postgres:
-            # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is
-            # not atomic in PostgreSQL): one advisory lock per destination serialises them.
-            self._sql("SELECT pg_advisory_xact_lock(hashtext(?))", (self._prefix,))
-        for statement in statements:
-            self._sql(statement)
-        self._sql("COMMIT")
+        with self._transaction(sql):
+            if self._postgres:
+                # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is
+                # not atomic in PostgreSQL): one advisory lock per destination serialises them.
+                sql("SELECT pg_advisory_xact_lock(hashtext(?))", (self._prefix,))
+            for statement in statements:
+                sql(statement)
 
 
 def _now() -> str:
@@ -303,43 +363,18 @@ def _is_missing_table(exc: Exception) -> bool:
 
 
 def open_sqlite(destination: Destination, store_dir: Path, *, read_only: bool = False) -> SqlStore:
-    if read_only:
-        return _open_sqlite_for_reading(destination, store_dir / f"{destination}.sqlite3")
-    store_dir.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        store_dir / f"{destination}.sqlite3",
-        isolation_level=None,
-        timeout=30,
-        check_same_thread=False,
-    )
-    # WAL lets the CLI read while a consumer writes; NORMAL sync is durable at each commit
-    # in WAL mode except on power loss, which is the usual trade for a local store.
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return SqlStore(destination, connection, postgres=False)
-
-
-def _open_sqlite_for_reading(destination: Destination, path: Path) -> SqlStore:
-    if not path.exists():
+    path = store_dir / f"{destination}.sqlite3"
+    if read_only and not path.exists():
         raise StoreNotReady(
             f"no {destination} store at {path}: no {destination} consumer has started there yet,"
             " or DATASYNC_STORE_DIR points elsewhere"
         )
-    # mode=ro: a reader can neither create the file nor write to it (WAL reads still work).
-    connection = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro",
-        uri=True,
-        isolation_level=None,
-        timeout=30,
-        check_same_thread=False,
-    )
-    return SqlStore(destination, connection, postgres=False, read_only=True)
+    return SqlStore(destination, SqliteConnections(path, read_only=read_only), read_only=read_only)
 
 
 def open_postgres(
-    destination: Destination, database_url: str, *, read_only: bool = False
+    destination: Destination, database_url: str, *, read_only: bool = False, size: int = 1
 ) -> SqlStore:
-    import psycopg  # imported here: only the PostgreSQL path needs the driver
-
-    connection = psycopg.connect(database_url, autocommit=True)
-    return SqlStore(destination, connection, postgres=True, read_only=read_only)
+    """A store on PostgreSQL with a pool of ``size`` connections (one per thread using it)."""
+    connections = PostgresConnections(database_url, size=size, name=f"datasync-{destination}")
+    return SqlStore(destination, connections, read_only=read_only)
