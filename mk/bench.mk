@@ -13,13 +13,9 @@
 #                                               one buffer queue per destination against one
 #                                               for all, beside the ceiling (TOPOLOGY_ARGS)
 #
-# Every knob is a BENCH_* variable read by `python -m bench` (see `python -m bench --help`):
-# BENCH_OUT (bench-result.json; the PNG is written beside it), BENCH_RATE (200 req/s),
-# BENCH_SECONDS (60), BENCH_BURST (6000), BENCH_SCALING_SIZES, BENCH_SUSTAINED_RATE (500),
-# BENCH_ACCOUNTING (1), BENCH_ACCOUNTING_RATE, BENCH_ACCOUNTING_BUS_RATE (BENCH_SUSTAINED_RATE;
-# 0 skips the window on the bus), BENCH_ACCOUNTING_SECONDS (15),
-# BENCH_DRAIN_TIMEOUT (300), BENCH_SEED. Variables given on make's command line reach it
-# through the environment; BENCH_ARGS adds raw options.
+# Every knob is a BENCH_* variable read by `python -m bench` (bench/config.py; each with its
+# default in docs/configuration.md, and `python -m bench --help`). Variables given on make's
+# command line reach it through the environment; BENCH_ARGS adds raw options.
 #
 # The tool has a venv of its own so that it does not depend on the checkout it measures.
 
