@@ -18,7 +18,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import (
     AliasChoices,
     Field,
@@ -652,18 +651,16 @@ def _allowed_text(info: FieldInfo) -> str:
     if kind is bool:
         return "true, false"
     if kind in (int, float):
-        bounds = {type(m): m for m in info.metadata}
-        low = bounds.get(annotated_types.Ge) or bounds.get(annotated_types.Gt)
-        high = bounds.get(annotated_types.Le)
         word = "integer" if kind is int else "number"
-        if isinstance(low, annotated_types.Ge) and high is not None:
-            return f"{word} {_number(low.ge)}–{_number(high.le)}"  # type: ignore[union-attr]
-        parts = [
-            f"> {_number(low.gt)}" if isinstance(low, annotated_types.Gt) else "",
-            f"≥ {_number(low.ge)}" if isinstance(low, annotated_types.Ge) else "",
-            f"≤ {_number(high.le)}" if high is not None else "",  # type: ignore[union-attr]
-        ]
-        return " ".join([word, ", ".join(p for p in parts if p)]).strip()
+        # Field(ge=..., gt=..., le=...) keeps each bound as a metadata object of that attribute.
+        bound = {
+            b: getattr(m, b) for m in info.metadata for b in ("ge", "gt", "le") if hasattr(m, b)
+        }
+        if "ge" in bound and "le" in bound:
+            return f"{word} {_number(bound['ge'])}–{_number(bound['le'])}"
+        signs = {"gt": ">", "ge": "≥", "le": "≤"}
+        limits = ", ".join(f"{signs[b]} {_number(v)}" for b, v in bound.items())
+        return f"{word} {limits}".strip()
     return {Path: "path", SecretStr: "text (secret)"}.get(kind, "text")
 
 
