@@ -13,7 +13,8 @@
 #                                               connections (bench/api_alone.py; BENCH_API_ARGS)
 #   make bench-topology                         the fan-out experiment (bench/topology.py):
 #                                               one buffer queue per destination against one
-#                                               for all, beside the ceiling (TOPOLOGY_ARGS)
+#                                               for all, beside the ceiling (TOPOLOGY_ARGS;
+#                                               results in var/bench/topology.json)
 #
 # A run writes var/bench/<day>-<label>-<commit>.json (the raw result, every sample), .png and
 # .summary.json (its figures, a few KB: what docs/bench keeps; `python -m bench summarize
