@@ -247,23 +247,25 @@ def _emulator(result: dict[str, Any]) -> str:
 
 
 def summary_text(summary: dict[str, Any]) -> str:
-    """The lines the tool prints at the end of a run, from its summary (or its whole result)."""
-    result = summary
-    machine = result.get("machine") or {}
-    cpu = result.get("cpu_ms_per_event") or {}
-    rss = result.get("peak_rss_mb") or {}
+    """The lines the tool prints at the end of a run, from its summary.
+
+    A whole result reads the same (a summary keeps every field these lines use; a test holds it).
+    """
+    machine = summary.get("machine") or {}
+    cpu = summary.get("cpu_ms_per_event") or {}
+    rss = summary.get("peak_rss_mb") or {}
     lines = [
-        f"datasync bench: {result.get('cores')} cores, load average "
+        f"datasync bench: {summary.get('cores')} cores, load average "
         f"{machine.get('load_average_before')} before / {machine.get('load_average_after')} "
-        f"after; checkout {(result.get('checkout') or {}).get('commit')}; {_emulator(result)}",
-        *_api_lines(result),
-        *_throughput_lines(result),
-        _aws_line(result),
+        f"after; checkout {(summary.get('checkout') or {}).get('commit')}; {_emulator(summary)}",
+        *_api_lines(summary),
+        *_throughput_lines(summary),
+        _aws_line(summary),
         "CPU       ms per event: " + ", ".join(f"{k} {v}" for k, v in cpu.items()),
         "Memory    peak RSS (sum of VmHWM): " + ", ".join(f"{k} {v} MB" for k, v in rss.items()),
-        "Targets   " + "; ".join(f"{t['target']}: {_met(t)}" for t in result.get("targets", [])),
+        "Targets   " + "; ".join(f"{t['target']}: {_met(t)}" for t in summary.get("targets", [])),
     ]
-    lines += [f"WARNING   {warning}" for warning in result.get("warnings", [])]
+    lines += [f"WARNING   {warning}" for warning in summary.get("warnings", [])]
     return "\n".join(lines)
 
 
