@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
+from datetime import date
 from pathlib import Path
 
+from bench.report import summary_path
+
 TOOL_ROOT = Path(__file__).resolve().parents[1]
+# Where a run's files go unless --out (BENCH_OUT) says: relative to the working directory, as
+# --out is, and under var/ so that git ignores them (docs/bench keeps the summaries worth it).
+RESULTS_DIR = Path("var/bench")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _env(name: str, default: str) -> str:
+def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
@@ -21,7 +29,8 @@ class Config:
     env_file: Path
     api_url: str
     var_dir: Path
-    out: Path
+    out: Path | None  # the raw result; None until with_result_file names it
+    label: str
     rate: float
     seconds: float
     warmup_seconds: float
@@ -41,8 +50,18 @@ class Config:
     progress: bool
 
     @property
+    def result_file(self) -> Path:
+        if self.out is None:
+            raise RuntimeError("no result file yet: call with_result_file first")
+        return self.out
+
+    @property
     def plot(self) -> Path:
-        return self.out.with_suffix(".png")
+        return self.result_file.with_suffix(".png")
+
+    @property
+    def summary(self) -> Path:
+        return summary_path(self.result_file)
 
     def as_dict(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -51,9 +70,12 @@ class Config:
 def parse(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the datasync pipeline (issue 8): API latency at a fixed open-loop "
-        "rate, end-to-end throughput and latency, the emulator's ceiling, AWS calls and cost per "
-        "event, CPU and memory per event. Writes JSON + PNG and prints a summary.",
+        description="Benchmark the datasync pipeline against its performance targets: API "
+        "latency at a fixed open-loop rate, end-to-end throughput and latency, the emulator's "
+        "ceiling, AWS calls and cost per event, CPU and memory per event. Writes the raw result "
+        "(every sample), its PNG and its summary (the figures, a few KB) and prints the summary.",
+        epilog="`python -m bench summarize RESULT.json [--to DIR]` writes the summary of a "
+        "result (and copies its PNG) where it is to be kept, e.g. docs/bench.",
     )
     p.add_argument(
         "--repo",
@@ -84,7 +106,18 @@ def parse(argv: list[str] | None = None) -> Config:
         default=Path(_env("BENCH_VAR_DIR", "var/bench")),
         help="state of the stacks this tool starts (stores, logs, Terraform)",
     )
-    p.add_argument("--out", type=Path, default=Path(_env("BENCH_OUT", "bench-result.json")))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=_env("BENCH_OUT") or None,
+        help="the raw result (the PNG and <name>.summary.json go beside it; default "
+        f"{RESULTS_DIR}/<date>-<label>-<commit>.json, never overwriting an earlier run)",
+    )
+    p.add_argument(
+        "--label",
+        default=_env("BENCH_LABEL", "run"),
+        help="what the run is, in its file names (letters, digits, '.', '_', '-')",
+    )
     p.add_argument(
         "--rate",
         type=float,
@@ -115,7 +148,7 @@ def parse(argv: list[str] | None = None) -> Config:
         "--sustained-seconds",
         type=float,
         default=float(_env("BENCH_SUSTAINED_SECONDS", "0")),
-        help="a sustained run on the bus at --sustained-rate (600 for the issue's 10 min)",
+        help="a sustained run on the bus at --sustained-rate (600: the 10-minute target)",
     )
     p.add_argument(
         "--sustained-rate", type=float, default=float(_env("BENCH_SUSTAINED_RATE", "500"))
@@ -165,6 +198,8 @@ def parse(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if a.rate <= 0 or a.seconds <= 0:
         p.error("--rate and --seconds must be positive")
+    if not LABEL.fullmatch(a.label):
+        p.error(f"--label {a.label!r}: use letters, digits, '.', '_' and '-' (it names files)")
     sizes = tuple(int(s) for s in str(a.scaling_sizes).split(",") if s.strip())
     repo = a.repo.resolve()
     return Config(
@@ -173,7 +208,8 @@ def parse(argv: list[str] | None = None) -> Config:
         env_file=_under(repo, a.env_file),
         api_url=a.api_url,
         var_dir=_under(repo, a.var_dir),
-        out=a.out.resolve(),
+        out=a.out.resolve() if a.out else None,
+        label=a.label,
         rate=a.rate,
         seconds=a.seconds,
         warmup_seconds=a.warmup_seconds,
@@ -198,3 +234,19 @@ def parse(argv: list[str] | None = None) -> Config:
 
 def _under(repo: Path, path: Path) -> Path:
     return path if path.is_absolute() else (repo / path).resolve()
+
+
+def with_result_file(config: Config, commit: str | None, dirty: bool, day: date) -> Config:
+    """The config with its result file named: --out, else a new file under RESULTS_DIR.
+
+    ``<day>-<label>-<commit>[-dirty].json``, with ``-2``, ``-3`` ... when a run of the same day,
+    label and commit is already there: a second run never overwrites the first.
+    """
+    if config.out is not None:
+        return config
+    stem = f"{day.isoformat()}-{config.label}-{commit or 'nocommit'}" + ("-dirty" if dirty else "")
+    path, n = RESULTS_DIR.resolve() / f"{stem}.json", 1
+    while path.exists() or summary_path(path).exists():
+        n += 1
+        path = path.with_name(f"{stem}-{n}.json")
+    return replace(config, out=path)
