@@ -64,7 +64,7 @@ class BusPutter:
     def burst(
         self, entries: list[dict[str, Any]], threads: int = 4, result: PutResult | None = None
     ) -> PutResult:
-        """Everything as fast as ``threads`` callers can put it (the issue's method).
+        """Everything as fast as ``threads`` callers can put it (the method of the first figures).
 
         ``result`` fills in as batches are accepted (the progress line reads it)."""
         result = result or PutResult()

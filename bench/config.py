@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import date
 from pathlib import Path
 
+from bench.report import summary_path
 from datasync.local_layout import DEFAULT_API_PORT, LOCAL_API_KEY
 from datasync.variables import Variable
 
 TOOL_ROOT = Path(__file__).resolve().parents[1]
+# Where a run's files go unless --out (BENCH_OUT) says: relative to the working directory, as
+# --out is, and under var/ so that git ignores them (docs/bench keeps the summaries worth it).
+RESULTS_DIR = Path("var/bench")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 BENCH, API_ALONE = "`make bench`", "`make bench-api`"
 
 VARIABLES = {
@@ -73,9 +80,16 @@ VARIABLES = {
         ),
         Variable(
             "BENCH_OUT",
-            "The result's JSON (the PNG is written beside it)",
-            default="bench-result.json",
+            "The raw result (the PNG and `<name>.summary.json` go beside it; unset: "
+            f"`{RESULTS_DIR}/<date>-<label>-<commit>.json`, never overwriting an earlier run)",
             allowed="path",
+            read_by=(BENCH,),
+        ),
+        Variable(
+            "BENCH_LABEL",
+            "What the run is, in its file names",
+            default="run",
+            allowed="letters, digits, `.`, `_`, `-`",
             read_by=(BENCH,),
         ),
         Variable(
@@ -122,7 +136,8 @@ VARIABLES = {
         ),
         Variable(
             "BENCH_SUSTAINED_SECONDS",
-            "A sustained run on the bus at `BENCH_SUSTAINED_RATE` (600: 10 minutes; 0: skip)",
+            "A sustained run on the bus at `BENCH_SUSTAINED_RATE` (600: the 10-minute target; 0: "
+            "skip)",
             default="0",
             allowed="number ≥ 0",
             read_by=(BENCH,),
@@ -220,7 +235,8 @@ class Config:
     env_file: Path
     api_url: str
     var_dir: Path
-    out: Path
+    out: Path | None  # the raw result; None until with_result_file names it
+    label: str
     rate: float
     seconds: float
     warmup_seconds: float
@@ -240,8 +256,18 @@ class Config:
     progress: bool
 
     @property
+    def result_file(self) -> Path:
+        if self.out is None:
+            raise RuntimeError("no result file yet: call with_result_file first")
+        return self.out
+
+    @property
     def plot(self) -> Path:
-        return self.out.with_suffix(".png")
+        return self.result_file.with_suffix(".png")
+
+    @property
+    def summary(self) -> Path:
+        return summary_path(self.result_file)
 
     def as_dict(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -250,9 +276,12 @@ class Config:
 def parse(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the datasync pipeline: API latency at a fixed open-loop rate, "
-        "end-to-end throughput and latency, the emulator's ceiling, AWS calls and cost per "
-        "event, CPU and memory per event. Writes JSON + PNG and prints a summary.",
+        description="Benchmark the datasync pipeline against its performance targets: API "
+        "latency at a fixed open-loop rate, end-to-end throughput and latency, the emulator's "
+        "ceiling, AWS calls and cost per event, CPU and memory per event. Writes the raw result "
+        "(every sample), its PNG and its summary (the figures, a few KB) and prints the summary.",
+        epilog="`python -m bench summarize RESULT.json [--to DIR]` writes the summary of a "
+        "result (and copies its PNG) where it is to be kept, e.g. docs/bench.",
     )
     p.add_argument(
         "--repo", type=Path, default=Path(env_default("BENCH_REPO")), help=described("BENCH_REPO")
@@ -281,9 +310,11 @@ def parse(argv: list[str] | None = None) -> Config:
         default=Path(env_default("BENCH_VAR_DIR")),
         help=described("BENCH_VAR_DIR"),
     )
+    out = VARIABLES["BENCH_OUT"].read(os.environ)
     p.add_argument(
-        "--out", type=Path, default=Path(env_default("BENCH_OUT")), help=described("BENCH_OUT")
+        "--out", type=Path, default=Path(out) if out else None, help=described("BENCH_OUT")
     )
+    p.add_argument("--label", default=env_default("BENCH_LABEL"), help=described("BENCH_LABEL"))
     for option, name, kind in [
         ("--rate", "BENCH_RATE", float),
         ("--seconds", "BENCH_SECONDS", float),
@@ -322,6 +353,8 @@ def parse(argv: list[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if a.rate <= 0 or a.seconds <= 0:
         p.error("--rate and --seconds must be positive")
+    if not LABEL.fullmatch(a.label):
+        p.error(f"--label {a.label!r}: use letters, digits, '.', '_' and '-' (it names files)")
     sizes = tuple(int(s) for s in str(a.scaling_sizes).split(",") if s.strip())
     repo = a.repo.resolve()
     return Config(
@@ -330,7 +363,8 @@ def parse(argv: list[str] | None = None) -> Config:
         env_file=_under(repo, a.env_file),
         api_url=a.api_url,
         var_dir=_under(repo, a.var_dir),
-        out=a.out.resolve(),
+        out=a.out.resolve() if a.out else None,
+        label=a.label,
         rate=a.rate,
         seconds=a.seconds,
         warmup_seconds=a.warmup_seconds,
@@ -355,3 +389,19 @@ def parse(argv: list[str] | None = None) -> Config:
 
 def _under(repo: Path, path: Path) -> Path:
     return path if path.is_absolute() else (repo / path).resolve()
+
+
+def with_result_file(config: Config, commit: str | None, dirty: bool, day: date) -> Config:
+    """The config with its result file named: --out, else a new file under RESULTS_DIR.
+
+    ``<day>-<label>-<commit>[-dirty].json``, with ``-2``, ``-3`` ... when a run of the same day,
+    label and commit is already there: a second run never overwrites the first.
+    """
+    if config.out is not None:
+        return config
+    stem = f"{day.isoformat()}-{config.label}-{commit or 'nocommit'}" + ("-dirty" if dirty else "")
+    path, n = RESULTS_DIR.resolve() / f"{stem}.json", 1
+    while path.exists() or summary_path(path).exists():
+        n += 1
+        path = path.with_name(f"{stem}-{n}.json")
+    return replace(config, out=path)

@@ -1,9 +1,10 @@
-"""`python -m bench`: start (or attach to) the stack, run the passes, write JSON + PNG + summary.
+"""`python -m bench`: start (or attach to) the stack, run the passes, write the result.
 
 Order: warm-up, the API pass (open loop, the headline API and 202 -> applied figures), the
 pipeline burst beside the emulator ceiling at the same size, optional scaling bursts and
 sustained run; then the stack stops and the accounting pass runs on a stack of its own behind
-the counting proxy; then the cost model, the result file, the plot and the summary.
+the counting proxy; then the cost model and the files: the raw result (every sample), its PNG
+and its summary (bench/report.py), under var/bench unless --out says otherwise.
 Ctrl-C or SIGTERM at any point stops every stack and process this tool started.
 """
 
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import phases
 from bench.accounting import run_accounting
 from bench.aws import client
-from bench.config import Config, parse
+from bench.config import Config, parse, with_result_file
 from bench.cost import (
     Usage,
     calls_per_event,
@@ -32,7 +34,15 @@ from bench.cost import (
 )
 from bench.lambdas import invocation_stats, pipeline_functions
 from bench.monitor import Monitor, ProcessSampler
-from bench.report import lowest_ratio, summary, targets, validate
+from bench.report import (
+    RESULT_SCHEMA,
+    lowest_ratio,
+    summarize,
+    summary_text,
+    targets,
+    validate,
+    write_summary,
+)
 from bench.stack import Stack, attach_stack, start_stack
 from bench.stores import Stores
 from datasync.local_layout import emulator_batch_limit
@@ -69,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     config = parse(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    now, checkout = datetime.now(UTC), checkout_info(config)
+    config = with_result_file(
+        config, checkout["commit"], checkout["uncommitted_changes"] > 0, now.date()
+    )
     result: dict[str, Any] = {
-        "schema": "datasync-bench/1",
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "schema": RESULT_SCHEMA,
+        "started_at": now.isoformat(timespec="seconds"),
         "cores": os.cpu_count() or 1,
         "machine": machine_info(),
-        "checkout": checkout_info(config),
+        "checkout": checkout,
         "parameters": config.as_dict(),
         "warnings": [],
     }
@@ -282,11 +296,28 @@ def finish(config: Config, result: dict[str, Any]) -> None:
         result["plot"] = str(plot(result, config.plot))
     except Exception as exc:  # noqa: BLE001 - the JSON is the result; a plot failure is reported
         result["warnings"].append(f"no plot: {type(exc).__name__}: {exc}")
-    phases.write_json(config.out, _ordered(result))
-    print(summary(result))
-    print(f"wrote {config.out}" + (f" and {result['plot']}" if result.get("plot") else ""))
+    phases.write_json(config.result_file, _ordered(result))
+    plot_name = config.plot.name if result.get("plot") else None
+    summary = summarize(result, raw=config.result_file.name, plot=plot_name)
+    write_summary(summary, config.summary)
+    print(summary_text(summary))
+    written = [config.result_file, *([config.plot] if plot_name else []), config.summary]
+    print("wrote " + ", ".join(str(path) for path in written))
+    print(
+        f"to keep this run in the repository: {_shown(Path(sys.executable))} -m bench summarize"
+        f" {_shown(config.result_file)} --to docs/bench (its summary and PNG; the raw result"
+        " stays where it is)"
+    )
     for problem in result["problems"]:
         print(f"PROBLEM   {problem}")
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def overhead(result: dict[str, Any]) -> dict[str, Any]:

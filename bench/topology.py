@@ -35,6 +35,7 @@ from typing import Any
 from bench.aws import client
 from bench.bus import BusPutter
 from bench.ceiling import Ceiling, drain
+from bench.config import RESULTS_DIR
 from bench.lambdas import pipeline_functions
 from bench.monitor import ProcessSampler
 from bench.stack import start_stack
@@ -258,7 +259,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="batches in flight on the one mapping (the stack has 3 per destination: 9)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per burst")
-    parser.add_argument("--out", type=Path, default=Path("bench-topology.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / "topology.json",
+        help="where the results go (default under var/bench, which git ignores)",
+    )
     return parser.parse_args(argv)
 
 
@@ -300,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     say(json.dumps(results[-1]))
     finally:
         rows = with_ratios(results)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"bursts": results, "ratios": rows}, indent=1) + "\n")
         for row in rows:
             say(

@@ -1,8 +1,9 @@
 """`make bench` end to end, small: the tool against the session stack for about 10 s of load.
 
 It runs the tool as `make bench BENCH_STACK=running` does (its own venv, .tools/bench), with a
-small API pass, burst and ceiling, and checks that the result has every field issue 8 asks for
-with values that match what was offered. The accounting pass (a second stack behind the
+small API pass, burst and ceiling, and checks that the result has every headline field with
+values that match what was offered, and that its summary (what docs/bench keeps) was written
+beside it, holds the same figures, and is what the tool printed. The accounting pass (a second stack behind the
 counting proxy, ~2 min) is left out here; the proxy and the cost model have unit tests of their
 own (tests/unit/test_bench_calls.py, test_bench_cost.py).
 """
@@ -14,7 +15,7 @@ import subprocess
 
 import pytest
 
-from bench.report import validate
+from bench.report import SUMMARY_SCHEMA, summary_text, validate
 from devstack.paths import ROOT
 
 pytestmark = pytest.mark.integration
@@ -89,3 +90,18 @@ def test_bench_against_the_running_session_stack(stack, tmp_path):
     png = (tmp_path / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert "API" in run.stdout and "Targets" in run.stdout
+
+    summary_file = tmp_path / "bench.summary.json"
+    summary = json.loads(summary_file.read_text())
+    assert (summary["schema"], summary["raw"], summary["plot"]) == (
+        SUMMARY_SCHEMA,
+        "bench.json",
+        "bench.png",
+    )
+    for field in ("e2e_events_per_minute", "api_latency_ms", "targets", "emulator"):
+        assert summary[field] == result[field], field
+    assert summary["checkout"]["commit"] == result["checkout"]["commit"]
+    assert summary["burst"]["events_per_second"] == result["burst"]["events_per_second"]
+    assert "timeseries" not in summary and "per_second" not in summary["api"]
+    assert summary_file.stat().st_size < out.stat().st_size / 3
+    assert summary_text(summary) in run.stdout  # the printed summary is the summary's

@@ -82,7 +82,7 @@ def test_crafted_messages_on_every_queue_go_to_their_dlq_and_nothing_else_change
             lambda d=destination: pipeline.get(d, user_id), what=f"the user in {destination}"
         )
     consumers = {name: app.process.pid for name, app in stack.apps.items() if "consumer" in name}
-    safety_net_before = unexpected_failures(stack.config.logs_dir)
+    safety_net_before = unexpected_failures(stack.config.layout.logs_dir)
 
     from_consumers: dict[str, set[str]] = {}  # destination -> bodies its consumer dead-letters
     from_lambdas: dict[str, set[str]] = {}  # destination -> bodies its function dead-letters
@@ -147,4 +147,4 @@ def test_crafted_messages_on_every_queue_go_to_their_dlq_and_nothing_else_change
         consumers
     ), "a consumer restarted"
     assert all(stack.apps[name].process.poll() is None for name in consumers)
-    assert unexpected_failures(stack.config.logs_dir) == safety_net_before
+    assert unexpected_failures(stack.config.layout.logs_dir) == safety_net_before

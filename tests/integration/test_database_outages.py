@@ -76,7 +76,7 @@ def postgres_consumers(stack, pipeline, database):
         app.process.wait(30)
     env = {
         **os.environ, **pipeline.env, "DATABASE_URL": database.url,
-        "DATASYNC_ENV_FILE": str(stack.config.env_file),
+        "DATASYNC_ENV_FILE": str(stack.config.layout.env_file),
         "DATASYNC_RECEIVE_WAIT_SECONDS": str(stack.config.receive_wait_seconds),
     }  # fmt: skip
     try:
@@ -86,7 +86,7 @@ def postgres_consumers(stack, pipeline, database):
                        "--health-host", "127.0.0.1"]  # fmt: skip
             start = functools.partial(
                 spawn, command, cwd=ROOT,
-                log_path=stack.config.logs_dir / f"{name}-postgres.log",
+                log_path=stack.config.layout.logs_dir / f"{name}-postgres.log",
                 env={**env, "DATASYNC_HEALTH_PORT": str(stack.metrics_port(destination))},
             )  # fmt: skip
             stack.apps[name] = Supervised(name, start, say=print)
@@ -148,7 +148,10 @@ def test_the_database_goes_away_and_comes_back_while_events_flow(
         thread.join(timeout=outage.down_seconds + 120)
         ledger = result["ledger"]
         report = wait_until_settled(
-            reader, ledger, timeout=APPLIED_WITHIN_SECONDS + 30, logs_dir=stack.config.logs_dir
+            reader,
+            ledger,
+            timeout=APPLIED_WITHIN_SECONDS + 30,
+            logs_dir=stack.config.layout.logs_dir,
         )
         wait_until(lambda: all(readiness.ready_now(d) for d in DESTINATIONS), timeout=30,
                    what="every consumer ready again")  # fmt: skip

@@ -284,8 +284,10 @@ def test_a_record_the_store_always_rejects_reaches_the_dlq_after_max_receive_cou
 
 
 # -- a transient Lambda failure ------------------------------------------------------------------
+# The queue comes back as Terraform made it, its policy included (the IAM enforcement test reads
+# every queue's policy later in the session).
 QUEUE_SETTINGS = ("VisibilityTimeout", "ReceiveMessageWaitTimeSeconds", "MessageRetentionPeriod",
-                  "RedrivePolicy", "SqsManagedSseEnabled")  # fmt: skip
+                  "RedrivePolicy", "SqsManagedSseEnabled", "Policy")  # fmt: skip
 EVENTS = 20
 
 

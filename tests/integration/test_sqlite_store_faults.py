@@ -72,7 +72,7 @@ def test_a_locked_then_unwritable_store_file_holds_the_events_and_applies_them_a
         made_unwritable = lock_then_make_unwritable(store_dir / "crm.sqlite3")
         thread.join(timeout=120)
         report = wait_until_settled(
-            reader, result["ledger"], timeout=60, logs_dir=stack.config.logs_dir
+            reader, result["ledger"], timeout=60, logs_dir=stack.config.layout.logs_dir
         )
         wait_until(lambda: readiness.ready_now("crm"), timeout=30, what="crm ready again")
     assert report.ok, f"\n{report}"
