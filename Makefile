@@ -79,6 +79,10 @@ lint: $(VENV)/.installed ## ruff and terraform fmt
 schemas: $(VENV)/.installed ## rewrite the contract's JSON Schemas from the models
 	@$(VENV)/bin/datasync schemas --write
 
+.PHONY: docs
+docs: $(VENV)/.installed ## rewrite docs/configuration.md (every environment variable) from the settings modules
+	@$(PY) -m devstack.configuration --write
+
 .PHONY: clean-state clean
 # The local stack's state lives in $(DATASYNC_VAR_DIR) (default var/, like `datasync up`).
 DATASYNC_VAR_DIR ?= var

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.config import TOOL_ROOT
+from bench.config import TOOL_ROOT, described, env_default
 from bench.processes import die_with_parent, read_stat
 from bench.stack import free_port
 from bench.stats import percentile
@@ -237,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.api_alone", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--repo", type=Path, default=Path(os.environ.get("BENCH_REPO", ".")))
-    p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_RATE", 200)))
+    p.add_argument(
+        "--repo", type=Path, default=Path(env_default("BENCH_REPO")), help=described("BENCH_REPO")
+    )
+    p.add_argument(
+        "--rate", type=float, default=float(env_default("BENCH_RATE")), help=described("BENCH_RATE")
+    )
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--workers", type=int, default=0, help="GUNICORN_WORKERS (0: the default)")

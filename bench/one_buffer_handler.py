@@ -8,6 +8,7 @@ retried (the others' copies are then sent again, which the idempotent stores abs
 
 import json
 import os
+from collections.abc import Mapping
 
 from datasync.core.aws import client
 from datasync.core.logging import configure_logging
@@ -20,19 +21,28 @@ _processors = None
 def handle(event: dict, context: object) -> dict:
     global _processors
     if _processors is None:
-        configure_logging("topology-one-buffer", "INFO")
-        sqs = client("sqs", region=os.environ.get("AWS_REGION", "us-east-1"))
-        _processors = []
-        for destination, (queue, dlq) in json.loads(os.environ["TOPOLOGY_TARGETS"]).items():
-            env = {
-                **os.environ,
-                "DATASYNC_DESTINATION": destination,
-                "DATASYNC_DESTINATION_QUEUE_URL": queue,
-                "DATASYNC_DEAD_LETTER_QUEUE_URL": dlq,
-            }
-            _processors.append(build_processor(LambdaConfig.from_env(env), sqs))
+        _processors = _build_processors(os.environ)
     failed = set()
     for processor in _processors:
         outcome = processor.handle_sqs_batch(event["Records"])
         failed |= {item["itemIdentifier"] for item in outcome["batchItemFailures"]}
     return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
+
+
+def _build_processors(env: Mapping[str, str]) -> list:
+    """One processor per destination of TOPOLOGY_TARGETS (topology.py sets it on the function),
+    each configured by lambdas/config.py as that destination's own function would be."""
+    configure_logging("topology-one-buffer", "INFO")
+    configs = [
+        LambdaConfig.from_env(
+            {
+                **env,
+                "DATASYNC_DESTINATION": destination,
+                "DATASYNC_DESTINATION_QUEUE_URL": queue,
+                "DATASYNC_DEAD_LETTER_QUEUE_URL": dlq,
+            }
+        )
+        for destination, (queue, dlq) in json.loads(env["TOPOLOGY_TARGETS"]).items()
+    ]
+    sqs = client("sqs", region=configs[0].aws_region)
+    return [build_processor(config, sqs) for config in configs]

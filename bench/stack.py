@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.config import api_key
 from datasync.local_layout import (
-    LOCAL_API_KEY,
     Layout,
     api_ready,
     destinations_in,
@@ -85,7 +85,7 @@ def start_stack(
         repo / ".venv" / "bin" / "datasync", layout, log_path=var_dir / "datasync-up.log",
         env=env, cwd=repo,
     )  # fmt: skip
-    stack = Stack(layout.api_url, api_key_from(env), layout, launched=launched)
+    stack = Stack(layout.api_url, api_key(env), layout, launched=launched)
     try:
         launched.wait_until_ready(say=say)
         stack.env = launched.env()
@@ -110,13 +110,8 @@ def attach_stack(env_file: Path, api_url: str) -> Stack:
             f"{env_file} not found: start the stack (`make run`) or pass the env file it wrote"
         )
     layout = Layout.of_env_file(env_file)
-    stack = Stack(api_url.rstrip("/"), api_key_from(os.environ), layout)
+    stack = Stack(api_url.rstrip("/"), api_key(), layout)
     stack.env = read_env_file(env_file)
     if not api_ready(stack.api_url):
         raise StackError(f"the API at {stack.api_url} is not ready (GET /readyz); is it running?")
     return stack
-
-
-def api_key_from(env: dict[str, str]) -> str:
-    keys = [k.strip() for k in env.get("DATASYNC_API_KEYS", "").split(",") if k.strip()]
-    return keys[0] if keys else LOCAL_API_KEY

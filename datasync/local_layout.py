@@ -18,7 +18,6 @@ read back)::
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import time
@@ -41,10 +40,6 @@ LOOPBACK = "127.0.0.1"
 LOCAL_API_KEY = "local-dev-key"
 
 
-class LayoutError(ValueError):
-    """A setting of the layout is wrong (the message names it)."""
-
-
 @dataclass(frozen=True)
 class Layout:
     """One local stack: its var dir, and the ports its API and emulator listen on."""
@@ -53,17 +48,6 @@ class Layout:
     api_port: int = DEFAULT_API_PORT
     emulator_port: int = DEFAULT_EMULATOR_PORT
     emulator_host: str = LOOPBACK  # what the emulator binds (0.0.0.0 for a kind cluster)
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Layout:
-        """The layout the environment chooses (what `datasync up` and the CLI use)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            var_dir=Path(env.get(VAR_DIR_SETTING) or CHECKOUT / "var"),
-            api_port=_port(env, API_PORT_SETTING, DEFAULT_API_PORT),
-            emulator_port=_port(env, EMULATOR_PORT_SETTING, DEFAULT_EMULATOR_PORT),
-            emulator_host=env.get(EMULATOR_HOST_SETTING) or LOOPBACK,
-        )
 
     @classmethod
     def on_free_ports(cls, var_dir: Path) -> Layout:
@@ -76,7 +60,8 @@ class Layout:
         return cls(env_file.parent.parent, api_port=api_port)
 
     def environment(self) -> dict[str, str]:
-        """The settings that make `datasync up` use this layout (from_environment's inverse)."""
+        """The settings that make `datasync up` use this layout (devstack/settings.py reads
+        them back)."""
         return {
             VAR_DIR_SETTING: str(self.var_dir),
             API_PORT_SETTING: str(self.api_port),
@@ -141,13 +126,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name) or str(default)
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise LayoutError(f"{name} must be a port number (1-65535), not {raw!r}")
-    return int(raw)
 
 
 # -- datasync.env: the apps' settings ----------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from datasync.core.aws import client
 from datasync.core.queues import queue_depth
+from devstack.settings import stack_settings
 
 QUEUE_OUTPUTS = ("queue_urls", "dlq_urls", "buffer_queue_urls")
 
@@ -59,7 +59,7 @@ def buffered_messages(endpoint: str, outputs: dict[str, Any]) -> int | None:
 def _emulator_credentials() -> tuple[str, str] | None:
     """The emulator's fixed dummy credentials, unless the environment has some of its own (the
     shell `datasync up` runs in usually has none)."""
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
+    if stack_settings().aws_access_key_id:
         return None
     return ("test", "test")
 

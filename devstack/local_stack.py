@@ -46,7 +46,13 @@ from devstack.emulator import Emulator, has_saved_state, port_in_use, start_mini
 from devstack.lambda_package import build_lambda_package
 from devstack.paths import ROOT, venv_bin
 from devstack.processes import ProcessFile, exit_description, spawn, stop_leftovers
-from devstack.settings import LOCAL_INTAKE_CONCURRENCY, LOCAL_LAMBDA_CONCURRENCY, stack_settings
+from devstack.settings import (
+    LOCAL_INTAKE_CONCURRENCY,
+    LOCAL_LAMBDA_CONCURRENCY,
+    LOCAL_RECEIVE_WAIT_SECONDS,
+    consumer_receive_wait_seconds,
+    stack_settings,
+)
 from devstack.supervisor import (
     StopLatch,
     StopRequested,
@@ -107,7 +113,7 @@ class StackConfig:
     stream_terraform: bool = True
     build_dir: Path | None = None  # Lambda zips are content-addressed: safe to share
     consumer_concurrency: int = 1
-    receive_wait_seconds: int = 5
+    receive_wait_seconds: int = LOCAL_RECEIVE_WAIT_SECONDS  # the consumers' long poll
     lambda_concurrency: int = LOCAL_LAMBDA_CONCURRENCY  # batches at once per destination function
     intake_concurrency: int = LOCAL_INTAKE_CONCURRENCY  # batches at once of the intake function
 
@@ -115,10 +121,10 @@ class StackConfig:
     def from_environment(cls) -> StackConfig:
         settings = stack_settings()
         return cls(
-            layout=Layout.from_environment(),
+            layout=settings.layout,
             external_endpoint=settings.external_endpoint,
             consumer_concurrency=settings.consumer_concurrency,
-            receive_wait_seconds=settings.receive_wait_seconds,
+            receive_wait_seconds=consumer_receive_wait_seconds(),
             lambda_concurrency=settings.lambda_concurrency,
             intake_concurrency=settings.intake_concurrency,
         )
@@ -320,7 +326,9 @@ class LocalStack:
         base = {k: v for k, v in os.environ.items() if not k.startswith("DATASYNC_QUEUE")}
         base.update(self.app_environment())
         base["DATASYNC_ENV_FILE"] = str(layout.env_file)
+        # Not the apps' 20 s unless asked for: `make run` must stop within its 30 s budget.
         base["DATASYNC_RECEIVE_WAIT_SECONDS"] = str(cfg.receive_wait_seconds)
+        # The local API and its metrics listen on loopback whatever the shell says.
         api_env = {
             **base,
             "API_HOST": "127.0.0.1",

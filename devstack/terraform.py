@@ -34,7 +34,6 @@ from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
-from datasync.local_layout import Layout
 from devstack.paths import TERRAFORM_DIR
 from devstack.processes import spawn, stop_process
 from devstack.settings import stack_settings
@@ -64,9 +63,10 @@ def require_terraform() -> str:
 
 def cli_environment() -> dict[str, str]:
     """Environment variables that tell Terraform where providers come from."""
-    config_dir = Layout.from_environment().terraform_config_dir
+    settings = stack_settings()
+    config_dir = settings.layout.terraform_config_dir
     config_dir.mkdir(parents=True, exist_ok=True)
-    mirror = stack_settings().terraform_mirror
+    mirror = settings.terraform_mirror
     if mirror:
         if not mirror.is_dir():
             raise TerraformError(f"{MIRROR_SETTING}={mirror} is not a directory")
@@ -80,8 +80,8 @@ def cli_environment() -> dict[str, str]:
         return {"TF_CLI_CONFIG_FILE": str(config), "TF_IN_AUTOMATION": "1"}
     env = {"TF_IN_AUTOMATION": "1", "TF_PLUGIN_CACHE_DIR": str(config_dir / "plugin-cache")}
     Path(env["TF_PLUGIN_CACHE_DIR"]).mkdir(exist_ok=True)
-    configured = os.environ.get("TF_CLI_CONFIG_FILE")
-    if configured and not Path(configured).exists():
+    configured = settings.terraform_cli_config_file
+    if configured and not configured.exists():
         env["TF_CLI_CONFIG_FILE"] = ""  # a dangling setting only produces warnings
     return env
 

@@ -19,13 +19,9 @@
 # A run writes var/bench/<day>-<label>-<commit>.json (the raw result, every sample), .png and
 # .summary.json (its figures, a few KB: what docs/bench keeps; `python -m bench summarize
 # <raw> --to docs/bench` puts it there with the PNG). Every knob is a BENCH_* variable read by
-# `python -m bench` (see `python -m bench --help`): BENCH_OUT (the raw result's path instead;
-# the PNG and the summary go beside it), BENCH_LABEL (run), BENCH_RATE (200 req/s),
-# BENCH_SECONDS (60), BENCH_BURST (6000), BENCH_SCALING_SIZES, BENCH_SUSTAINED_RATE (500),
-# BENCH_ACCOUNTING (1), BENCH_ACCOUNTING_RATE, BENCH_ACCOUNTING_BUS_RATE (BENCH_SUSTAINED_RATE;
-# 0 skips the window on the bus), BENCH_ACCOUNTING_SECONDS (15),
-# BENCH_DRAIN_TIMEOUT (300), BENCH_SEED. Variables given on make's command line reach it
-# through the environment; BENCH_ARGS adds raw options.
+# `python -m bench` (bench/config.py; each with its default in docs/configuration.md, and
+# `python -m bench --help`). Variables given on make's command line reach it through the
+# environment; BENCH_ARGS adds raw options.
 #
 # The tool has a venv of its own so that it does not depend on the checkout it measures.
 

@@ -114,14 +114,15 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     PROMETHEUS_MULTIPROC_DIR names, emptied: samples of an earlier run's processes would be
     added to this run's.
     """
-    given = os.environ.get(MULTIPROC_DIR)
-    if given:
-        directory = Path(given)
+    directory = _settings.prometheus_multiproc_dir
+    if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.db"):
             stale.unlink()
     else:
         directory = Path(tempfile.mkdtemp(prefix="datasync-api-metrics-", dir=worker_tmp_dir))
+        # A write to the environment, on purpose: prometheus-client takes the directory from
+        # this variable only, in every worker, and the workers inherit the master's environment.
         os.environ[MULTIPROC_DIR] = str(directory)
         server.datasync_metrics_dir = directory  # ours: removed on exit
 

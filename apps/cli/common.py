@@ -9,11 +9,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from datasync.settings import Settings
+from pydantic import ValidationError
+
+from datasync.settings import Settings, config_error
 
 
 def settings() -> Settings:
-    return Settings.load()
+    try:
+        return Settings.load()
+    except ValidationError as exc:
+        raise config_error(exc) from None  # exit 5, naming each wrong variable
 
 
 def aws(service: str, settings: Settings) -> Any:

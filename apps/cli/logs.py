@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from apps.cli import common
 from datasync.core import exit_codes
-from datasync.local_layout import Layout
 
 # Shown first and in this order; every other field follows as key=value.
 LEADING = ("time", "level", "service", "logger", "message")
@@ -131,7 +131,7 @@ def _new_lines(
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    logs_dir = Layout.from_environment().logs_dir
+    logs_dir = common.settings().logs_dir
     files = log_files(logs_dir, args.component)
     if not files:
         what = f"no {args.component} log" if args.component else "no logs"

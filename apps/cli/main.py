@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from importlib.metadata import entry_points
 from typing import Any
@@ -32,7 +31,6 @@ from apps.cli import common, dlq_commands, logs, replay, send, status, trace
 from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.stores import StoreNotReady, StoreUnavailable
-from datasync.local_layout import LayoutError
 from datasync.settings import ConfigError
 
 # Each command's help ends with examples, kept as written.
@@ -173,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, LayoutError) as exc:
+    except ConfigError as exc:
         print(f"datasync: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
     except StoreNotReady as exc:
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return exit_codes.UNAVAILABLE
     except (BotoCoreError, ClientError) as exc:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        endpoint = common.settings().aws_endpoint_url or "AWS"
         print(
             f"datasync: cannot talk to {endpoint}: {exc}\n"
             "Is `make run` running (or are your AWS credentials and region set)?",

@@ -25,7 +25,6 @@ from datasync.contract import DESTINATIONS
 from datasync.core import exit_codes
 from datasync.core.queues import SQS_BATCH_LIMIT, string_attributes
 from datasync.core.stores import StoreNotReady
-from datasync.local_layout import Layout
 from datasync.settings import Settings
 
 COLUMNS = ("where", "destination", "event_id", "correlation_id", "detail")
@@ -282,7 +281,7 @@ def collect(wanted: str, settings: Settings, logs_dir: Path, peek: bool = True) 
 
 def cmd_trace(args: argparse.Namespace) -> int:
     settings = common.settings()
-    trace = collect(args.id, settings, Layout.from_environment().logs_dir, not args.no_peek)
+    trace = collect(args.id, settings, settings.logs_dir, not args.no_peek)
     if args.json:
         common.print_json(trace.as_dict())
     elif trace.rows:

@@ -30,7 +30,7 @@ from datasync.core.logging import configure_logging
 from datasync.core.queues import error_code
 from datasync.core.stores import SqlStore, StoreUnavailable, open_store
 from datasync.core.stores.connections import postgres_sslmode
-from datasync.settings import ConfigError, Settings
+from datasync.settings import ConfigError, Settings, config_error
 
 logger = logging.getLogger("datasync.consumer")
 
@@ -106,10 +106,7 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
     try:
         settings = Settings.load()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
-        print(f"datasync-consumer: invalid settings: {problems}", file=sys.stderr)
+        print(f"datasync-consumer: {config_error(exc)}", file=sys.stderr)
         return exit_codes.CONFIG
     configure_logging(f"datasync-consumer-{args.destination}", settings.log_level)
     try:

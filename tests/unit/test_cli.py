@@ -778,4 +778,4 @@ def test_the_dev_stack_adds_its_commands_through_the_entry_point(monkeypatch, ca
 def test_a_port_setting_that_is_no_port_is_a_config_error_that_names_it(monkeypatch, capsys):
     monkeypatch.setenv("API_PORT", "80a")
     assert main(["logs"]) == CONFIG
-    assert "API_PORT must be a port number (1-65535), not '80a'" in capsys.readouterr().err
+    assert "invalid settings: API_PORT: Input should be a valid integer" in capsys.readouterr().err

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from datasync.local_layout import (
+    CHECKOUT,
     Layout,
-    LayoutError,
     Started,
     api_ready,
     as_shipped_line,
@@ -29,10 +29,16 @@ from datasync.local_layout import (
 )
 
 
-def test_the_layout_from_the_environment_and_back(tmp_path):
+def test_the_layout_from_the_environment_and_back(tmp_path, monkeypatch):
+    from devstack.settings import stack_settings  # it reads what environment() writes
+
     layout = Layout(tmp_path, api_port=8999, emulator_port=4999, emulator_host="0.0.0.0")
-    assert Layout.from_environment(layout.environment()) == layout
-    assert Layout.from_environment({}) == Layout(Layout.from_environment({}).var_dir)
+    for name, value in layout.environment().items():
+        monkeypatch.setenv(name, value)
+    assert stack_settings().layout == layout
+    for name in layout.environment():
+        monkeypatch.delenv(name)
+    assert stack_settings().layout == Layout(CHECKOUT / "var")
     assert layout.env_file == tmp_path / "local" / "datasync.env"
     assert layout.emulator_log == tmp_path / "local" / "logs" / "ministack.log"
     assert Layout.of_env_file(layout.env_file).emulator_log == layout.emulator_log
@@ -40,9 +46,13 @@ def test_the_layout_from_the_environment_and_back(tmp_path):
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "80a", "²"])
-def test_a_port_that_is_not_one_is_refused_with_its_name(port):
-    with pytest.raises(LayoutError, match="API_PORT must be a port number"):
-        Layout.from_environment({"API_PORT": port})
+def test_a_port_that_is_not_one_is_refused_with_its_name(port, monkeypatch):
+    from datasync.settings import ConfigError
+    from devstack.settings import stack_settings
+
+    monkeypatch.setenv("API_PORT", port)
+    with pytest.raises(ConfigError, match="invalid settings: API_PORT: "):
+        stack_settings()
 
 
 def test_two_layouts_on_free_ports_do_not_collide(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from datasync.local_layout import Layout, Started, as_shipped_line, lifted_line
+from datasync.settings import ConfigError, Settings
 from devstack.emulator import Emulator
 from devstack.local_stack import LocalStack, StackConfig, emulator_as_shipped
 from devstack.processes import (
@@ -26,6 +27,7 @@ from devstack.processes import (
     still_running,
     stop_leftovers,
 )
+from devstack.settings import StackSettings
 from devstack.supervisor import StopLatch, Supervised
 from devstack.terraform import TerraformStack, inputs_fingerprint, prepare_workdir
 from tests.pipeline import wait_until
@@ -286,6 +288,7 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     monkeypatch.setenv("API_PORT", "8999")
     monkeypatch.setenv("DATASYNC_CONSUMER_CONCURRENCY", "2")
     monkeypatch.setenv("DATASYNC_AWS_ENDPOINT_URL", "")
+    monkeypatch.delenv("DATASYNC_RECEIVE_WAIT_SECONDS", raising=False)
     config = StackConfig.from_environment()
     assert config.layout == Layout(tmp_path, api_port=8999, emulator_port=4999)
     assert config.consumer_concurrency == 2 and config.external_endpoint is None
@@ -300,8 +303,22 @@ def test_the_stack_reads_its_settings_through_one_class(monkeypatch, tmp_path):
     assert variables["intake_maximum_concurrency"] == "6"
     assert variables["lambda_package_path"] == "/b/lambda-local-aaaa.zip"
     monkeypatch.setenv("DATASYNC_EMULATOR_PORT", "99999")
-    with pytest.raises(ValueError, match="DATASYNC_EMULATOR_PORT"):
+    with pytest.raises(ConfigError, match="DATASYNC_EMULATOR_PORT"):
         StackConfig.from_environment()
+
+
+@pytest.mark.parametrize(("given", "local"), [(None, 5), ("20", 20), ("0", 0), ("7", 7)])
+def test_the_consumers_long_poll_has_one_default_and_make_run_shortens_it(
+    monkeypatch, given, local
+):
+    """The apps' DATASYNC_RECEIVE_WAIT_SECONDS defaults to 20 s (rare billed empty receives);
+    `make run` gives its consumers 5 s for quick stops unless the variable is set, even to 20."""
+    monkeypatch.delenv("DATASYNC_RECEIVE_WAIT_SECONDS", raising=False)
+    assert Settings().receive_wait_seconds == 20
+    if given is not None:
+        monkeypatch.setenv("DATASYNC_RECEIVE_WAIT_SECONDS", given)
+    assert StackConfig.from_environment().receive_wait_seconds == local
+    assert "receive_wait_seconds" not in StackSettings.model_fields  # read by the apps' only
 
 
 def test_make_runs_own_lines_are_json_lines_like_every_runtimes(tmp_path, capsys):
