@@ -154,6 +154,17 @@ class Settings(_DestinationQueueUrls):
     )
     # libpq's own default sslmode, used when DATABASE_URL does not name one.
     pgsslmode: str | None = Field(None, validation_alias="PGSSLMODE")
+    # How a consumer finds its tables: "migrate" applies the pending migrations at start (local
+    # and dev); "check" only reads the schema's version and refuses to write while it is behind
+    # (the chart: its role may not CREATE, the migration Job migrates).
+    store_schema: Literal["migrate", "check"] = Field(
+        "migrate", validation_alias="DATASYNC_STORE_SCHEMA"
+    )
+    # `datasync-migrate`: the database URL of a role that may CREATE (the schema's owner); unset,
+    # it uses DATABASE_URL. Consumers never read it.
+    database_migration_url: SecretStr | None = Field(
+        None, validation_alias="DATABASE_MIGRATION_URL"
+    )
     store_dir: Path = Field(Path("var/stores"), validation_alias="DATASYNC_STORE_DIR")
     health_port: int = Field(0, ge=0, le=65535, validation_alias="DATASYNC_HEALTH_PORT")
     # SQS long-poll wait of a consumer's receive. 20 s (the SQS maximum) keeps empty receives
@@ -175,6 +186,7 @@ class Settings(_DestinationQueueUrls):
         "aws_endpoint_url",
         "queue_url",
         "database_url",
+        "database_migration_url",
         "api_metrics_url",
         "dashboard_sessions_table",
         mode="before",
