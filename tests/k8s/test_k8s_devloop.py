@@ -356,6 +356,9 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
         'export DATASYNC_CRM_QUEUE_URL="http://localhost:4566/000000000000/datasync-crm"\n'
         "DATASYNC_MARKETING_QUEUE_URL=http://sqs.us-east-1.localhost:4566/000000000000/datasync-marketing\n"
         "DATASYNC_ANALYTICS_QUEUE_URL='http://127.0.0.1:4566/000000000000/datasync-analytics'\n"
+        "DATASYNC_CRM_DLQ_URL=http://localhost:4566/000000000000/datasync-crm-dlq\n"
+        "DATASYNC_CRM_BUFFER_QUEUE_URL=http://localhost:4566/000000000000/datasync-crm-buffer\n"
+        "DATASYNC_INTAKE_QUEUE_URL=http://localhost:4566/000000000000/datasync-intake\n"
     )
     out = tmp_path / "kind-values.yaml"
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 0
@@ -363,11 +366,16 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
     assert values["config"]["eventBusName"] == "datasync-local-bus"
     assert values["config"]["dashboardSessionsTable"] == "datasync-dashboard-sessions"
     assert "secrets" not in values, "nothing in the cluster reads the analytics hash key"
-    urls = {c["destination"]: c["queueUrl"] for c in values["consumers"]}
     endpoint = kind_values.IN_CLUSTER_ENDPOINT
+    # A map by destination: it merges over ci/kind-values.yaml's placeholders key by key.
+    urls = {d: c["queueUrl"] for d, c in values["consumers"].items()}
     assert urls == {
         d: f"{endpoint}/000000000000/datasync-{d}" for d in ("crm", "marketing", "analytics")
     }
+    # The status page's queues too, rewritten the same way.
+    assert values["consumers"]["crm"]["dlqUrl"] == f"{endpoint}/000000000000/datasync-crm-dlq"
+    assert values["consumers"]["crm"]["bufferQueueUrl"].endswith("/datasync-crm-buffer")
+    assert values["config"]["intakeQueueUrl"] == f"{endpoint}/000000000000/datasync-intake"
     env.write_text("DATASYNC_CRM_QUEUE_URL=http://localhost:4566/0/crm\n")
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 1
     assert kind_values.main(["kind_values.py", str(tmp_path / "missing.env"), str(out)]) == 1
