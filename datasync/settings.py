@@ -460,6 +460,25 @@ class Settings(_DestinationQueueUrls):
         "run` picks a free one per consumer)",
         json_schema_extra=doc(CONSUMER),
     )
+    store_schema: Literal["migrate", "check"] = Field(
+        "migrate",
+        validation_alias="DATASYNC_STORE_SCHEMA",
+        description="How a consumer finds its tables: `migrate` applies the pending schema "
+        "migrations at start (local and dev); `check` only reads the schema's version and, while "
+        "it is behind, exits 5 saying to run `datasync-migrate` (the chart, beside its migration "
+        "Job), so the consumer's role needs no CREATE",
+        json_schema_extra=doc(CONSUMER),
+    )
+    database_migration_url: SecretStr | None = Field(
+        None,
+        validation_alias="DATABASE_MIGRATION_URL",
+        description="`datasync-migrate`: the URL of a role that may CREATE (the schema's owner); "
+        "unset, `DATABASE_URL`. `datasync-migrate [--destination D] [--check] [--wait S]` applies "
+        "the versioned migrations of every store once: exit 0, 1 (a migration failed and was "
+        "rolled back; `--check`: one is behind), 4 (no database within `--wait`), 5. Consumers "
+        "never read it",
+        json_schema_extra=doc("datasync-migrate", allowed="URL (secret)"),
+    )
     receive_wait_seconds: int = Field(
         20,
         ge=0,
@@ -500,6 +519,7 @@ class Settings(_DestinationQueueUrls):
         "aws_endpoint_url",
         "queue_url",
         "database_url",
+        "database_migration_url",
         "dashboard_sessions_table",
         "prometheus_multiproc_dir",
         mode="before",

@@ -38,12 +38,19 @@ HELM_KIND = $(HELM) --kube-context $(KIND_CONTEXT)
 
 # The checkers (helm-python-sdk, kubernetes-validate, KEDA models, checkov, hadolint, shellcheck,
 # check-jsonschema) in a venv of their own: checkov's dependencies conflict with the project's.
-$(K8S_CHECKS_VENV)/.installed: requirements/k8s-checks.lock
+# Beside them, in $(K8S_CHECKS_VENV)/npm, the External Secrets Operator's API models from npm
+# (requirements/k8s-checks-npm, installed from its lock file): no PyPI package has them.
+K8S_CHECKS_NPM := requirements/k8s-checks-npm
+$(K8S_CHECKS_VENV)/.installed: requirements/k8s-checks.lock $(K8S_CHECKS_NPM)/package-lock.json
+	@command -v npm >/dev/null || { echo "the chart checks need node and npm (apt-get install nodejs npm)"; exit 1; }
 	@echo "==> installing the offline Kubernetes checkers into $(K8S_CHECKS_VENV)"
 	@rm -rf $(K8S_CHECKS_VENV)
 	@$(K8S_CHECKS_PYTHON) -m venv $(K8S_CHECKS_VENV)
 	@$(K8S_CHECKS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
 		-r requirements/k8s-checks.lock 2>&1 | $(PIP_QUIET)
+	@mkdir -p $(K8S_CHECKS_VENV)/npm
+	@cp $(K8S_CHECKS_NPM)/package.json $(K8S_CHECKS_NPM)/package-lock.json $(K8S_CHECKS_VENV)/npm/
+	@npm ci --prefix $(K8S_CHECKS_VENV)/npm --no-audit --no-fund --loglevel=error
 	@touch $@
 
 chart-tools: $(K8S_CHECKS_VENV)/.installed ## install the offline Kubernetes checkers (.tools/k8s-checks)

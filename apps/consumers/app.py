@@ -6,8 +6,12 @@ Outside local mode (DATASYNC_ENV is not ``local``) a consumer refuses to start w
 DATABASE_URL: in a container a SQLite file lives on the pod's disk, so every replica would
 hold a fragment of the store and scaling to zero would wipe it. There, too, the connection must
 be encrypted and the server verified (``sslmode=verify-full``). A database that cannot be
-reached at start is no reason to exit: the workers wait for it (not ready meanwhile). Exit codes
-are those of ``datasync.core.exit_codes`` (5: misconfigured, 4: the queue cannot be reached).
+reached at start is no reason to exit: the workers wait for it (not ready meanwhile).
+
+With DATASYNC_STORE_SCHEMA=check (the chart) the consumer does not migrate: a schema that is
+behind at start exits 5 saying to run `datasync-migrate`; found behind later (the database was
+down at start) it holds its batches, not ready with the same reason. Exit codes are those of
+``datasync.core.exit_codes`` (5: misconfigured, 4: the queue cannot be reached).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from datasync.core import exit_codes
 from datasync.core.aws import client
 from datasync.core.logging import configure_logging
 from datasync.core.queues import error_code
-from datasync.core.stores import SqlStore, StoreUnavailable, open_store
+from datasync.core.stores import SchemaNotReady, SqlStore, StoreUnavailable, open_store
 from datasync.core.stores.connections import postgres_sslmode
 from datasync.settings import ConfigError, Settings, config_error
 
@@ -57,9 +61,12 @@ VERIFIED_TLS = "verify-full"
 UNVERIFIED_TLS = ("require", "verify-ca")  # encrypted; the server's name (or CA) not checked
 
 
-def database_url(settings: Settings) -> str | None:
-    """The consumer's DATABASE_URL; None (SQLite in DATASYNC_STORE_DIR) only in local mode."""
+def database_url(settings: Settings, *, for_migrations: bool = False) -> str | None:
+    """The consumer's DATABASE_URL (``for_migrations``: DATABASE_MIGRATION_URL when set); None
+    (SQLite in DATASYNC_STORE_DIR) only in local mode."""
     url = settings.database_dsn()
+    if for_migrations and settings.database_migration_url:
+        url = settings.database_migration_url.get_secret_value()
     if url is None and settings.env != "local":
         raise ConfigError(
             "DATABASE_URL is not set: outside local mode a consumer needs a PostgreSQL database "
@@ -117,23 +124,28 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
         return exit_codes.CONFIG
     if stop.is_set():  # stopped while starting: nothing received yet, nothing to finish
         return exit_codes.OK
-    sqs = client("sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    metrics = ConsumerMetrics(args.destination)
+    threads = max(1, args.concurrency)
+    store = open_store(
+        args.destination, database_url=dsn, store_dir=settings.store_dir,
+        prepare=False, pool_size=threads, schema=settings.store_schema,
+    )  # fmt: skip
     try:
+        prepare_store(store, metrics)
+        sqs = client("sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
         redrive = RedriveTarget.of_queue(sqs, queue_url)
+    except SchemaNotReady as exc:
+        store.close()
+        print(f"datasync-consumer: {exc.reason}", file=sys.stderr)
+        return exit_codes.CONFIG
     except (BotoCoreError, ClientError) as exc:
+        store.close()
         print(
             f"datasync-consumer: cannot read the queue {queue_url} ({error_code(exc)}): "
             "check DATASYNC_QUEUE_URL, AWS_REGION and the credentials",
             file=sys.stderr,
         )
         return exit_codes.UNAVAILABLE
-    metrics = ConsumerMetrics(args.destination)
-    threads = max(1, args.concurrency)
-    store = open_store(
-        args.destination, database_url=dsn, store_dir=settings.store_dir,
-        prepare=False, pool_size=threads,
-    )  # fmt: skip
-    prepare_store(store, metrics)
     workers = [
         ConsumerWorker(
             sqs=sqs,
@@ -160,9 +172,12 @@ def run(argv: list[str] | None, stop: threading.Event) -> int:
 
 
 def prepare_store(store: SqlStore, metrics: ConsumerMetrics) -> None:
-    """Create the store's tables now if the database answers; otherwise the workers wait."""
+    """Migrate the store's schema, or check it, now if the database answers; otherwise the
+    workers wait. Raises SchemaNotReady when the schema is behind and may not be migrated here."""
     try:
         store.prepare()
+    except SchemaNotReady:
+        raise
     except StoreUnavailable as exc:
         metrics.store_unreachable(exc.reason)
         logger.warning(

@@ -8,9 +8,13 @@ what `make kind-up` adds (deploy/kind/kind_values.py), pointed at this session's
   the Dockerfile states;
 - the API pod's container passes its probes and publishes through the real bus: the event
   reaches the session's stores;
-- a consumer pod's container, on a queue of its own, applies a record to PostgreSQL (the
-  DATABASE_URL from the chart's Secret), dead-letters a poison message with its reason, and
-  exits 0 on SIGTERM within terminationGracePeriodSeconds;
+- the migration Job's container (the chart's pre-install hook, from the consumer image, as the
+  schema's owner) migrates the database that a consumer pod, before it, refused to start on
+  (exit 5, saying what to run); a second run changes nothing;
+- a consumer pod's container, on a queue of its own and as a database role that may only read and
+  write rows, applies a record to PostgreSQL (the DATABASE_URL from the chart's Secret),
+  dead-letters a poison message with its reason, and exits 0 on SIGTERM within
+  terminationGracePeriodSeconds;
 - neither writes anywhere but its emptyDirs (they run as the pod's user in a root-owned WORKDIR
   when the tests run as root).
 """
@@ -90,20 +94,44 @@ def consumer_queue(pipeline: Pipeline):
 
 
 @pytest.fixture(scope="module")
-def consumer_database(postgres_url: str) -> str:
-    schema = f"rehearsal_{uuid.uuid4().hex[:8]}"
+def databases(postgres_url: str) -> dict[str, str]:
+    """A schema, the URL of its owner (the migration Job's) and of a role that may only read and
+    write the rows of the tables the owner creates there (the consumers')."""
+    suffix = uuid.uuid4().hex[:8]
+    schema, consumer = f"rehearsal_{suffix}", f"rehearsal_consumer_{suffix}"
+    owner = urlsplit(postgres_url).username
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{postgres_url}?options=-csearch_path%3D{schema}"
+        conn.execute(f"CREATE ROLE {consumer} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {consumer}")
+        conn.execute(
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}"
+            f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {consumer}"
+        )
+    options = f"?options=-csearch_path%3D{schema}"
+    return {
+        "owner": postgres_url + options,
+        "consumer": postgres_url.replace(f"//{owner}@", f"//{consumer}@") + options,
+    }
 
 
 @pytest.fixture(scope="module")
-def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_database: str):
-    """The chart as skaffold's kind profile deploys it, pointed at this session's emulator."""
+def consumer_database(databases: dict[str, str]) -> str:
+    return databases["consumer"]
+
+
+@pytest.fixture(scope="module")
+def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], databases: dict[str, str]):
+    """The chart as skaffold's kind profile deploys it, pointed at this session's emulator, with
+    a database role of its own for the migration Job."""
     values = yaml.safe_load((CHART / "ci/kind-values.yaml").read_text())
     added = load_kind_values().kind_values(pipeline.env, endpoint=pipeline.env["AWS_ENDPOINT_URL"])
     values["config"].update(added["config"])
-    values["secrets"].update(added.get("secrets", {}), databaseUrl=consumer_database)
+    values["secrets"].update(
+        added.get("secrets", {}),
+        databaseUrl=databases["consumer"],
+        migrationDatabaseUrl=databases["owner"],
+    )
     values["consumers"] = [{"destination": "crm", "queueUrl": consumer_queue["queue"]}]
     answer = helm_tool(
         "render",
@@ -119,6 +147,7 @@ def rendered(pipeline: Pipeline, consumer_queue: dict[str, str], consumer_databa
     docs = parse_manifests(answer["manifests"])
     return {
         "deployments": {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")},
+        "jobs": {d["metadata"]["name"]: d for d in of_kind(docs, "Job")},
         "pods": {d["metadata"]["name"]: d for d in of_kind(docs, "Pod")},
         "services": {d["metadata"]["name"]: d for d in of_kind(docs, "Service")},
         "config_maps": {d["metadata"]["name"]: d["data"] for d in of_kind(docs, "ConfigMap")},
@@ -132,6 +161,24 @@ def _start(rendered: dict[str, Any], image: BuiltImage, deployment: str, extra_a
         image, pod, rendered["config_maps"], rendered["secrets"], extra_args
     )
     return pod, container
+
+
+def _run_migration_job(rendered: dict[str, Any], image: BuiltImage) -> str:
+    """The chart's pre-install hook Job, run to its end as Helm waits for it; its output."""
+    (job,) = rendered["jobs"].values()
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    container = start_pod_container(
+        image, job["spec"]["template"]["spec"], rendered["config_maps"], rendered["secrets"]
+    )
+    code = container.process.wait(job["spec"]["activeDeadlineSeconds"])
+    assert code == 0, f"the migration Job failed ({code}):\n{container.output()[-3000:]}"
+    return container.output()
+
+
+@pytest.fixture(scope="module")
+def migrated(rendered: dict[str, Any], images: dict[str, BuiltImage]) -> None:
+    """What Helm does before any pod of a release starts: the migration Job."""
+    _run_migration_job(rendered, images["consumers"])
 
 
 def _wait_ready(pod: dict[str, Any], container: ContainerProcess) -> None:
@@ -207,12 +254,34 @@ def test_api_pod_passes_its_probes_and_publishes_to_the_bus(
     _nothing_written_outside_volumes(images["api"], api)
 
 
+def test_the_migration_job_migrates_what_the_consumer_pods_only_check(
+    rendered: dict[str, Any], images: dict[str, BuiltImage]
+) -> None:
+    consumer = f"{RELEASE}-consumer-crm"
+    env = {e["name"]: e for e in _pod(rendered, consumer)["containers"][0]["env"]}
+    assert env["DATASYNC_STORE_SCHEMA"]["value"] == "check"
+    # Before the Job: the consumer pod refuses to start and says what to run.
+    _, early = _start(rendered, images["consumers"], consumer, ["--health-host", "127.0.0.1"])
+    assert early.process.wait(STARTUP_TIMEOUT) == 5, early.output()[-3000:]
+    assert "crm store's schema is at version 0" in early.output()
+    assert "run `datasync-migrate`" in early.output()
+    first = _run_migration_job(rendered, images["consumers"])
+    assert "crm: version 0 -> 1" in first, first
+    again = _run_migration_job(rendered, images["consumers"])
+    assert again.count("up to date at version 1") == 3, again
+
+
+def _pod(rendered: dict[str, Any], deployment: str) -> dict[str, Any]:
+    return rendered["deployments"][deployment]["spec"]["template"]["spec"]
+
+
 def test_consumer_pod_applies_dead_letters_and_drains_on_sigterm(
     pipeline: Pipeline,
     rendered: dict[str, Any],
     images: dict[str, BuiltImage],
     consumer_queue: dict[str, str],
     consumer_database: str,
+    migrated: None,
 ) -> None:
     # The container listens on all of its own interfaces; on the host, loopback only.
     pod, consumer = _start(

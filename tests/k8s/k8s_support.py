@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,8 +26,15 @@ KUBE_VERSION = "1.33.0"
 TOOLS = Path(os.environ.get("DATASYNC_K8S_TOOLS", REPO / ".tools" / "k8s-checks"))
 
 # Kinds that come from CRDs: kubernetes-validate has no schema for them (helm_tool.py `crds`
-# checks them against the KEDA and Prometheus Operator models instead).
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
+# checks them against the KEDA and Prometheus Operator models instead, external_secrets.mjs
+# against the External Secrets Operator's).
+CRD_KINDS = {
+    "ScaledObject",
+    "TriggerAuthentication",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "ExternalSecret",
+}
 
 # The Prometheus Operator's API: the chart renders its kinds only when the cluster serves it.
 PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
@@ -33,11 +42,26 @@ PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
 # checkov checks the chart may waive, each with its reason in a checkov.io/skipN annotation.
 ALLOWED_CHECKOV_WAIVERS = {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_8", "CKV_K8S_9"}
 
-# The chart's default values plus the one thing they cannot have: a database for the consumers.
-# The default values alone must not render (INVALID below): a consumer without a database used to
-# fall back to SQLite on its pod's emptyDir, which KEDA's scale-in wipes.
+# The chart's default values plus the two things they cannot have: a database for the consumers
+# and an API key. The default values alone must not render (INVALID below): a consumer without a
+# database used to fall back to SQLite on its pod's emptyDir, which KEDA's scale-in wipes; and a
+# key the chart generates is made again on every `helm template` (TEMPLATE_FAILURES).
 DATABASE_URL = "postgresql://datasync@db.internal:5432/datasync?sslmode=verify-full"
-MINIMAL: dict[str, Any] = {"secrets": {"databaseUrl": DATABASE_URL}}
+API_KEY = "k" * 40
+MINIMAL: dict[str, Any] = {"secrets": {"databaseUrl": DATABASE_URL, "apiKeys": API_KEY}}
+TLS = [{"secretName": "datasync-tls", "hosts": ["datasync.example.com"]}]
+# What the External Secrets Operator reads, for the ExternalSecret cases.
+EXTERNAL_SECRET: dict[str, Any] = {
+    "create": False,
+    "externalSecret": {
+        "enabled": True,
+        "secretStoreRef": {"name": "aws-parameter-store", "kind": "ClusterSecretStore"},
+        "apiKeys": {"key": "/datasync/test/api-keys"},
+        "databaseUrl": {"key": "datasync/test/database-consumer", "property": "url"},
+        "migrationDatabaseUrl": {"key": "datasync/test/database-owner", "property": "url"},
+    },
+}
+DEPLOY_ENVIRONMENTS = ("staging", "prod")
 
 # NetworkPolicyPeers of the usual neighbours: the ingress controller and Prometheus.
 INGRESS_NGINX: dict[str, Any] = {
@@ -79,7 +103,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 },
             },
         },
-        "api": {"ingress": {"enabled": True}},
+        "api": {"ingress": {"enabled": True, "tls": TLS}},
         "networkPolicy": {
             "ingressControllerFrom": [INGRESS_NGINX],
             "metricsIngressFrom": [MONITORING],
@@ -100,6 +124,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "variant-local-mode-dev-key": {
         "config": {"env": "local"},
         "secrets": {"apiKeys": "local-dev-key", "databaseUrl": "postgresql://datasync@pg/datasync"},
+    },
+    # The keys stay out of Helm: the External Secrets Operator fills the chart's Secret (and the
+    # migration Job's hook Secret, with the owner's URL) from AWS.
+    "variant-external-secret": {"secrets": EXTERNAL_SECRET},
+    # Without the migration Job each consumer migrates its own tables (its role may CREATE).
+    "variant-migrations-off": {"migrations": {"enabled": False}},
+    # The migration Job's own role, from the chart's Secret values.
+    "variant-migration-role": {
+        "secrets": {"migrationDatabaseUrl": DATABASE_URL.replace("datasync@", "owner@")}
+    },
+    # An Ingress whose TLS ends before it, said so explicitly.
+    "variant-ingress-without-tls-allowed": {
+        "api": {"ingress": {"enabled": True, "allowWithoutTls": True}},
+        "networkPolicy": {"ingressControllerFrom": [INGRESS_NGINX]},
     },
     # An entry can switch a consumer off: its false must win over the default true (and the
     # dashboard has no row for it).
@@ -178,7 +216,7 @@ TEMPLATE_FAILURES: dict[str, tuple[dict[str, Any], list[str], str]] = {
     ),
     # Trusted proxies: any pod that reaches the API port could write X-Forwarded-For.
     "fails-ingress-without-naming-the-ingress-controller": (
-        {"api": {"ingress": {"enabled": True}}},
+        {"api": {"ingress": {"enabled": True, "tls": TLS}}},
         [],
         "set networkPolicy.ingressControllerFrom to the ingress controller's pods",
     ),
@@ -202,6 +240,51 @@ TEMPLATE_FAILURES: dict[str, tuple[dict[str, Any], list[str], str]] = {
         {"metrics": {"podAnnotations": True}},
         [],
         "networkPolicy.metricsIngressFrom is empty, which admits no one",
+    ),
+    # `lookup` is empty under `helm template` and GitOps tools: a new key on every sync.
+    "fails-generated-api-key-outside-local-mode": (
+        {"secrets": {"apiKeys": ""}},
+        [],
+        "secrets.apiKeys is empty with secrets.create=true and config.env=aws",
+    ),
+    "fails-ingress-without-tls-outside-local-mode": (
+        {
+            "api": {"ingress": {"enabled": True}},
+            "networkPolicy": {"ingressControllerFrom": [INGRESS_NGINX]},
+        },
+        [],
+        "api.ingress has no TLS: outside config.env=local",
+    ),
+    # KEDA reads the role to assume from the ServiceAccount's IRSA annotation.
+    "fails-keda-workload-identity-for-a-consumer-without-a-role": (
+        {
+            "keda": {"authentication": {"podIdentity": {"identityOwner": "workload"}}},
+            "consumers": {
+                "crm": {"serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/crm"}},
+            },
+        },
+        [],
+        "identityOwner=workload, but consumers.analytics.serviceAccount.roleArn is empty",
+    ),
+    "fails-external-secret-beside-secrets-create": (
+        {"secrets": {**EXTERNAL_SECRET, "create": True}},
+        [],
+        "secrets.externalSecret.enabled and secrets.create both write the chart's Secret",
+    ),
+    "fails-external-secret-without-its-store": (
+        {
+            "secrets": {
+                **EXTERNAL_SECRET,
+                "externalSecret": {**EXTERNAL_SECRET["externalSecret"], "secretStoreRef": {}},
+            }
+        },
+        [],
+        "secrets.externalSecret.secretStoreRef.name is empty",
+    ),
+    "fails-a-map-entry-naming-another-destination": (
+        {"consumers": {"crm": {"destination": "marketing"}}},
+        [],
+        'consumers.crm.destination is "marketing"',
     ),
 }
 
@@ -266,8 +349,47 @@ def positive_cases() -> dict[str, dict[str, Any]]:
     cases: dict[str, dict[str, Any]] = {"minimal": MINIMAL}
     for path in CI_VALUES:
         cases[f"ci-{path.stem}"] = load_yaml(path) or {}
+    for env in DEPLOY_ENVIRONMENTS:
+        cases[f"deploy-{env}"] = deploy_values(env)
     cases.update({name: with_database(values) for name, values in VARIANTS.items()})
     return cases
+
+
+def load_deploy_script(name: str) -> ModuleType:
+    """A script of deploy/ (no package), loaded as a module."""
+    path = REPO / "deploy" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def merged(base: Any, over: Any) -> Any:
+    """Helm's layering of values files: maps merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: merged(base[k], v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over
+        }
+    return over
+
+
+def outputs_fixture(env: str) -> dict[str, Any]:
+    """A recorded `terraform output -json` of the root (tests/fixtures/terraform)."""
+    return json.loads((REPO / f"tests/fixtures/terraform/outputs-{env}.json").read_text())
+
+
+def generated_values(env: str) -> dict[str, Any]:
+    """What deploy/values_from_outputs.py writes for the recorded outputs of ``env``."""
+    script = load_deploy_script("values_from_outputs")
+    values: dict[str, Any] = script.chart_values(script.deployment(outputs_fixture(env)))
+    return values
+
+
+def deploy_values(env: str) -> dict[str, Any]:
+    """deploy/<env>/values.generated.yaml (from the recorded outputs), then deploy/<env>/values.yaml,
+    as `helm -f ... -f ...` layers them."""
+    return merged(generated_values(env), load_yaml(REPO / f"deploy/{env}/values.yaml"))
 
 
 def invalid_cases() -> dict[str, tuple[dict[str, Any], str]]:
@@ -280,7 +402,11 @@ def invalid_cases() -> dict[str, tuple[dict[str, Any], str]]:
 
 
 def lint_cases() -> list[str]:
-    return ["minimal"] + [f"ci-{p.stem}" for p in CI_VALUES]
+    return (
+        ["minimal"]
+        + [f"ci-{p.stem}" for p in CI_VALUES]
+        + [f"deploy-{env}" for env in DEPLOY_ENVIRONMENTS]
+    )
 
 
 def parse_manifests(files: dict[str, str]) -> list[dict[str, Any]]:
@@ -308,10 +434,10 @@ def by_name(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every Deployment template and bare Pod."""
+    """(name, pod spec) of every Deployment and Job template and bare Pod."""
     specs = []
     for doc in docs:
-        if doc["kind"] == "Deployment":
+        if doc["kind"] in ("Deployment", "Job"):
             specs.append((doc["metadata"]["name"], doc["spec"]["template"]["spec"]))
         elif doc["kind"] == "Pod":
             specs.append((doc["metadata"]["name"], doc["spec"]))
@@ -345,10 +471,29 @@ def api_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def load_kind_values() -> ModuleType:
     """deploy/kind/kind_values.py, which `make kind-up` runs as a script (deploy/ is no package)."""
-    spec = importlib.util.spec_from_file_location(
-        "kind_values", REPO / "deploy/kind/kind_values.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_deploy_script("kind/kind_values")
+
+
+def consumer_entries(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``consumers`` of some values, map or list form, keyed by destination."""
+    found = values.get("consumers", {})
+    if isinstance(found, dict):
+        return {name: {**(entry or {}), "destination": name} for name, entry in found.items()}
+    return {entry["destination"]: entry for entry in found}
+
+
+def external_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """external_secrets.mjs's answer for each ExternalSecret: {"kind", "name", "errors"}."""
+    npm = TOOLS / "npm" / "node_modules"
+    if not npm.is_dir():
+        pytest.fail(f"{npm} is missing: `make .tools/k8s-checks/.installed`", pytrace=False)
+    with tempfile.TemporaryDirectory() as folder:
+        # Node resolves packages from the script's folder: put the script beside them.
+        script = Path(folder) / "external_secrets.mjs"
+        shutil.copy(REPO / "tests/k8s/external_secrets.mjs", script)
+        (Path(folder) / "node_modules").symlink_to(npm)
+        proc = run(["node", script], stdin=json.dumps(objects))
+    if proc.returncode != 0:
+        pytest.fail(f"external_secrets.mjs failed:\n{proc.stderr}", pytrace=False)
+    results: list[dict[str, Any]] = json.loads(proc.stdout)
+    return results

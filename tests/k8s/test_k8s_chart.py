@@ -25,7 +25,9 @@ from tests.k8s.k8s_support import (
     by_name,
     component,
     consumer_deployments,
+    consumer_entries,
     env_of,
+    external_secrets,
     helm_tool,
     lint_cases,
     load_yaml,
@@ -237,9 +239,13 @@ def test_crd_objects_validate_against_keda_and_prometheus_operator_models(
         strip_private(d) for case in CASES for d in manifests[case] if d["kind"] in CRD_KINDS
     ]
     assert {o["kind"] for o in objects} == CRD_KINDS
-    answer = helm_tool("crds", {"objects": objects})
-    assert len(answer["results"]) == len(objects)
-    failures = [r for r in answer["results"] if r["errors"]]
+    operators = [o for o in objects if o["kind"] != "ExternalSecret"]
+    answer = helm_tool("crds", {"objects": operators})
+    assert len(answer["results"]) == len(operators)
+    results = answer["results"] + external_secrets(
+        [o for o in objects if o["kind"] == "ExternalSecret"]
+    )
+    failures = [r for r in results if r["errors"]]
     assert not failures, json.dumps(failures, indent=2)
 
 
@@ -486,9 +492,14 @@ def test_queue_url_is_defined_once_per_consumer(case: str, manifests: dict[str, 
         urls = [e for e in container["env"] if e["name"] == "DATASYNC_QUEUE_URL"]
         assert len(urls) == 1 and "value" in urls[0], urls
         url = urls[0]["value"]
+        destination = component(doc).removeprefix("consumer-")
         if case in MAIN_CASES and case != "minimal":
             assert url.startswith(("http://", "https://")), url
-            assert rendered_text.count(url) == 1, f"{url} appears more than once"
+            # Once for the consumer (KEDA reads it there), once for the API's status page.
+            seen = len(re.findall(re.escape(url) + r"(?![\w-])", rendered_text))
+            assert seen == 2, f"{url} appears {seen} times"
+            status_page = env_of(api_deployment(docs)["spec"]["template"]["spec"]["containers"][0])
+            assert status_page[f"DATASYNC_{destination.upper()}_QUEUE_URL"]["value"] == url
         if case == "variant-no-keda":
             continue
         obj = scaled[doc["metadata"]["name"]]
@@ -501,8 +512,7 @@ def test_queue_url_is_defined_once_per_consumer(case: str, manifests: dict[str, 
 
 def scaling_values(case: str, destination: str) -> dict[str, Any]:
     chart, values = load_yaml(CHART / "values.yaml"), positive_cases()[case]
-    consumers = values.get("consumers", chart["consumers"])
-    (own,) = [c for c in consumers if c["destination"] == destination]
+    own = consumer_entries(values if "consumers" in values else chart)[destination]
     defaults = values.get("consumerDefaults", {}).get("scaling", {})
     return chart["consumerDefaults"]["scaling"] | defaults | own.get("scaling", {})
 
@@ -543,7 +553,7 @@ def test_trigger_authentication_for_kind_uses_the_secret(manifests: dict[str, li
     (auth,) = of_kind(docs, "TriggerAuthentication")
     refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
     assert set(refs) == {"awsAccessKeyID", "awsSecretAccessKey"}
-    (secret,) = of_kind(docs, "Secret")
+    (secret,) = [s for s in of_kind(docs, "Secret") if component(s) == "config"]
     for ref in refs.values():
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     assert "podIdentity" not in auth["spec"]
@@ -583,9 +593,16 @@ def test_settings_and_secrets_wiring(case: str, manifests: dict[str, list]) -> N
     for key in ("DATASYNC_ENV", "DATASYNC_EVENT_BUS_NAME", "AWS_REGION", "DATASYNC_LOG_LEVEL"):
         assert config["data"][key], key
     assert "DATASYNC_API_KEYS" not in config["data"]
-    secrets = of_kind(docs, "Secret")
+    # The pods' Secret; the migration Job's hook Secret is another.
+    secrets = [s for s in of_kind(docs, "Secret") if component(s) == "config"]
     values = positive_cases()[case]
-    secret_name = secrets[0]["metadata"]["name"] if secrets else values["secrets"]["existingSecret"]
+    (external,) = [e for e in of_kind(docs, "ExternalSecret") if component(e) == "config"] or [None]
+    if external:
+        secret_name = external["spec"]["target"]["name"]
+    else:
+        secret_name = (
+            secrets[0]["metadata"]["name"] if secrets else values["secrets"]["existingSecret"]
+        )
     api = api_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
     ref = env_of(api)["DATASYNC_API_KEYS"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret_name and ref["key"] == "DATASYNC_API_KEYS"

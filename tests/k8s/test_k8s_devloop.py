@@ -165,8 +165,12 @@ def test_skaffold_releases_and_value_templates() -> None:
             for var in re.findall(r"\{\{\s*\.IMAGE_(?:REPO|TAG|DIGEST)_(\w+)\s*\}\}", template):
                 assert var in artifact_vars, f"{profile}: {template} names no artifact"
         for values_file in release.get("valuesFiles", []):
-            # var/ holds files that `make kind-up` writes; everything else must be in the repo.
-            assert values_file.startswith("var/") or (REPO / values_file).is_file(), values_file
+            # var/ holds files that `make kind-up` writes, deploy/<env>/values.generated.yaml
+            # those deploy/values_from_outputs.py writes; everything else must be in the repo.
+            written = values_file.startswith("var/") or (
+                re.fullmatch(r"deploy/(dev|staging|prod)/values\.generated\.yaml", values_file)
+            )
+            assert written or (REPO / values_file).is_file(), values_file
     # The checker notices a key the chart does not have.
     assert not _schema_has(schema, "api.image.name")
 
@@ -356,6 +360,9 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
         'export DATASYNC_CRM_QUEUE_URL="http://localhost:4566/000000000000/datasync-crm"\n'
         "DATASYNC_MARKETING_QUEUE_URL=http://sqs.us-east-1.localhost:4566/000000000000/datasync-marketing\n"
         "DATASYNC_ANALYTICS_QUEUE_URL='http://127.0.0.1:4566/000000000000/datasync-analytics'\n"
+        "DATASYNC_CRM_DLQ_URL=http://localhost:4566/000000000000/datasync-crm-dlq\n"
+        "DATASYNC_CRM_BUFFER_QUEUE_URL=http://localhost:4566/000000000000/datasync-crm-buffer\n"
+        "DATASYNC_INTAKE_QUEUE_URL=http://localhost:4566/000000000000/datasync-intake\n"
     )
     out = tmp_path / "kind-values.yaml"
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 0
@@ -363,11 +370,16 @@ def test_kind_values_from_the_emulator_env_file(tmp_path: Path) -> None:
     assert values["config"]["eventBusName"] == "datasync-local-bus"
     assert values["config"]["dashboardSessionsTable"] == "datasync-dashboard-sessions"
     assert "secrets" not in values, "nothing in the cluster reads the analytics hash key"
-    urls = {c["destination"]: c["queueUrl"] for c in values["consumers"]}
     endpoint = kind_values.IN_CLUSTER_ENDPOINT
+    # A map by destination: it merges over ci/kind-values.yaml's placeholders key by key.
+    urls = {d: c["queueUrl"] for d, c in values["consumers"].items()}
     assert urls == {
         d: f"{endpoint}/000000000000/datasync-{d}" for d in ("crm", "marketing", "analytics")
     }
+    # The status page's queues too, rewritten the same way.
+    assert values["consumers"]["crm"]["dlqUrl"] == f"{endpoint}/000000000000/datasync-crm-dlq"
+    assert values["consumers"]["crm"]["bufferQueueUrl"].endswith("/datasync-crm-buffer")
+    assert values["config"]["intakeQueueUrl"] == f"{endpoint}/000000000000/datasync-intake"
     env.write_text("DATASYNC_CRM_QUEUE_URL=http://localhost:4566/0/crm\n")
     assert kind_values.main(["kind_values.py", str(env), str(out)]) == 1
     assert kind_values.main(["kind_values.py", str(tmp_path / "missing.env"), str(out)]) == 1

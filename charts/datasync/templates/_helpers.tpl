@@ -63,12 +63,95 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-config" (include "datasync.fullname" .) }}
 {{- end }}
 
-{{/* The Secret the pods and the KEDA TriggerAuthentication read. */}}
+{{/*
+The Secret the pods and the KEDA TriggerAuthentication read: the chart's (secrets.create), the
+one the ExternalSecret writes (secrets.externalSecret), or yours (secrets.existingSecret).
+*/}}
 {{- define "datasync.secretName" -}}
-{{- if .Values.secrets.create }}
+{{- if or .Values.secrets.create .Values.secrets.externalSecret.enabled }}
 {{- printf "%s-secrets" (include "datasync.fullname" .) }}
 {{- else }}
-{{- required "secrets.existingSecret is required when secrets.create is false" .Values.secrets.existingSecret }}
+{{- required "secrets.create is false: turn on secrets.externalSecret, or name your Secret in secrets.existingSecret (keys DATASYNC_API_KEYS and DATABASE_URL)" .Values.secrets.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the migration Job runs: not for throwaway SQLite stores, which live in each pod. */}}
+{{- define "datasync.migrationsEnabled" -}}
+{{- if and .Values.migrations.enabled (not .Values.devOnly.ephemeralSqliteStores) }}true{{ end }}
+{{- end }}
+
+{{- define "datasync.migrate.fullname" -}}
+{{- printf "%s-migrate" (include "datasync.fullname" .) }}
+{{- end }}
+
+{{/*
+The Secret the migration Job reads. A pre-install hook runs before the release's own resources
+exist, so the chart's Secret (or the one its ExternalSecret writes) is not there yet: the Job gets
+a hook Secret of its own, created just before it and deleted after it, holding only the database
+URLs. Your own Secret (existingSecret) exists beforehand and is read as it is.
+*/}}
+{{- define "datasync.migrate.secretName" -}}
+{{- if or .Values.secrets.create .Values.secrets.externalSecret.enabled }}
+{{- include "datasync.migrate.fullname" . }}
+{{- else }}
+{{- include "datasync.secretName" . }}
+{{- end }}
+{{- end }}
+
+{{/* Hook annotations of the migration Job's helpers (weight -10: created before the Job). */}}
+{{- define "datasync.migrate.hookAnnotations" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: "-10"
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
+{{- end }}
+
+{{/*
+Refusals of values that would deploy something that does not do what it seems to (each message
+says what to set):
+- outside local mode, a chart-made Secret without API keys: `lookup`, which keeps a generated key
+  across upgrades, sees nothing under `helm template` and GitOps tools, so every sync would make a
+  new key and lock every client out;
+- an ExternalSecret beside secrets.create or existingSecret (two owners of one Secret), or
+  without its store and keys;
+- an Ingress without TLS outside local mode (API keys travel in headers);
+- KEDA's identityOwner: workload for a consumer without an IRSA role: KEDA reads the role from
+  the ServiceAccount's annotation, which EKS Pod Identity does not set, and would fall back to
+  failing its queue checks.
+*/}}
+{{- define "datasync.validate" -}}
+{{- $local := eq .Values.config.env "local" }}
+{{- $sec := .Values.secrets }}
+{{- if and $sec.create (not $local) (not $sec.apiKeys) }}
+{{- fail (printf "secrets.apiKeys is empty with secrets.create=true and config.env=%s: the chart would generate a key, but `lookup` (which keeps it across upgrades) sees nothing under `helm template` and GitOps tools (Argo CD, Flux), so every sync would make a new key and lock every client out. Set secrets.apiKeys (each key 32+ characters: python -c 'import secrets; print(secrets.token_urlsafe(32))'), or keep the keys out of Helm with secrets.create=false and secrets.externalSecret (SSM Parameter Store, Secrets Manager) or secrets.existingSecret" .Values.config.env) }}
+{{- end }}
+{{- $es := $sec.externalSecret }}
+{{- if $es.enabled }}
+{{- if $sec.create }}
+{{- fail "secrets.externalSecret.enabled and secrets.create both write the chart's Secret: set secrets.create=false" }}
+{{- end }}
+{{- if $sec.existingSecret }}
+{{- fail (printf "secrets.externalSecret writes %s-secrets; secrets.existingSecret (%s) would be ignored: leave it empty" (include "datasync.fullname" .) $sec.existingSecret) }}
+{{- end }}
+{{- if not $es.secretStoreRef.name }}
+{{- fail "secrets.externalSecret.secretStoreRef.name is empty: name the SecretStore or ClusterSecretStore that reads SSM Parameter Store or Secrets Manager" }}
+{{- end }}
+{{- if not (and $es.apiKeys.key $es.databaseUrl.key) }}
+{{- fail "secrets.externalSecret needs apiKeys.key and databaseUrl.key: the remote keys (parameter or secret names) of DATASYNC_API_KEYS and DATABASE_URL" }}
+{{- end }}
+{{- end }}
+{{- $ing := .Values.api.ingress }}
+{{- if and .Values.api.enabled $ing.enabled (not $local) (not $ing.allowWithoutTls) }}
+{{- if not (or $ing.tls (index ($ing.annotations | default dict) "alb.ingress.kubernetes.io/certificate-arn")) }}
+{{- fail "api.ingress has no TLS: outside config.env=local API keys would cross the network in clear. Add api.ingress.tls blocks, or for the AWS Load Balancer Controller the annotation alb.ingress.kubernetes.io/certificate-arn (with listen-ports 443: see deploy/prod/values.yaml); set api.ingress.allowWithoutTls=true only if TLS ends before the Ingress" }}
+{{- end }}
+{{- end }}
+{{- $pi := .Values.keda.authentication.podIdentity }}
+{{- if and .Values.keda.enabled (eq .Values.keda.authentication.mode "podIdentity") (eq $pi.identityOwner "workload") }}
+{{- range (include "datasync.consumers" . | fromYaml).items }}
+{{- if not .serviceAccount.roleArn }}
+{{- fail (printf "keda.authentication.podIdentity.identityOwner=workload, but consumers.%s.serviceAccount.roleArn is empty: KEDA reads the role to assume from the ServiceAccount's eks.amazonaws.com/role-arn annotation (IRSA only; with EKS Pod Identity the ServiceAccount carries none). Set the consumer's roleArn (IRSA), or leave identityOwner empty and give the KEDA operator a role that may read the queues (Terraform keda_role_arn)" .destination) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -158,10 +241,31 @@ A consumer entry with consumerDefaults under it: (dict "ctx" $ "consumer" $entry
 {{- include "datasync.deepMerge" (dict "base" .ctx.Values.consumerDefaults "over" .consumer) }}
 {{- end }}
 
+{{/*
+The consumers entries as a list: `consumers` is a map keyed by destination (values files merge it
+key by key) or a list of entries that name their destination.
+*/}}
+{{- define "datasync.consumerEntries" -}}
+{{- $entries := list }}
+{{- if kindIs "map" .Values.consumers }}
+{{- range $destination, $entry := .Values.consumers }}
+{{- $e := deepCopy ($entry | default dict) }}
+{{- if and (hasKey $e "destination") (ne (toString $e.destination) $destination) }}
+{{- fail (printf "consumers.%s.destination is %q: under the map form the key is the destination; remove it" $destination $e.destination) }}
+{{- end }}
+{{- $_ := set $e "destination" $destination }}
+{{- $entries = append $entries $e }}
+{{- end }}
+{{- else }}
+{{- $entries = .Values.consumers }}
+{{- end }}
+{{- toYaml (dict "entries" $entries) }}
+{{- end }}
+
 {{/* Enabled consumers, merged with the defaults, as a YAML list under "items". */}}
 {{- define "datasync.consumers" -}}
 {{- $items := list }}
-{{- range .Values.consumers }}
+{{- range (include "datasync.consumerEntries" . | fromYaml).entries }}
 {{- $c := include "datasync.consumer.merged" (dict "ctx" $ "consumer" .) | fromYaml }}
 {{- if $c.enabled }}
 {{- $items = append $items $c }}
@@ -254,6 +358,30 @@ credentials from the Secret only when aws.staticCredentials is on (kind + local 
 {{- end }}
 {{- end }}
 
+{{/*
+The status page's queues, for the API only: the intake's and each enabled destination's queue,
+DLQ and buffer queue, under the names datasync/settings.py reads (queue_setting_name).
+*/}}
+{{- define "datasync.api.statusPageEnv" -}}
+{{- with .Values.config.intakeQueueUrl }}
+- name: DATASYNC_INTAKE_QUEUE_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.intakeDlqUrl }}
+- name: DATASYNC_INTAKE_DLQ_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- range (include "datasync.consumers" . | fromYaml).items }}
+{{- $c := . }}
+{{- range $suffix, $key := dict "QUEUE_URL" "queueUrl" "DLQ_URL" "dlqUrl" "BUFFER_QUEUE_URL" "bufferQueueUrl" }}
+{{- with get $c $key }}
+- name: {{ printf "DATASYNC_%s_%s" (upper $c.destination) $suffix }}
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* extraEnv map -> env list, sorted by name. */}}
 {{- define "datasync.extraEnv" -}}
 {{- range $name, $value := . }}
@@ -329,5 +457,28 @@ checkov.io/skip3: CKV_K8S_35=The app reads settings from env vars by design (12-
 {{- end }}
 {{- with .extraEgress }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* One ExternalSecret data entry: (dict "secretKey" "DATABASE_URL" "ref" $remoteKey). */}}
+{{- define "datasync.externalSecretData" -}}
+- secretKey: {{ .secretKey }}
+  remoteRef:
+    key: {{ .ref.key | quote }}
+    {{- with .ref.property }}
+    property: {{ . | quote }}
+    {{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rule to PostgreSQL, when enabled: call with .Values.networkPolicy. */}}
+{{- define "datasync.netpol.postgresEgress" -}}
+{{- if .postgres.enabled }}
+- ports:
+    - protocol: TCP
+      port: {{ .postgres.port }}
+  {{- with .postgres.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end }}

@@ -9,6 +9,12 @@ Each unit of work (a batch, a read) borrows a connection (``connections.py``), s
 safe to share between threads and outlives its database going away: while it cannot be
 reached every call raises ``StoreUnavailable``, and the first call after its return works. A
 record fails on its own only when the database refuses *it*.
+
+The tables come from the versioned migrations (``migrations/``). A writer in ``migrate`` mode
+(local and dev: SQLite, `make run`) applies those still pending before its first write; in
+``check`` mode (a consumer whose database role may not CREATE: the chart's migration Job
+migrates) it only reads the schema's version, and while that is behind every call raises
+``SchemaNotReady`` saying what to run.
 """
 
 from __future__ import annotations
@@ -27,11 +33,22 @@ from datasync.core.queues import failure_reason, string_values
 from datasync.core.stores.connections import (
     PostgresConnections,
     SqliteConnections,
+    StoreUnavailable,
     is_unreachable,
 )
 from datasync.core.stores.merge import StoredState, forget_hidden, internal_view, merge
+from datasync.core.stores.migrations import (
+    ADVISORY_LOCK_KEY,
+    LATEST_VERSION,
+    VERSION_TABLE,
+    VERSION_TABLE_DDL,
+    Migration,
+    pending,
+)
 
 Outcome = Literal["applied", "unchanged", "duplicate"]
+SchemaMode = Literal["migrate", "check"]
+MIGRATE_COMMAND = "datasync-migrate"
 
 
 class StoreNotReady(Exception):
@@ -40,6 +57,13 @@ class StoreNotReady(Exception):
     Readers (``datasync get/status/trace``) never create either: creating them would hide a
     dropped or renamed table from the consumer that needs it, and "repair" it with an empty one.
     """
+
+
+class SchemaNotReady(StoreUnavailable):
+    """The store's schema is older than this code needs, and this store may not migrate it.
+
+    A kind of StoreUnavailable: a consumer holds its batches (no attempt counted) and says why
+    on /readyz until someone runs the migrations; at start it exits 5 with the same reason."""
 
 
 @dataclass(frozen=True)
@@ -75,23 +99,92 @@ class SqlStore:
         connections: Connections,
         *,
         read_only: bool = False,
+        schema: SchemaMode = "migrate",
     ):
         self.destination = destination
         self.kind = "log" if destination == "analytics" else "state"
         self._connections = connections
         self._postgres = connections.postgres
         self._read_only = read_only
+        self._schema_mode = schema
         self._prepared = read_only  # readers never create tables
         self._prefix = f"datasync_{destination}"
         self._keeps_consent = destination == consent.CONSENT_DESTINATION
 
     # -- writing ---------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create the tables if they are missing (done by the first write otherwise).
+        """Migrate the schema (``migrate`` mode) or check its version (``check``) now; done by
+        the first write otherwise.
 
-        Raises StoreUnavailable if the database cannot be reached."""
+        Raises SchemaNotReady if the schema is behind in ``check`` mode, StoreUnavailable if the
+        database cannot be reached."""
         with self._session():
             pass
+
+    # -- the schema --------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The newest migration applied to this destination's store; 0 before any."""
+        with self._connections.connection() as connection:
+            sql = functools.partial(self._run, connection)
+            try:
+                row = sql(
+                    f"SELECT max(version) FROM {VERSION_TABLE} WHERE destination = ?",
+                    (self.destination,),
+                ).fetchone()
+            except Exception as exc:
+                if not _is_missing_table(exc):
+                    raise
+                return 0
+        return int(row[0] or 0)
+
+    def migrate(self) -> list[Migration]:
+        """Apply the migrations not recorded yet, in one transaction; the ones applied now.
+
+        A store already at the latest version runs no DDL at all, so that a role without CREATE
+        passes here once the migrations have run."""
+        if self.schema_version() >= LATEST_VERSION:
+            return []
+        with self._connections.connection() as connection:
+            sql = functools.partial(self._run, connection)
+            with self._transaction(sql):
+                if self._postgres:
+                    # Replicas and the migration Job may start together, and CREATE TABLE IF
+                    # NOT EXISTS is not atomic in PostgreSQL: one lock serialises them.
+                    sql("SELECT pg_advisory_xact_lock(hashtext(?))", (ADVISORY_LOCK_KEY,))
+                sql(VERSION_TABLE_DDL)
+                done = {
+                    int(row[0])
+                    for row in sql(
+                        f"SELECT version FROM {VERSION_TABLE} WHERE destination = ?",
+                        (self.destination,),
+                    ).fetchall()
+                }
+                todo = pending(done)
+                for migration in todo:
+                    for statement in migration.statements(self.destination):
+                        sql(statement)
+                    sql(
+                        f"INSERT INTO {VERSION_TABLE} (destination, version, description,"
+                        " applied_at) VALUES (?, ?, ?, ?)",
+                        (self.destination, migration.version, migration.description, _now()),
+                    )
+        return todo
+
+    def _ensure_schema(self) -> None:
+        """Before the first write: migrate, or check that someone did."""
+        if self._schema_mode == "migrate":
+            self.migrate()
+            return
+        # Checked on a connection of its own, and raised once it is back: SchemaNotReady must
+        # reach the caller as it is, not as a lost connection.
+        version = self.schema_version()
+        if version < LATEST_VERSION:
+            raise SchemaNotReady(
+                f"the {self.destination} store's schema is at version {version}, this consumer"
+                f" needs version {LATEST_VERSION}: run `{MIGRATE_COMMAND}` with a database role"
+                " that may CREATE (the chart's migration Job runs it before every install and"
+                " upgrade); this consumer's role only reads and writes rows"
+            )
 
     def apply(self, records: Iterable[DestinationRecord]) -> list[RecordResult]:
         """Apply a batch in one transaction; each record's result (refusals included).
@@ -299,12 +392,11 @@ class SqlStore:
     @contextlib.contextmanager
     def _session(self) -> Iterator[Sql]:
         """A borrowed connection, as ``sql(text, params)``; the tables exist (writers)."""
+        if not self._prepared:
+            self._ensure_schema()
+            self._prepared = True
         with self._connections.connection() as connection:
-            sql = functools.partial(self._run, connection)
-            if not self._prepared:
-                self._create_tables(sql)
-                self._prepared = True
-            yield sql
+            yield functools.partial(self._run, connection)
 
     def _run(self, connection: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         if self._postgres:
@@ -320,38 +412,6 @@ class SqlStore:
                 ) from exc
             raise
 
-    def _create_tables(self, sql: Sql) -> None:
-        p = self._prefix
-        statements = [
-            f"CREATE TABLE IF NOT EXISTS {p}_applied_events"
-            " (event_id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
-        ]
-        if self.kind == "log":
-            statements += [
-                f"CREATE TABLE IF NOT EXISTS {p}_log (event_id TEXT PRIMARY KEY,"
-                " subject TEXT NOT NULL, version TEXT NOT NULL, fields TEXT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS {p}_log_subject ON {p}_log (subject)",
-            ]
-        else:
-            statements.append(
-                f"CREATE TABLE IF NOT EXISTS {p}_records (key TEXT PRIMARY KEY,"
-                " fields TEXT NOT NULL, versions TEXT NOT NULL, deleted_version TEXT,"
-                " updated_at TEXT NOT NULL)"
-            )
-        if self._keeps_consent:
-            statements += [
-                f"CREATE TABLE IF NOT EXISTS {p}_hidden"
-                " (key TEXT PRIMARY KEY, forget_after TEXT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS {p}_hidden_due ON {p}_hidden (forget_after)",
-            ]
-        with self._transaction(sql):
-            if self._postgres:
-                # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is
-                # not atomic in PostgreSQL): one advisory lock per destination serialises them.
-                sql("SELECT pg_advisory_xact_lock(hashtext(?))", (self._prefix,))
-            for statement in statements:
-                sql(statement)
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
@@ -362,19 +422,31 @@ def _is_missing_table(exc: Exception) -> bool:
     return "no such table" in str(exc) or getattr(exc, "sqlstate", None) == "42P01"
 
 
-def open_sqlite(destination: Destination, store_dir: Path, *, read_only: bool = False) -> SqlStore:
+def open_sqlite(
+    destination: Destination,
+    store_dir: Path,
+    *,
+    read_only: bool = False,
+    schema: SchemaMode = "migrate",
+) -> SqlStore:
     path = store_dir / f"{destination}.sqlite3"
     if read_only and not path.exists():
         raise StoreNotReady(
             f"no {destination} store at {path}: no {destination} consumer has started there yet,"
             " or DATASYNC_STORE_DIR points elsewhere"
         )
-    return SqlStore(destination, SqliteConnections(path, read_only=read_only), read_only=read_only)
+    connections = SqliteConnections(path, read_only=read_only)
+    return SqlStore(destination, connections, read_only=read_only, schema=schema)
 
 
 def open_postgres(
-    destination: Destination, database_url: str, *, read_only: bool = False, size: int = 1
+    destination: Destination,
+    database_url: str,
+    *,
+    read_only: bool = False,
+    size: int = 1,
+    schema: SchemaMode = "migrate",
 ) -> SqlStore:
     """A store on PostgreSQL with a pool of ``size`` connections (one per thread using it)."""
     connections = PostgresConnections(database_url, size=size, name=f"datasync-{destination}")
-    return SqlStore(destination, connections, read_only=read_only)
+    return SqlStore(destination, connections, read_only=read_only, schema=schema)
